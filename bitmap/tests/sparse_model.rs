@@ -126,7 +126,7 @@ proptest! {
         }
         check(&bm, &m, &probes);
         // Run-length encoding round-trips exactly.
-        let decoded = SparseBitmap::decode_rle(&bm.encode_rle()).unwrap();
+        let decoded = SparseBitmap::decode_rle(&bm.encode_rle(), len).unwrap();
         prop_assert_eq!(decoded.runs().collect::<Vec<_>>(), model_runs(&m));
         prop_assert_eq!(decoded.len_bits(), len);
     }
@@ -179,13 +179,13 @@ proptest! {
     }
 
     #[test]
-    fn rle_decoder_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
-        let _ = SparseBitmap::decode_rle(&bytes);
-        let mut framed = vec![b'R', 1];
+    fn rle_decoder_never_panics_on_garbage(len in 0u64..200, bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let _ = SparseBitmap::decode_rle(&bytes, len);
+        let mut framed = vec![b'R', 1, len as u8];
         framed.extend_from_slice(&bytes);
-        if let Ok(bm) = SparseBitmap::decode_rle(&framed) {
+        if let Ok(bm) = SparseBitmap::decode_rle(&framed, len) {
             // Whatever decodes re-encodes to something that decodes to the same bitmap.
-            prop_assert_eq!(SparseBitmap::decode_rle(&bm.encode_rle()).unwrap(), bm);
+            prop_assert_eq!(SparseBitmap::decode_rle(&bm.encode_rle(), len).unwrap(), bm);
         }
     }
 }
@@ -207,42 +207,40 @@ fn default_chunks_handle_ranges_across_chunk_boundaries() {
 
 #[test]
 fn rle_rejects_malformed_input_with_a_reason() {
-    assert_eq!(
-        SparseBitmap::decode_rle(&[]),
-        Err(RleError::Truncated { offset: 0 })
-    );
-    assert_eq!(
-        SparseBitmap::decode_rle(b"X"),
-        Err(RleError::BadMagic { found: b'X' })
-    );
-    assert_eq!(
-        SparseBitmap::decode_rle(&[b'R', 9]),
-        Err(RleError::BadVersion { found: 9 })
-    );
+    let d = SparseBitmap::decode_rle;
+    assert_eq!(d(&[], 10), Err(RleError::Truncated { offset: 0 }));
+    assert_eq!(d(b"X", 10), Err(RleError::BadMagic { found: b'X' }));
+    assert_eq!(d(&[b'R', 9], 10), Err(RleError::BadVersion { found: 9 }));
     // len 10, clear 0, set 20: past the end.
     assert!(matches!(
-        SparseBitmap::decode_rle(&[b'R', 1, 10, 0, 20]),
+        d(&[b'R', 1, 10, 0, 20], 10),
         Err(RleError::PastEnd { .. })
     ));
     // len 10, clear 0, set 2, clear 0: zero-length clear run in the middle.
     assert!(matches!(
-        SparseBitmap::decode_rle(&[b'R', 1, 10, 0, 2, 0, 1]),
+        d(&[b'R', 1, 10, 0, 2, 0, 1], 10),
         Err(RleError::ZeroRun { .. })
     ));
     // A clear run with no set run after it.
     assert!(matches!(
-        SparseBitmap::decode_rle(&[b'R', 1, 10, 3]),
+        d(&[b'R', 1, 10, 3], 10),
         Err(RleError::DanglingClearRun { .. })
     ));
     // Overlong varint.
+    let overlong = [
+        b'R', 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+    ];
+    assert!(matches!(d(&overlong, 10), Err(RleError::BadVarint { .. })));
+    // A huge claimed length (found by the fuzzer: one run of 2^50 bits exhausted memory) is refused
+    // before anything is allocated.
+    let huge = [
+        b'R', 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0, 0xff, 0xff, 0xff, 0xff, 0x7f,
+    ];
     assert!(matches!(
-        SparseBitmap::decode_rle(&[
-            b'R', 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
-        ]),
-        Err(RleError::BadVarint { .. })
-    ));
-    assert!(matches!(
-        SparseBitmap::decode_rle(&[b'R', 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]),
-        Err(RleError::TooLong { .. })
+        d(&huge, 1 << 32),
+        Err(RleError::WrongLength {
+            expected: 0x1_0000_0000,
+            ..
+        })
     ));
 }

@@ -7,8 +7,9 @@
 //! Lengths alternate clear/set starting with a clear run (which may be 0 long); every later run is at
 //! least 1 bit long, the runs never go past `len_bits`, and the tail after the last set run is implied
 //! clear. Varints are unsigned LEB128, at most 10 bytes. The cost is proportional to the number of dirty
-//! runs, like the bitmap itself. Decoding validates everything and never allocates more than the input
-//! can describe.
+//! runs, like the bitmap itself. Decoding validates everything, and the receiver states the length it
+//! expects (its own device's bit count): a few bytes can describe one enormous run, so without that
+//! bound a corrupt or hostile peer could make the receiver allocate without limit.
 
 use thiserror::Error;
 
@@ -16,9 +17,6 @@ use super::SparseBitmap;
 
 const MAGIC: u8 = b'R';
 const VERSION: u8 = 1;
-
-/// Most bits an encoded bitmap may claim (2^52: 16 EiB at 4 KiB per bit).
-pub const MAX_LEN_BITS: u64 = 1 << 52;
 
 /// Why an encoded bitmap was rejected.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -47,11 +45,15 @@ pub enum RleError {
         /// Byte offset of the varint.
         offset: usize,
     },
-    /// The bitmap claims more bits than any device can have.
-    #[error("run-length bitmap claims {len_bits} bits, more than the limit of {MAX_LEN_BITS}")]
-    TooLong {
+    /// The bitmap's length is not the one the receiver expects.
+    #[error(
+        "run-length bitmap has {len_bits} bits, expected {expected} (the peers' devices differ in size or granularity)"
+    )]
+    WrongLength {
         /// Claimed length.
         len_bits: u64,
+        /// Expected length.
+        expected: u64,
     },
     /// A run other than the first clear run has zero length.
     #[error("zero-length run at byte {offset}")]
@@ -115,8 +117,9 @@ impl SparseBitmap {
         out
     }
 
-    /// Decodes an encoding made by [`encode_rle`](Self::encode_rle), validating every field.
-    pub fn decode_rle(input: &[u8]) -> Result<SparseBitmap, RleError> {
+    /// Decodes an encoding made by [`encode_rle`](Self::encode_rle) of a bitmap of `expected_len_bits`
+    /// bits, validating every field.
+    pub fn decode_rle(input: &[u8], expected_len_bits: u64) -> Result<SparseBitmap, RleError> {
         let magic = *input.first().ok_or(RleError::Truncated { offset: 0 })?;
         if magic != MAGIC {
             return Err(RleError::BadMagic { found: magic });
@@ -127,8 +130,11 @@ impl SparseBitmap {
         }
         let mut pos = 2;
         let len_bits = get_varint(input, &mut pos)?;
-        if len_bits > MAX_LEN_BITS {
-            return Err(RleError::TooLong { len_bits });
+        if len_bits != expected_len_bits {
+            return Err(RleError::WrongLength {
+                len_bits,
+                expected: expected_len_bits,
+            });
         }
         let mut bitmap = SparseBitmap::new(len_bits);
         let mut bit = 0u64;
