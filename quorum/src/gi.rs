@@ -10,7 +10,7 @@
 //! - flags (consistent, was-up-to-date, crashed-primary, primary-lost-quorum) and a **dagtag**, the
 //!   number of sectors written, which orders two nodes that share a current UUID.
 //!
-//! Comparing two nodes' identifiers at connect ([`crate::decide`]) gives the resync direction and
+//! Comparing two nodes' identifiers at connect ([`crate::decide`](mod@crate::decide)) gives the resync direction and
 //! whether a bitmap suffices, or reveals split brain. This module is the plain value the engine fills in
 //! from its on-disk metadata; it does no I/O.
 //!

@@ -12,7 +12,7 @@
 //! | [`state`] | roles, disk/connection/replication states with DRBD's names |
 //! | [`node`] | node ids 0–31 and sets of them |
 //! | [`gi`] | generation identifiers (current, bitmap and history UUIDs, flags) |
-//! | [`decide`] | the handshake: resync direction, bitmap or full sync, split brain, unrelated data |
+//! | [`mod@decide`] | the handshake: resync direction, bitmap or full sync, split brain, unrelated data |
 //! | [`rotate`] | how the generation identifiers change (new generation, resync start/finish, user commands) |
 //! | [`quorum`] | whether a partition has quorum |
 //! | [`split_brain`] | after-split-brain policies and rr-conflict |

@@ -70,7 +70,9 @@ pub struct ConnectionOptions {
     pub allow_two_primaries: bool,
     /// `on-congestion block|pull-ahead|disconnect`.
     pub on_congestion: OnCongestion,
-    /// The after-split-brain and rr-conflict policies.
+    /// The after-split-brain and rr-conflict policies (their keys sit beside the others:
+    /// `after-sb-0pri`, …).
+    #[serde(flatten)]
     pub split_brain: SplitBrainPolicies,
 }
 

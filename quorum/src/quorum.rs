@@ -21,12 +21,15 @@
 //! 3. `majority` needs `present ≥ voters / 2 + 1`; `all` needs every voter; `N` needs N present
 //!    voters. `quorum-minimum-redundancy` additionally needs that many *UpToDate* voters (local one
 //!    included), counted against the same voters.
-//! 4. **Tiebreaker**: with an even number of voters, exactly one vote short, a majority of the diskless
-//!    tiebreakers connected, and quorum held before, quorum is kept. (The tiebreakers can be connected to
-//!    only one half of an even split, so only one half keeps it.) It is sticky on purpose: a node
-//!    without quorum does not *gain* it through tiebreakers, or both halves could in turn. replbd also
-//!    requires `quorum-minimum-redundancy` here, where DRBD does not: the tiebreaker is about partitions,
-//!    not about how many copies of the data exist.
+//! 4. **Tiebreaker** (`quorum majority` only): with an even number of voters, exactly one vote short, a
+//!    majority of the diskless tiebreakers connected, and quorum held before, quorum is kept. (A
+//!    majority of the tiebreakers can be connected to only one half of an even split, so only one half
+//!    keeps it.) It is sticky on purpose: a node without quorum does not *gain* it through tiebreakers,
+//!    or both halves could in turn. Two differences from DRBD, which applies it under every policy and
+//!    ignores `quorum-minimum-redundancy` for it: `all` and `N` ask for an exact number of voters, which a
+//!    tie breaker cannot stand in for (and under them the rule would let a node *lose* quorum when a
+//!    voter returns); and the redundancy requirement is about copies of the data, which tiebreakers do
+//!    not hold, so it still applies.
 //! 5. A diskless client has quorum whenever it is connected to an UpToDate peer that has quorum.
 //!
 //! Without quorum a node cannot promote; a Primary that loses it freezes or fails I/O
@@ -123,6 +126,7 @@ pub struct QuorumConfig {
     /// `quorum off|majority|all|N`.
     pub quorum: QuorumPolicy,
     /// `quorum-minimum-redundancy off|majority|all|N`: UpToDate voters required in addition.
+    #[serde(rename = "quorum-minimum-redundancy")]
     pub minimum_redundancy: QuorumPolicy,
     /// `on-no-quorum io-error|suspend-io`.
     pub on_no_quorum: OnNoQuorum,
@@ -350,7 +354,8 @@ pub fn evaluate_quorum(config: &QuorumConfig, input: &QuorumInput<'_>) -> Quorum
         }
     } else {
         let diskless_majority = QuorumPolicy::Majority.needed(tally.diskless_total);
-        let tiebreaker = voters != 0
+        let tiebreaker = config.quorum == QuorumPolicy::Majority
+            && voters != 0
             && voters % 2 == 0
             && present + 1 == needed
             && c.diskless >= diskless_majority

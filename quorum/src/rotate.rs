@@ -14,6 +14,11 @@
 //! own. Connected Secondaries that receive the new UUID from the Primary apply the same rule with the
 //! received value, so they also track the peers the Primary lost.
 //!
+//! Because rotation is lazy, a Primary that loses quorum together with its peers writes nothing (its
+//! I/O is frozen or failed) and so never rotates: when it rejoins, the quorate side's bitmap for it
+//! still names its current generation and it becomes an ordinary bitmap SyncTarget (rule 4), not a
+//! split brain. The engine must therefore rotate on the first write after the event, not at the event.
+//!
 //! **Resync start** ([`resync_started_as_source`]) — the source starts tracking its current generation
 //! for absent peers that had no bitmap UUID, as above but without a new current UUID.
 //!
@@ -28,7 +33,7 @@
 //! choose this node as SyncTarget ([`crate::split_brain`]); the UUIDs change when that resync finishes.
 //!
 //! Every generation a node leaves stays remembered, in a bitmap slot or in the history (newest first,
-//! 32 entries), so later handshakes can relate the nodes (rules 4–10 of [`crate::decide`]).
+//! 32 entries), so later handshakes can relate the nodes (rules 4–10 of [`crate::decide`](mod@crate::decide)).
 
 use thiserror::Error;
 

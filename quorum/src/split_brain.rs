@@ -1,6 +1,6 @@
 //! Split-brain recovery policies and the resync-into-a-Primary (`rr-conflict`) check.
 //!
-//! Split brain means both nodes wrote since they last shared a generation ([`crate::decide`] rules 9
+//! Split brain means both nodes wrote since they last shared a generation ([`crate::decide`](mod@crate::decide) rules 9
 //! and 10). One side's changes must be thrown away, and only a human knows which are worth more, so the
 //! default everywhere is `disconnect`: both nodes stay StandAlone until the administrator reconnects
 //! the victim with `--discard-my-data`. The `after-sb-*` policies let the cluster pick a victim on its
@@ -238,7 +238,17 @@ pub enum SbResolution {
 }
 
 impl SbResolution {
-    /// The resolution as the peer computes it.
+    /// Whose changes are discarded, if anyone's.
+    pub const fn victim(self) -> Option<Side> {
+        match self {
+            SbResolution::DiscardLocal | SbResolution::CallHelper(_) => Some(Side::Local),
+            SbResolution::DiscardRemote => Some(Side::Peer),
+            SbResolution::Disconnect => None,
+        }
+    }
+
+    /// The resolution as the peer computes it, when this node is not a Primary that must demote (the
+    /// peer cannot know that; compare [`SbResolution::victim`] to check agreement).
     pub const fn mirror(self) -> SbResolution {
         match self {
             SbResolution::DiscardLocal | SbResolution::CallHelper(_) => SbResolution::DiscardRemote,
@@ -417,85 +427,67 @@ fn by_policy(
     policies: &SplitBrainPolicies,
     sb: &SplitBrain<'_>,
 ) -> Result<(SbResolution, SbReason), SbReason> {
+    /// Whether a Primary victim is demoted first (`call-pri-lost-after-sb`).
+    type Demote = bool;
+
     let primaries = u8::from(sb.local.role.is_primary()) + u8::from(sb.peer.role.is_primary());
-    let zero_pri = |option: &'static str| {
-        let value = policies.after_sb_0pri.to_string();
-        victim_0pri(&policies.after_sb_0pri, sb)
-            .map(|(victim, criterion)| {
-                (
-                    victim,
-                    SbReason::Policy {
-                        option,
-                        value: value.clone(),
-                        criterion,
-                    },
-                )
-            })
-            .ok_or(SbReason::Undecided { option, value })
+    let secondary = if sb.local.role.is_primary() {
+        Side::Peer
+    } else {
+        Side::Local
     };
-    let plain = |victim: Side| match victim {
+    let zero = victim_0pri(&policies.after_sb_0pri, sb);
+    let via_zero = |demote: Demote| zero.map(|(victim, criterion)| (victim, criterion, demote));
+
+    let (option, value, choice): (&'static str, String, Option<(Side, Criterion, Demote)>) = match primaries {
+        0 => (
+            "after-sb-0pri",
+            policies.after_sb_0pri.to_string(),
+            via_zero(false),
+        ),
+        1 => {
+            let choice = match policies.after_sb_1pri {
+                AfterSb1Pri::Disconnect => None,
+                AfterSb1Pri::DiscardSecondary => Some((secondary, Criterion::Secondary, false)),
+                AfterSb1Pri::Consensus => via_zero(false).filter(|(victim, _, _)| *victim == secondary),
+                AfterSb1Pri::ViolentlyAs0p => via_zero(false),
+                AfterSb1Pri::CallPriLostAfterSb => via_zero(true),
+            };
+            ("after-sb-1pri", policies.after_sb_1pri.to_string(), choice)
+        }
+        _ => {
+            let choice = match policies.after_sb_2pri {
+                AfterSb2Pri::Disconnect => None,
+                AfterSb2Pri::ViolentlyAs0p => via_zero(false),
+                AfterSb2Pri::CallPriLostAfterSb => via_zero(true),
+            };
+            ("after-sb-2pri", policies.after_sb_2pri.to_string(), choice)
+        }
+    };
+
+    let Some((victim, criterion, demote)) = choice else {
+        return Err(SbReason::Undecided { option, value });
+    };
+    let resolution = match victim {
+        Side::Local if demote && sb.local.role.is_primary() => {
+            SbResolution::CallHelper(Helper::PriLostAfterSb)
+        }
         Side::Local => SbResolution::DiscardLocal,
         Side::Peer => SbResolution::DiscardRemote,
     };
-    // A Primary victim is demoted first; the handler runs if that fails.
-    let demoting = |victim: Side| {
-        let victim_is_primary = match victim {
-            Side::Local => sb.local.role.is_primary(),
-            Side::Peer => sb.peer.role.is_primary(),
-        };
-        match victim {
-            Side::Local if victim_is_primary => SbResolution::CallHelper(Helper::PriLostAfterSb),
-            other => plain(other),
-        }
+    let value = if primaries > 0 && criterion != Criterion::Secondary {
+        format!("{value} (after-sb-0pri {})", policies.after_sb_0pri)
+    } else {
+        value
     };
-    let undecided = |option: &'static str, value: String| Err(SbReason::Undecided { option, value });
-
-    match primaries {
-        0 => zero_pri("after-sb-0pri").map(|(victim, reason)| (plain(victim), reason)),
-        1 => {
-            let policy = policies.after_sb_1pri;
-            let (option, value) = ("after-sb-1pri", policy.to_string());
-            let secondary = if sb.local.role.is_primary() {
-                Side::Peer
-            } else {
-                Side::Local
-            };
-            match policy {
-                AfterSb1Pri::Disconnect => undecided(option, value),
-                AfterSb1Pri::DiscardSecondary => Ok((
-                    plain(secondary),
-                    SbReason::Policy {
-                        option,
-                        value,
-                        criterion: Criterion::Secondary,
-                    },
-                )),
-                AfterSb1Pri::Consensus => match zero_pri(option) {
-                    Ok((victim, reason)) if victim == secondary => Ok((plain(victim), reason)),
-                    _ => undecided(option, value),
-                },
-                AfterSb1Pri::ViolentlyAs0p => {
-                    zero_pri(option).map(|(victim, reason)| (plain(victim), reason))
-                }
-                AfterSb1Pri::CallPriLostAfterSb => {
-                    zero_pri(option).map(|(victim, reason)| (demoting(victim), reason))
-                }
-            }
-        }
-        _ => {
-            let policy = policies.after_sb_2pri;
-            let (option, value) = ("after-sb-2pri", policy.to_string());
-            match policy {
-                AfterSb2Pri::Disconnect => undecided(option, value),
-                AfterSb2Pri::ViolentlyAs0p => {
-                    zero_pri(option).map(|(victim, reason)| (plain(victim), reason))
-                }
-                AfterSb2Pri::CallPriLostAfterSb => {
-                    zero_pri(option).map(|(victim, reason)| (demoting(victim), reason))
-                }
-            }
-        }
-    }
+    Ok((
+        resolution,
+        SbReason::Policy {
+            option,
+            value,
+            criterion,
+        },
+    ))
 }
 
 /// The after-sb-0pri decision, with DRBD's fall-through order: younger/older primary, then zero
