@@ -31,10 +31,10 @@
 //! 6. common power failure: the crashed Primary is source;
 //! 7. otherwise no sync.
 //!
-//! Results 3, 4 and 6 are *weak*: if either node is Primary right now, the Primary is source instead
-//! (both Primary: no sync); and differing disk states (e.g. Inconsistent vs UpToDate) decide instead of
-//! them, the better disk being source. A "no sync" between an Inconsistent and a better disk also
-//! becomes a resync from the better disk. When both nodes match the same weak rule (both lost quorum,
+//! Results 3, 4 and 6 are *weak*: differing disk states (e.g. Outdated vs UpToDate) replace them, the
+//! better disk being source; failing that, if a node is Primary right now, the Primary is source (both
+//! Primary: no sync). A "no sync" between an Inconsistent and a better disk also becomes a resync from
+//! the better disk. When both nodes match the same weak rule (both lost quorum,
 //! both crashed as Primary) the tie goes to the higher dagtag (more data written), then the lower node id.
 //!
 //! **Symmetry.** Both ends run this function on the same facts and must reach mirror-image results
@@ -170,7 +170,7 @@ impl fmt::Display for SyncDecision {
             SyncDecision::BecomeTarget { kind } => write!(f, "become SyncTarget, {kind}"),
             SyncDecision::SplitBrain {
                 auto_recoverable: true,
-            } => f.write_str("split brain (auto-recoverable by the after-sb policies)"),
+            } => f.write_str("split brain, auto-recoverable by the after-sb policies"),
             SyncDecision::SplitBrain {
                 auto_recoverable: false,
             } => f.write_str("split brain"),

@@ -540,6 +540,18 @@ fn same_node_id_is_an_error() {
 }
 
 #[test]
+fn split_brain_display_names_the_rule() {
+    let a = node(A, gi(X).bm(B, Z));
+    let b = node(B, gi(Y).bm(A, Z));
+    let d = decide(&a.side(), &b.side(), Protocol::C).unwrap();
+    assert_eq!(
+        d.to_string(),
+        "split brain, auto-recoverable by the after-sb policies (rule 9: my bitmap UUID for the peer equals \
+         the peer's bitmap UUID for me)"
+    );
+}
+
+#[test]
 fn decision_display_names_the_rule() {
     let a = node(A, gi(X));
     let b = node(B, gi(Y).bm(A, X));
