@@ -98,6 +98,20 @@ pub fn format_size(bytes: u64) -> String {
     format!("{bytes}")
 }
 
+/// Formats bytes for people: exact when a binary unit divides them, else one decimal (`127.2MiB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [(u32, &str); 5] = [(50, "PiB"), (40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
+    for (shift, unit) in UNITS {
+        if bytes >= 1 << shift {
+            if bytes.trailing_zeros() >= shift {
+                return format!("{}{unit}", bytes >> shift);
+            }
+            return format!("{:.1}{unit}", bytes as f64 / (1u64 << shift) as f64);
+        }
+    }
+    format!("{bytes}B")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +136,9 @@ mod tests {
         assert_eq!(format_size(64 << 20), "64MiB");
         assert_eq!(format_size(1000), "1000");
         assert_eq!(format_size(0), "0");
+        assert_eq!(human_size(130304 << 10), "127.2MiB");
+        assert_eq!(human_size(64 << 20), "64MiB");
+        assert_eq!(human_size(100), "100B");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use replbd_bitmap::layout::{DEFAULT_AL_EXTENTS, DEFAULT_BM_BLOCK_SIZE};
-use replbd_bitmap::units::{format_size, parse_size};
+use replbd_bitmap::units::{format_size, human_size, parse_size};
 use replbd_bitmap::{
     CreateOptions, FileDevice, Geometry, MetaError, NodeId, Params, Placement, create, inspect,
 };
@@ -122,11 +122,11 @@ pub fn run(args: &CreateArgs) -> Result<ExitCode> {
             Placement::Internal => "internal",
         },
         path.display(),
-        format_size(g.data_size()),
+        human_size(g.data_size()),
         g.max_peers(),
         format_size(g.bm_block_size()),
         g.al_extents(),
-        format_size(g.meta_size()),
+        human_size(g.meta_size()),
     )?;
     Ok(ExitCode::SUCCESS)
 }

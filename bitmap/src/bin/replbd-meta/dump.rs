@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use replbd_bitmap::meta::bitmap_bytes;
-use replbd_bitmap::units::format_size;
+use replbd_bitmap::units::{format_size, human_size};
 use replbd_bitmap::{FileDevice, Inspection, NodeFlags, inspect};
 use serde::Serialize;
 
@@ -116,13 +116,13 @@ pub fn dump(file: &Path, json: bool) -> Result<ExitCode> {
     writeln!(
         out,
         "data size    {} ({} bytes)",
-        format_size(d.size_bytes),
+        human_size(d.size_bytes),
         d.size_bytes
     )?;
     writeln!(
         out,
         "metadata     {} at offset {}",
-        format_size(d.meta_size),
+        human_size(d.meta_size),
         d.meta_offset
     )?;
     writeln!(out, "node id      {}", d.node_id)?;
@@ -169,7 +169,7 @@ pub fn dump(file: &Path, json: bool) -> Result<ExitCode> {
             p.slot,
             p.node_id.map_or("-".to_string(), |n| n.to_string()),
             p.bitmap_uuid,
-            format_size(p.dirty_bytes),
+            human_size(p.dirty_bytes),
             if p.flags.is_empty() {
                 "-".to_string()
             } else {
