@@ -78,8 +78,7 @@ pub struct GiFlags {
 ///
 /// `bitmap` is indexed by peer node id; the entry at the node's own id is unused and ignored by every
 /// rule. `history` is newest first, `0` marks unused entries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenerationIds {
     /// The current UUID; bit 0 set while Primary.
     pub current: u64,

@@ -10,7 +10,7 @@
 //! | module | decides |
 //! |---|---|
 //! | [`state`] | roles, disk/connection/replication states with DRBD's names |
-//! | [`node`] | node ids 0–31 and sets of them |
+//! | [`node`] | node ids 0–63 and sets of them |
 //! | [`gi`] | generation identifiers (current, bitmap and history UUIDs, flags) |
 //! | [`mod@decide`] | the handshake: resync direction, bitmap or full sync, split brain, unrelated data |
 //! | [`rotate`] | how the generation identifiers change (new generation, resync start/finish, user commands) |

@@ -1,6 +1,6 @@
 //! Node identities: [`NodeId`] and small sets of them ([`NodeSet`]).
 //!
-//! Every node of a resource has a node id 0–31, fixed when its metadata is created; bitmap slots, the
+//! Every node of a resource has a node id 0–63, fixed when its metadata is created; bitmap slots, the
 //! per-peer bitmap UUIDs and the quorum vote are all indexed by it. A newtype keeps node ids from being
 //! mixed up with bitmap slot numbers or counts, and [`NodeId::new`] makes an out-of-range id
 //! unrepresentable, so code indexing a 32-entry array with [`NodeId::index`] cannot go out of bounds.
@@ -12,17 +12,17 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The number of node ids (and so of peer slots in the generation identifiers): DRBD's 32.
-pub const MAX_NODES: usize = 32;
+pub const MAX_NODES: usize = 64;
 
-/// A node id was outside 0–31 or was not a number.
+/// A node id was outside 0–63 or was not a number.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid node id {input:?}: node ids are whole numbers from 0 to 31")]
+#[error("invalid node id {input:?}: node ids are whole numbers from 0 to 63")]
 pub struct InvalidNodeId {
     /// The rejected value as given.
     pub input: String,
 }
 
-/// The id of one node of a resource, 0–31.
+/// The id of one node of a resource, 0–63.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u8", into = "u8")]
 pub struct NodeId(u8);
@@ -31,7 +31,7 @@ impl NodeId {
     /// The largest valid node id.
     pub const MAX: NodeId = NodeId(MAX_NODES as u8 - 1);
 
-    /// Checks that `id` is a valid node id (0–31).
+    /// Checks that `id` is a valid node id (0–63).
     pub fn new(id: u8) -> Result<Self, InvalidNodeId> {
         if usize::from(id) < MAX_NODES {
             Ok(NodeId(id))
@@ -88,12 +88,12 @@ impl FromStr for NodeId {
     }
 }
 
-/// A set of node ids, stored as a 32-bit mask (bit *n* = node *n*).
+/// A set of node ids, stored as a 64-bit mask (bit *n* = node *n*).
 ///
 /// Used for "the peers that are absent", "the peers at the same generation", and similar inputs to the
 /// rotation rules; it is `Copy` and allocation-free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct NodeSet(u32);
+pub struct NodeSet(u64);
 
 impl NodeSet {
     /// The empty set.
@@ -105,12 +105,12 @@ impl NodeSet {
     }
 
     /// The set as a bit mask (bit *n* = node *n*), e.g. for the wire format.
-    pub const fn bits(self) -> u32 {
+    pub const fn bits(self) -> u64 {
         self.0
     }
 
     /// The set with the members given by the bits of `mask`.
-    pub const fn from_bits(mask: u32) -> Self {
+    pub const fn from_bits(mask: u64) -> Self {
         NodeSet(mask)
     }
 
@@ -185,10 +185,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn node_id_accepts_0_to_31_only() {
+    fn node_id_accepts_0_to_63_only() {
         assert_eq!(NodeId::new(0).unwrap().get(), 0);
-        assert_eq!(NodeId::new(31).unwrap(), NodeId::MAX);
-        assert!(NodeId::new(32).is_err());
+        assert_eq!(NodeId::new(63).unwrap(), NodeId::MAX);
+        assert!(NodeId::new(64).is_err());
         assert!(NodeId::new(255).is_err());
     }
 
@@ -196,13 +196,13 @@ mod tests {
     fn node_id_parses_and_displays_as_a_number() {
         assert_eq!("7".parse::<NodeId>().unwrap(), NodeId::new(7).unwrap());
         assert_eq!(NodeId::new(7).unwrap().to_string(), "7");
-        let err = "32".parse::<NodeId>().unwrap_err();
+        let err = "64".parse::<NodeId>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid node id \"32\": node ids are whole numbers from 0 to 31"
+            "invalid node id \"64\": node ids are whole numbers from 0 to 63"
         );
         assert!("x".parse::<NodeId>().is_err());
-        assert!(NodeId::try_from(40).is_err());
+        assert!(NodeId::try_from(70).is_err());
     }
 
     #[test]

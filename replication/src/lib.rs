@@ -1,6 +1,10 @@
-//! replbd's replication engine. So far: the block-volume interface its front ends (ublk, NBD) serve,
-//! with an in-memory implementation for testing them.
+//! replbd's replication engine: the backing store, the wire protocol and the resource engine that
+//! replicates a volume to its peers; and the block-volume interface its front ends (ublk, NBD) serve.
 
+pub mod store;
 pub mod volume;
 
 pub use volume::{BlockVolume, MemVolume, VolumeError, VolumeResult, WriteFlags};
+pub mod auth;
+pub mod handshake;
+pub mod wire;

@@ -1,0 +1,80 @@
+//! Message kinds.
+
+use std::fmt;
+
+use super::{MAX_CONTROL_PAYLOAD, MAX_DATA_PAYLOAD};
+
+macro_rules! kinds {
+    ($($(#[$doc:meta])* $name:ident = $code:expr, $limit:expr;)*) => {
+        /// The kind of a frame.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u16)]
+        pub enum Kind {
+            $($(#[$doc])* $name = $code,)*
+        }
+
+        impl Kind {
+            /// The kind with wire code `code`.
+            pub fn from_code(code: u16) -> Option<Kind> {
+                match code {
+                    $($code => Some(Kind::$name),)*
+                    _ => None,
+                }
+            }
+
+            /// Largest payload a frame of this kind may carry.
+            pub fn payload_limit(self) -> u32 {
+                match self {
+                    $(Kind::$name => $limit,)*
+                }
+            }
+        }
+
+        impl fmt::Display for Kind {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    $(Kind::$name => stringify!($name),)*
+                })
+            }
+        }
+    };
+}
+
+kinds! {
+    /// Version negotiation, identities and an authentication challenge. `seq`/`sector`/`aux` unused.
+    Hello = 1, MAX_CONTROL_PAYLOAD;
+    /// The answer to the peer's challenge.
+    AuthResponse = 2, MAX_CONTROL_PAYLOAD;
+    /// A fatal error the sender explains before closing (version mismatch, authentication…).
+    Error = 3, MAX_CONTROL_PAYLOAD;
+    /// Role, disk state, size, protocol and generation identifiers.
+    StateReport = 4, MAX_CONTROL_PAYLOAD;
+    /// Keepalive request; `seq` is echoed.
+    Ping = 5, 0;
+    /// Keepalive answer.
+    Pong = 6, 0;
+    /// An application write: `seq` request id, `sector` start, `aux` epoch, payload the data.
+    Data = 16, MAX_DATA_PAYLOAD;
+    /// Protocol B: the write `seq` was received.
+    RecvAck = 17, 0;
+    /// Protocol C: the write `seq` is written on the peer's disk.
+    WriteAck = 18, 0;
+    /// The peer's local write `seq` failed; `aux` is the errno.
+    NegAck = 19, 0;
+    /// Closes epoch `aux`: apply every earlier write, flush, then acknowledge.
+    Barrier = 20, 0;
+    /// Every write of epochs up to `aux` is applied and durable on the peer.
+    BarrierAck = 21, 0;
+    /// Protocol B: barrier `aux` was received.
+    BarrierRecvAck = 22, 0;
+    /// Discard: `seq`, `sector`, `aux` epoch; payload an u64 byte length.
+    Discard = 23, 8;
+    /// Write zeroes: `seq`, `sector`, `aux` epoch; payload an u64 byte length.
+    WriteZeroes = 24, 8;
+    /// A diskless node's read: `seq`, `sector`, `aux` byte length.
+    ReadRequest = 32, 0;
+    /// The data of read `seq`.
+    ReadReply = 33, MAX_DATA_PAYLOAD;
+    /// Read `seq` failed; `aux` is the errno.
+    ReadError = 34, 0;
+}
