@@ -31,6 +31,8 @@ struct Inner {
     /// Cached, not yet durable ranges: start → end.
     volatile: BTreeMap<usize, usize>,
     counters: MemStoreCounters,
+    /// Offsets of writes in the order they were applied (for ordering tests).
+    log: Vec<u64>,
 }
 
 /// An in-memory backing store.
@@ -70,6 +72,7 @@ impl MemStore {
                 durable: image,
                 volatile: BTreeMap::new(),
                 counters: MemStoreCounters::default(),
+                log: Vec::new(),
             }),
             paused: watch::channel(false).0,
         }
@@ -99,6 +102,11 @@ impl MemStore {
         let mut g = self.lock();
         g.view = g.durable.clone();
         g.volatile.clear();
+    }
+
+    /// Offsets of the writes applied so far, in order.
+    pub fn write_log(&self) -> Vec<u64> {
+        self.lock().log.clone()
     }
 
     /// Counters of requests served.
@@ -141,6 +149,7 @@ impl MemStore {
         }
         g.counters.writes += 1;
         g.counters.bytes_written += len as u64;
+        g.log.push(offset);
         Ok(())
     }
 

@@ -1,0 +1,297 @@
+//! Keeping one peer connected.
+//!
+//! ```text
+//!        ┌──────────── backoff (100 ms … 5 s) ◀─────────────┐
+//!        ▼                                                  │ failure
+//!   Connecting ─ dial (lower node id) / accept (higher) ─▶ handshake ─▶ state exchange ─▶ decide
+//!                                                                                          │
+//!            StandAlone ◀── split brain / unrelated data / refused configuration ◀─────────┤
+//!                                                                                          ▼
+//!                                             Connected: sender + receiver + watchdog until the link fails
+//! ```
+//!
+//! Between each pair of nodes there is one TCP connection, opened by the node with the lower id.
+//! Connection failures never fail application I/O; they mark writes out of sync for the peer.
+
+use std::sync::Arc;
+
+use replbd_quorum::{ConnectionState, DiskState, ReplicationState, SyncDecision};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+use super::core::{Accepted, Inner, Peer};
+use super::epoch;
+use super::generation::{disk_from_u8, protocol_to_u8, role_from_u8};
+use super::link::Link;
+use super::tasks;
+use crate::handshake::{self, HandshakeError};
+use crate::wire::messages::{self, ErrorCode, ErrorMessage, StateReport};
+use crate::wire::{FrameReader, FrameWriter, Kind};
+
+type Reader = FrameReader<OwnedReadHalf>;
+type Writer = FrameWriter<OwnedWriteHalf>;
+
+/// Why an attempt ended.
+enum Attempt {
+    /// Retry after the backoff.
+    Retry(String),
+    /// Stop retrying until the administrator connects again (StandAlone).
+    StandAlone(String),
+}
+
+/// Runs one peer's connection loop until the resource goes down.
+pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>) {
+    let node = peer.cfg.node_id;
+    let dial = inner.cfg.node_id < node;
+    let mut incoming = super::core::lock(&peer.incoming_rx).take();
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut wanted = peer.wanted.subscribe();
+    let t = inner.cfg.timeouts;
+    let mut backoff = t.reconnect_min;
+    let mut ever_connected = false;
+    loop {
+        if inner.is_shutting_down() {
+            break;
+        }
+        let is_wanted = *wanted.borrow();
+        if !is_wanted {
+            inner.set_connection(node, ConnectionState::StandAlone, None);
+            tokio::select! {
+                _ = wanted.wait_for(|w| *w) => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            continue;
+        }
+        inner.set_connection(node, ConnectionState::Connecting, None);
+        let streams = if dial {
+            let dialed = tokio::select! {
+                s = dial_peer(&inner, &peer) => s,
+                _ = shutdown.wait_for(|s| *s) => break,
+                _ = wanted.wait_for(|w| !*w) => continue,
+            };
+            dialed.map_err(Attempt::Retry)
+        } else {
+            let Some(rx) = incoming.as_mut() else { break };
+            let accepted = tokio::select! {
+                a = rx.recv() => a,
+                _ = shutdown.wait_for(|s| *s) => break,
+                _ = wanted.wait_for(|w| !*w) => continue,
+            };
+            match accepted {
+                Some(a) => accept_peer(&inner, a).await.map_err(Attempt::Retry),
+                None => break,
+            }
+        };
+        let outcome = match streams {
+            Ok((r, w)) => {
+                let result = connected(&inner, &peer, r, w, ever_connected).await;
+                if matches!(result, Attempt::Retry(_)) {
+                    ever_connected = true;
+                    backoff = t.reconnect_min;
+                }
+                result
+            }
+            Err(a) => a,
+        };
+        match outcome {
+            Attempt::Retry(reason) => {
+                tracing::info!(resource = %inner.cfg.name, peer = node, reason, "peer connection ended; retrying");
+                inner.set_connection(node, ConnectionState::NetworkFailure, Some(reason));
+            }
+            Attempt::StandAlone(reason) => {
+                tracing::error!(resource = %inner.cfg.name, peer = node, reason, "giving up on the peer until `connect`");
+                inner.set_connection(node, ConnectionState::StandAlone, Some(reason));
+                peer.wanted.send_replace(false);
+                continue;
+            }
+        }
+        if dial {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            backoff = (backoff * 2).min(t.reconnect_max);
+        }
+    }
+    if let Some(l) = peer.live() {
+        l.fail("the resource is going down");
+    }
+    peer.set_link(None);
+}
+
+async fn dial_peer(inner: &Arc<Inner>, peer: &Arc<Peer>) -> Result<(Reader, Writer), String> {
+    let addr = peer.cfg.address;
+    let t = inner.cfg.timeouts.connect;
+    let stream = tokio::time::timeout(t, TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("connecting to {addr} timed out after {t:?}"))?
+        .map_err(|e| format!("connecting to {addr} failed: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let (mut r, mut w) = (FrameReader::new(r, false), FrameWriter::new(w, false));
+    let agreed = tokio::time::timeout(t, handshake::connect(&inner.identity, peer.cfg.node_id, &mut r, &mut w))
+        .await
+        .map_err(|_| format!("handshake with {addr} timed out after {t:?}"))?
+        .map_err(|e| describe(inner, peer.cfg.node_id, &e))?;
+    w.configure(agreed.version, false);
+    Ok((r, w))
+}
+
+async fn accept_peer(inner: &Arc<Inner>, a: Accepted) -> Result<(Reader, Writer), String> {
+    let Accepted { mut reader, mut writer, hello } = a;
+    let t = inner.cfg.timeouts.connect;
+    let agreed = tokio::time::timeout(t, handshake::accept(&inner.identity, &hello, &mut reader, &mut writer))
+        .await
+        .map_err(|_| format!("handshake with node {} timed out after {t:?}", hello.node))?
+        .map_err(|e| describe(inner, hello.node, &e))?;
+    writer.configure(agreed.version, false);
+    Ok((reader, writer))
+}
+
+fn describe(inner: &Inner, node: u8, e: &HandshakeError) -> String {
+    let msg = e.to_string();
+    if matches!(e, HandshakeError::AuthFailed { .. } | HandshakeError::Refused { code: ErrorCode::AuthFailed, .. }) {
+        tracing::error!(resource = %inner.cfg.name, peer = node, error = %msg, "authentication failed");
+    }
+    msg
+}
+
+async fn refuse(w: &mut Writer, code: ErrorCode, message: String) -> Attempt {
+    let _ = w.send(messages::encode(Kind::Error, &ErrorMessage { code, message: message.clone() })).await;
+    Attempt::StandAlone(message)
+}
+
+/// The connection is authenticated: exchange state, decide, run the link until it fails.
+async fn connected(inner: &Arc<Inner>, peer: &Arc<Peer>, mut r: Reader, mut w: Writer, reconnect: bool) -> Attempt {
+    let node = peer.cfg.node_id;
+    let protocol = peer.cfg.protocol;
+    let t = inner.cfg.timeouts.connect;
+    if let Err(e) = w.send(messages::encode(Kind::StateReport, &inner.state_report(protocol))).await {
+        return Attempt::Retry(format!("sending state failed: {e}"));
+    }
+    let theirs: StateReport = match tokio::time::timeout(t, r.read_frame()).await {
+        Ok(Ok((h, p))) if h.kind == Kind::StateReport => match messages::decode(Kind::StateReport, &p) {
+            Ok(s) => s,
+            Err(e) => return Attempt::Retry(e.to_string()),
+        },
+        Ok(Ok((h, p))) if h.kind == Kind::Error => {
+            let m = messages::decode::<ErrorMessage>(Kind::Error, &p).map(|m| m.message).unwrap_or_default();
+            return Attempt::StandAlone(format!("the peer refused the connection: {m}"));
+        }
+        Ok(Ok((h, _))) => return Attempt::Retry(format!("expected the peer's state, got {}", h.kind)),
+        Ok(Err(e)) => return Attempt::Retry(format!("receiving state failed: {e}")),
+        Err(_) => return Attempt::Retry(format!("the peer sent no state within {t:?}")),
+    };
+    if theirs.protocol != protocol_to_u8(protocol) {
+        let msg = format!("replication protocols differ: node {} uses {protocol} for this connection, node {node} another; configure the same on both", inner.cfg.node_id);
+        return refuse(&mut w, ErrorCode::Incompatible, msg).await;
+    }
+    if theirs.integrity != inner.cfg.data_integrity {
+        let msg = format!("data-integrity differs between node {} and node {node}; configure the same on both", inner.cfg.node_id);
+        return refuse(&mut w, ErrorCode::Incompatible, msg).await;
+    }
+    let ours_size = inner.disk.as_ref().map_or(0, |d| d.size());
+    if ours_size != 0 && theirs.size != 0 && ours_size != theirs.size {
+        let msg = format!("volume sizes differ: node {} has {ours_size} bytes, node {node} has {}; resize one side first", inner.cfg.node_id, theirs.size);
+        return refuse(&mut w, ErrorCode::Incompatible, msg).await;
+    }
+    if inner.disk.is_none() && theirs.size != 0 {
+        // A diskless node serves the size its diskful peers have.
+        inner.size_override.store(theirs.size, std::sync::atomic::Ordering::Relaxed);
+    }
+    let both_disks = inner.disk.is_some() && theirs.size != 0;
+    let replication = if both_disks {
+        match inner.decide_with(node, protocol, &theirs, reconnect) {
+            Ok(d) => {
+                tracing::info!(resource = %inner.cfg.name, peer = node, decision = ?d.outcome, rule = %d.rule, "handshake decision");
+                match d.outcome {
+                    SyncDecision::NoSync => ReplicationState::Established,
+                    SyncDecision::BecomeSource { .. } => ReplicationState::SyncSource,
+                    SyncDecision::BecomeTarget { .. } => ReplicationState::SyncTarget,
+                    SyncDecision::SplitBrain { .. } => {
+                        let msg = format!("split brain detected ({}): both nodes wrote since they diverged; resolve with `connect --discard-my-data` on the node whose changes are to be dropped", d.rule);
+                        return refuse(&mut w, ErrorCode::Incompatible, msg).await;
+                    }
+                    SyncDecision::UnrelatedData => {
+                        let msg = format!("unrelated data ({}): the two disks never held the same data", d.rule);
+                        return refuse(&mut w, ErrorCode::Incompatible, msg).await;
+                    }
+                }
+            }
+            Err(e) => return Attempt::Retry(format!("cannot decide: {e}")),
+        }
+    } else {
+        ReplicationState::Established
+    };
+    w.configure(crate::wire::MAX_VERSION, inner.cfg.data_integrity);
+    r.set_integrity(inner.cfg.data_integrity);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let meta = inner.disk.as_ref().map(|d| Arc::clone(&d.meta));
+    let link = {
+        // Registered under the epoch lock: every write dispatched from now on reaches the link, and
+        // barriers of epochs closed before it count as acknowledged.
+        let ep = epoch::lock(&inner.epochs);
+        let link = Arc::new(Link::new(node, protocol, peer.slot, meta, tx, inner.cfg.max_in_flight_bytes, ep.last_closed()));
+        peer.set_link(Some(Arc::clone(&link)));
+        link
+    };
+    link.touch();
+    inner.set_connection(node, ConnectionState::Connected, None);
+    inner.set_peer_state(node, disk_from_u8(theirs.disk), role_from_u8(theirs.role));
+    inner.set_replication(node, replication);
+    if replication == ReplicationState::SyncTarget {
+        inner.change(|c| {
+            if c.disk != DiskState::Inconsistent {
+                c.disk = DiskState::Inconsistent;
+                vec![super::state::Event::Disk(DiskState::Inconsistent)]
+            } else {
+                Vec::new()
+            }
+        });
+    }
+    let sender = tokio::spawn(tasks::sender(Arc::clone(&link), rx, w));
+    let receiver = tokio::spawn(tasks::receiver(Arc::clone(inner), Arc::clone(&link), r));
+    let watchdog = tokio::spawn(tasks::watchdog(Arc::clone(inner), Arc::clone(&link)));
+    let mut dead = link.dead.subscribe();
+    let reason = dead.wait_for(Option::is_some).await.ok().and_then(|d| d.clone()).unwrap_or_else(|| "link closed".to_string());
+    peer.set_link(None);
+    let _ = tokio::join!(sender, receiver, watchdog);
+    if inner.primary.load(std::sync::atomic::Ordering::SeqCst) && peer.slot.is_some() {
+        inner.rotate_pending.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    inner.republish();
+    Attempt::Retry(reason)
+}
+
+/// Handles a new incoming connection: reads its `Hello` and hands it to the peer it names.
+pub(crate) async fn route_incoming(inner: Arc<Inner>, stream: TcpStream, from: std::net::SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let (mut reader, mut writer) = (FrameReader::new(r, false), FrameWriter::new(w, false));
+    let t = inner.cfg.timeouts.connect;
+    let hello = match tokio::time::timeout(t, handshake::accept_hello(&mut reader)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            tracing::warn!(resource = %inner.cfg.name, %from, error = %e, "rejected an incoming connection");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(resource = %inner.cfg.name, %from, "rejected an incoming connection: no hello within {t:?}");
+            return;
+        }
+    };
+    let Some(peer) = inner.peer(hello.node) else {
+        let e = handshake::refuse_unknown(&mut writer, &inner.identity, &hello).await;
+        tracing::warn!(resource = %inner.cfg.name, %from, node = hello.node, error = %e, "rejected an incoming connection");
+        return;
+    };
+    if hello.node > inner.cfg.node_id {
+        // The node with the lower id opens the connection; a call the other way is a misconfiguration.
+        tracing::warn!(resource = %inner.cfg.name, %from, node = hello.node, "rejected an incoming connection: node {} must wait for node {} to connect (the lower node id connects)", hello.node, inner.cfg.node_id);
+        return;
+    }
+    if peer.incoming_tx.try_send(Accepted { reader, writer, hello }).is_err() {
+        tracing::warn!(resource = %inner.cfg.name, %from, "rejected an incoming connection: the peer is already connecting");
+    }
+}

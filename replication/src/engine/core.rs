@@ -1,0 +1,272 @@
+//! The shared internals of a running resource.
+//!
+//! Two kinds of state live here, kept apart on purpose:
+//! - the **data path** (epoch tracker, live links, request ids) is touched by every I/O and uses
+//!   short, fine-grained locks and atomics;
+//! - the **control state** (role, disk state, each peer's connection and replication state) has one
+//!   owner, [`Control`], behind one mutex; every change goes through it, emits an [`Event`] and
+//!   republishes the [`Status`], so observers never see a state that was not reported.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use replbd_bitmap::{NodeFlags, PeerSlot};
+use replbd_quorum::{ConnectionState, DiskState, ReplicationState, Role};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::config::{PeerConfig, ResourceConfig};
+use super::epoch::Epochs;
+use super::link::Link;
+use super::local::LocalDisk;
+use super::state::{Event, PeerStatus, Status};
+use crate::handshake::Identity;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An accepted connection whose `Hello` named this peer, handed from the listener to the peer's task.
+pub(crate) struct Accepted {
+    pub reader: crate::wire::FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    pub writer: crate::wire::FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+    pub hello: crate::wire::messages::Hello,
+}
+
+/// One configured peer.
+pub(crate) struct Peer {
+    pub cfg: PeerConfig,
+    /// Our bitmap slot for it (diskful peer, and we have a disk).
+    pub slot: Option<PeerSlot>,
+    /// The live link, while connected.
+    pub link: RwLock<Option<Arc<Link>>>,
+    /// Accepted connections for this peer.
+    pub incoming_tx: mpsc::Sender<Accepted>,
+    pub incoming_rx: Mutex<Option<mpsc::Receiver<Accepted>>>,
+    /// Whether the administrator wants this peer connected.
+    pub wanted: watch::Sender<bool>,
+}
+
+impl Peer {
+    /// The live link, if any.
+    pub fn live(&self) -> Option<Arc<Link>> {
+        self.link.read().unwrap_or_else(PoisonError::into_inner).as_ref().filter(|l| !l.is_dead()).cloned()
+    }
+
+    /// Replaces the link.
+    pub fn set_link(&self, link: Option<Arc<Link>>) {
+        *self.link.write().unwrap_or_else(PoisonError::into_inner) = link;
+    }
+}
+
+/// The view of one peer held by [`Control`].
+#[derive(Clone, Debug)]
+pub(crate) struct PeerView {
+    pub connection: ConnectionState,
+    pub replication: ReplicationState,
+    pub disk: DiskState,
+    pub role: Role,
+}
+
+/// Role, disk and peer states: the single owner of control state.
+#[derive(Debug)]
+pub(crate) struct Control {
+    pub role: Role,
+    pub disk: DiskState,
+    pub peers: BTreeMap<u8, PeerView>,
+}
+
+pub(crate) struct Inner {
+    pub cfg: ResourceConfig,
+    pub identity: Identity,
+    pub disk: Option<LocalDisk>,
+    pub size: u64,
+    pub peers: Vec<Arc<Peer>>,
+    pub epochs: Mutex<Epochs>,
+    pub next_seq: AtomicU64,
+    /// Fast check for the write path.
+    pub primary: AtomicBool,
+    pub control: Mutex<Control>,
+    pub status_tx: watch::Sender<Status>,
+    pub events_tx: broadcast::Sender<Event>,
+    pub shutdown: watch::Sender<bool>,
+    pub round_robin: AtomicUsize,
+    /// Application requests in flight (demotion waits for zero).
+    pub active_io: AtomicU64,
+    pub io_idle: tokio::sync::Notify,
+    /// The Primary lost a peer: the next write starts a new data generation first.
+    pub rotate_pending: AtomicBool,
+    pub rotation: tokio::sync::Mutex<()>,
+    /// Volume size for a diskless node, learned from peers (0 until known).
+    pub size_override: AtomicU64,
+}
+
+/// The disk state metadata implies before any peer is heard.
+pub(crate) fn disk_state_from_flags(flags: NodeFlags) -> DiskState {
+    if !flags.contains(NodeFlags::CONSISTENT) {
+        DiskState::Inconsistent
+    } else if flags.contains(NodeFlags::WAS_UP_TO_DATE) {
+        DiskState::UpToDate
+    } else {
+        DiskState::Outdated
+    }
+}
+
+impl Inner {
+    /// The volume size: the local disk's, or for a diskless node the size its peers reported.
+    pub fn volume_size(&self) -> u64 {
+        if self.size > 0 { self.size } else { self.size_override.load(Ordering::Relaxed) }
+    }
+
+    pub fn peer(&self, node: u8) -> Option<&Arc<Peer>> {
+        self.peers.iter().find(|p| p.cfg.node_id == node)
+    }
+
+    /// A fresh request id.
+    pub fn seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Applies `f` to the control state, then emits `events` and republishes the status.
+    pub fn change(&self, f: impl FnOnce(&mut Control) -> Vec<Event>) {
+        let (events, status) = {
+            let mut c = lock(&self.control);
+            let events = f(&mut c);
+            self.primary.store(c.role == Role::Primary, Ordering::SeqCst);
+            (events, self.snapshot(&c))
+        };
+        for e in events {
+            tracing::info!(resource = %self.cfg.name, event = %e, "state change");
+            let _ = self.events_tx.send(e);
+        }
+        self.status_tx.send_replace(status);
+    }
+
+    /// Republishes the status (e.g. after out-of-sync counts changed).
+    pub fn republish(&self) {
+        let status = self.snapshot(&lock(&self.control));
+        self.status_tx.send_replace(status);
+    }
+
+    fn snapshot(&self, c: &Control) -> Status {
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| {
+                let v = c.peers.get(&p.cfg.node_id);
+                let out_of_sync = match (&self.disk, p.slot) {
+                    (Some(d), Some(slot)) => d.meta.out_of_sync_bytes(slot).unwrap_or(0),
+                    _ => 0,
+                };
+                PeerStatus {
+                    node: p.cfg.node_id,
+                    connection: v.map_or(ConnectionState::StandAlone, |v| v.connection),
+                    replication: v.map_or(ReplicationState::Off, |v| v.replication),
+                    disk: v.map_or(DiskState::DUnknown, |v| v.disk),
+                    role: v.map_or(Role::Unknown, |v| v.role),
+                    out_of_sync,
+                }
+            })
+            .collect();
+        Status { name: self.cfg.name.clone(), node: self.cfg.node_id, role: c.role, disk: c.disk, peers }
+    }
+
+    /// Sets a peer's connection state (with the reason for a failure).
+    pub fn set_connection(&self, node: u8, state: ConnectionState, reason: Option<String>) {
+        self.change(|c| {
+            let v = c.peers.entry(node).or_insert_with(|| PeerView {
+                connection: ConnectionState::StandAlone,
+                replication: ReplicationState::Off,
+                disk: DiskState::DUnknown,
+                role: Role::Unknown,
+            });
+            let mut events = Vec::new();
+            if v.connection != state {
+                v.connection = state;
+                events.push(Event::Connection { peer: node, state, reason });
+            }
+            if state != ConnectionState::Connected {
+                if v.replication != ReplicationState::Off {
+                    v.replication = ReplicationState::Off;
+                    events.push(Event::Replication { peer: node, state: ReplicationState::Off });
+                }
+                v.disk = DiskState::DUnknown;
+                v.role = Role::Unknown;
+            }
+            events
+        });
+    }
+
+    /// Sets a peer's replication state.
+    pub fn set_replication(&self, node: u8, state: ReplicationState) {
+        self.change(|c| match c.peers.get_mut(&node) {
+            Some(v) if v.replication != state => {
+                v.replication = state;
+                vec![Event::Replication { peer: node, state }]
+            }
+            _ => Vec::new(),
+        });
+    }
+
+    /// Records a peer's reported disk state and role.
+    pub fn set_peer_state(&self, node: u8, disk: DiskState, role: Role) {
+        self.change(|c| match c.peers.get_mut(&node) {
+            Some(v) if v.disk != disk || v.role != role => {
+                v.disk = disk;
+                v.role = role;
+                vec![Event::PeerState { peer: node, disk, role }]
+            }
+            _ => Vec::new(),
+        });
+    }
+
+    /// Live links to every peer.
+    pub fn live_links(&self) -> Vec<Arc<Link>> {
+        self.peers.iter().filter_map(|p| p.live()).collect()
+    }
+
+    /// The role and disk state now.
+    pub fn role_and_disk(&self) -> (Role, DiskState) {
+        let c = lock(&self.control);
+        (c.role, c.disk)
+    }
+
+    /// Peers that currently report an UpToDate disk over a live link.
+    pub fn up_to_date_peers(&self) -> Vec<Arc<Link>> {
+        let c = lock(&self.control);
+        self.peers
+            .iter()
+            .filter(|p| c.peers.get(&p.cfg.node_id).is_some_and(|v| v.disk == DiskState::UpToDate))
+            .filter_map(|p| p.live())
+            .collect()
+    }
+}
+
+/// Builds the peer table: one entry per configured peer, with a bitmap slot when both sides have
+/// disks.
+pub(crate) fn make_peers(cfg: &ResourceConfig, disk: Option<&LocalDisk>) -> Result<Vec<Arc<Peer>>, String> {
+    let mut peers = Vec::with_capacity(cfg.peers.len());
+    for p in &cfg.peers {
+        let slot = match disk {
+            Some(d) if !p.diskless => {
+                let node = replbd_bitmap::NodeId::new(p.node_id).ok_or_else(|| format!("peer node id {} is invalid", p.node_id))?;
+                Some(d.meta.slot_for(node).map_err(|e| format!("no bitmap slot for peer {}: {e}", p.node_id))?)
+            }
+            _ => None,
+        };
+        let (incoming_tx, incoming_rx) = mpsc::channel(4);
+        peers.push(Arc::new(Peer {
+            cfg: p.clone(),
+            slot,
+            link: RwLock::new(None),
+            incoming_tx,
+            incoming_rx: Mutex::new(Some(incoming_rx)),
+            wanted: watch::channel(true).0,
+        }));
+    }
+    Ok(peers)
+}

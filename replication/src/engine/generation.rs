@@ -1,0 +1,182 @@
+//! Generation identifiers at run time: what a node tells its peers, when it starts a new data
+//! generation, and what it decides when a peer connects.
+//!
+//! - A Primary starts a new generation when promoted, and before its first write after losing a
+//!   peer: every slot of a peer it cannot reach that has no bitmap UUID yet gets the old current UUID,
+//!   so that slot's bitmap is known to hold every change since — which is what makes the next
+//!   handshake pick a bitmap resync instead of "no sync" (the rotation is lazy, the write waits for
+//!   it to be durable).
+//! - A Secondary that is connected and UpToDate adopts the Primary's new generation when told.
+//! - At connect, both sides' identifiers go through [`replbd_quorum::decide`], which names the rule
+//!   that decided.
+
+use std::sync::Arc;
+
+use replbd_bitmap::NodeFlags;
+use replbd_quorum::{DiskState, GenerationIds, HandshakeSide, NodeId, Protocol, Role, decide};
+
+use super::core::Inner;
+use super::link::Link;
+use crate::wire::Kind;
+use crate::wire::messages::{self, StateReport};
+
+/// Wire encoding of a disk state: its position in DRBD's order.
+pub(crate) fn disk_to_u8(d: DiskState) -> u8 {
+    DiskState::ALL.iter().position(|x| *x == d).unwrap_or(0) as u8
+}
+
+/// Decodes a disk state, `DUnknown` for anything unknown.
+pub(crate) fn disk_from_u8(v: u8) -> DiskState {
+    DiskState::ALL.get(usize::from(v)).copied().unwrap_or(DiskState::DUnknown)
+}
+
+pub(crate) fn role_to_u8(r: Role) -> u8 {
+    match r {
+        Role::Secondary => 0,
+        Role::Primary => 1,
+        Role::Unknown => 2,
+    }
+}
+
+pub(crate) fn role_from_u8(v: u8) -> Role {
+    match v {
+        0 => Role::Secondary,
+        1 => Role::Primary,
+        _ => Role::Unknown,
+    }
+}
+
+pub(crate) fn protocol_to_u8(p: Protocol) -> u8 {
+    match p {
+        Protocol::A => 0,
+        Protocol::B => 1,
+        Protocol::C => 2,
+    }
+}
+
+const F_CONSISTENT: u32 = 1;
+const F_WAS_UP_TO_DATE: u32 = 2;
+const F_CRASHED_PRIMARY: u32 = 4;
+const F_LOST_QUORUM: u32 = 8;
+
+/// The generation identifiers a report describes, in the decision crate's form.
+pub(crate) fn report_gi(r: &StateReport) -> GenerationIds {
+    let mut g = GenerationIds::just_created();
+    g.current = r.current_uuid;
+    for &(node, uuid) in &r.bitmap_uuids {
+        if let Some(slot) = g.bitmap.get_mut(usize::from(node)) {
+            *slot = uuid;
+        }
+    }
+    for (i, h) in r.history.iter().take(g.history.len()).enumerate() {
+        g.history[i] = *h;
+    }
+    g.flags.consistent = r.flags & F_CONSISTENT != 0;
+    g.flags.was_up_to_date = r.flags & F_WAS_UP_TO_DATE != 0;
+    g.flags.crashed_primary = r.flags & F_CRASHED_PRIMARY != 0;
+    g.flags.primary_lost_quorum = r.flags & F_LOST_QUORUM != 0;
+    g.dagtag = r.dagtag;
+    g
+}
+
+impl Inner {
+    /// This node's state as reported to a peer on a connection using `protocol`.
+    pub(crate) fn state_report(&self, protocol: Protocol) -> StateReport {
+        let (role, disk) = self.role_and_disk();
+        let mut r = StateReport {
+            role: role_to_u8(role),
+            disk: disk_to_u8(disk),
+            size: self.disk.as_ref().map_or(0, |d| d.size()),
+            protocol: protocol_to_u8(protocol),
+            integrity: self.cfg.data_integrity,
+            current_uuid: 0,
+            bitmap_uuids: Vec::new(),
+            history: Vec::new(),
+            flags: 0,
+            dagtag: 0,
+        };
+        if let Some(d) = &self.disk {
+            let gi = d.meta.generation_ids();
+            let flags = d.meta.flags();
+            r.current_uuid = gi.current | u64::from(role == Role::Primary);
+            r.bitmap_uuids = gi.peers.iter().filter_map(|p| p.node.map(|n| (n.get(), p.bitmap_uuid))).collect();
+            r.history = gi.history.iter().copied().filter(|&h| h != 0).collect();
+            r.flags = u32::from(flags.contains(NodeFlags::CONSISTENT)) * F_CONSISTENT
+                | u32::from(flags.contains(NodeFlags::WAS_UP_TO_DATE)) * F_WAS_UP_TO_DATE
+                | u32::from(flags.contains(NodeFlags::CRASHED_PRIMARY)) * F_CRASHED_PRIMARY
+                | u32::from(flags.contains(NodeFlags::PRIMARY_LOST_QUORUM)) * F_LOST_QUORUM;
+            r.dagtag = gi.dagtag;
+        }
+        r
+    }
+
+    /// This node's identifiers in the decision crate's form.
+    pub(crate) fn local_gi(&self) -> GenerationIds {
+        report_gi(&self.state_report(Protocol::C))
+    }
+
+    /// Tells every live peer this node's state.
+    pub(crate) fn broadcast_state(&self) {
+        for l in self.live_links() {
+            l.send(messages::encode(Kind::StateReport, &self.state_report(l.protocol)));
+        }
+    }
+
+    /// Starts a new data generation, durably: absent peers' empty slots keep the old one.
+    pub(crate) async fn new_data_generation(self: &Arc<Self>) -> Result<(), String> {
+        let Some(d) = &self.disk else { return Ok(()) };
+        let absent: Vec<bool> = {
+            let gi = d.meta.generation_ids();
+            gi.peers
+                .iter()
+                .map(|p| p.node.is_none_or(|n| self.peer(n.get()).is_none_or(|peer| peer.live().is_none())))
+                .collect()
+        };
+        let meta = Arc::clone(&d.meta);
+        let uuid = replbd_bitmap::random::random_uuid();
+        tokio::task::spawn_blocking(move || meta.update(|gi, _| gi.new_current(uuid, |slot| absent.get(slot.index()).copied().unwrap_or(true))))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        tracing::info!(resource = %self.cfg.name, uuid = format_args!("{uuid:016X}"), "new data generation");
+        self.broadcast_state();
+        Ok(())
+    }
+
+    /// A peer reported its state after the handshake (role change, new generation).
+    pub(crate) async fn peer_reported(self: &Arc<Self>, link: &Arc<Link>, r: &StateReport) {
+        let (peer_role, peer_disk) = (role_from_u8(r.role), disk_from_u8(r.disk));
+        self.set_peer_state(link.peer, peer_disk, peer_role);
+        let Some(d) = &self.disk else { return };
+        let (_, disk) = self.role_and_disk();
+        let theirs = r.current_uuid & !1;
+        let ours = d.meta.generation_ids().current & !1;
+        // A connected, UpToDate secondary follows the Primary into its new generation.
+        if peer_role == Role::Primary && disk == DiskState::UpToDate && theirs != ours && theirs != 0 {
+            let absent: Vec<bool> = d
+                .meta
+                .generation_ids()
+                .peers
+                .iter()
+                .map(|p| p.node.is_none_or(|n| n.get() != link.peer && self.peer(n.get()).is_none_or(|peer| peer.live().is_none())))
+                .collect();
+            let meta = Arc::clone(&d.meta);
+            let res = tokio::task::spawn_blocking(move || meta.update(|gi, _| gi.new_current(theirs, |slot| absent.get(slot.index()).copied().unwrap_or(true)))).await;
+            if !matches!(res, Ok(Ok(()))) {
+                tracing::error!(resource = %self.cfg.name, peer = link.peer, "could not adopt the Primary's new data generation");
+            }
+        }
+    }
+
+    /// Decides what to do with a peer that just connected.
+    pub(crate) fn decide_with(&self, peer: u8, protocol: Protocol, r: &StateReport, reconnect: bool) -> Result<replbd_quorum::Decision, String> {
+        let local_gi = self.local_gi();
+        let peer_gi = report_gi(r);
+        let (role, disk) = self.role_and_disk();
+        let me = NodeId::new(self.cfg.node_id).map_err(|e| e.to_string())?;
+        let them = NodeId::new(peer).map_err(|e| e.to_string())?;
+        let local = HandshakeSide { node: me, gi: &local_gi, disk, role, reconnect };
+        let remote = HandshakeSide { node: them, gi: &peer_gi, disk: disk_from_u8(r.disk), role: role_from_u8(r.role), reconnect };
+        decide(&local, &remote, protocol).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,336 @@
+//! The Primary's I/O paths: how an application request becomes local and remote I/O.
+//!
+//! ```text
+//! write ─▶ activity log covers the range ─▶ credits on each live link
+//!       ─▶ [epoch lock] join epoch, register on every live link, queue data frames
+//!       ─▶ mark out of sync for every diskful peer without a live link
+//!       ─▶ local write ∥ peers ─▶ wait until no path is pending ─▶ close the epoch (barrier)
+//! ```
+//!
+//! Flush closes the current epoch and waits until every protocol-C peer acknowledged the barrier
+//! (every earlier write durable there) and every protocol-B peer received it, while the local disk
+//! is flushed. Reads go to the local disk or an UpToDate peer by the read-balancing policy, and a
+//! failed remote read is retried on the next copy.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use replbd_bitmap::{Metadata, WriteGuard};
+use replbd_quorum::{DiskState, Protocol, Role};
+
+use super::config::ReadBalancing;
+use super::core::Inner;
+use super::epoch::{self, Closed};
+use super::link::Link;
+use super::request::{WriteKind, WriteRequest};
+use crate::volume::{VolumeError, VolumeResult, check_range};
+use crate::wire::{FrameFlags, FrameHeader, Kind, OutFrame};
+
+/// Discards and zeroing are split into pieces the activity log can cover at once.
+const MAX_PIECE: u64 = 128 << 20;
+
+/// Takes the activity-log reference for a range, writing a transaction if needed (off the async
+/// threads).
+pub(crate) async fn al_begin(meta: &Arc<Metadata>, offset: u64, len: u64) -> VolumeResult<WriteGuard> {
+    match meta.try_begin_write(offset, len) {
+        Ok(Some(g)) => Ok(g),
+        Ok(None) => {
+            let m = Arc::clone(meta);
+            tokio::task::spawn_blocking(move || m.begin_write(offset, len))
+                .await
+                .map_err(|e| VolumeError::Io(std::io::Error::other(format!("activity-log task failed: {e}"))))?
+                .map_err(|e| VolumeError::Io(std::io::Error::other(e.to_string())))
+        }
+        Err(e) => Err(VolumeError::Io(std::io::Error::other(e.to_string()))),
+    }
+}
+
+fn io_error(e: &std::io::Error) -> VolumeError {
+    VolumeError::Io(std::io::Error::new(e.kind(), e.to_string()))
+}
+
+impl Inner {
+    fn not_primary(&self) -> VolumeError {
+        VolumeError::NotPrimary { resource: self.cfg.name.clone() }
+    }
+
+    fn check_access(&self, offset: u64, len: u64) -> VolumeResult<()> {
+        if self.is_shutting_down() {
+            return Err(VolumeError::ShuttingDown);
+        }
+        if !self.primary.load(Ordering::SeqCst) {
+            return Err(self.not_primary());
+        }
+        check_range(offset, len, self.volume_size())
+    }
+
+    /// Queues a barrier closing `closed` on every live link. Called with the epoch lock held.
+    fn send_barrier(&self, closed: Closed, flush: bool) {
+        let mut h = FrameHeader::new(Kind::Barrier);
+        h.aux = closed.0;
+        if flush {
+            h.flags = FrameFlags::FLUSH;
+        }
+        for l in self.live_links() {
+            l.send(OutFrame::bare(h));
+        }
+    }
+
+    /// A write, discard or zeroing from the application.
+    pub(crate) async fn write_path(self: &Arc<Self>, offset: u64, kind: WriteKind, data: Bytes, len: u64, fua: bool) -> VolumeResult<()> {
+        self.check_access(offset, len)?;
+        let _active = self.begin_io();
+        self.rotate_if_pending().await?;
+        if kind != WriteKind::Data && len > MAX_PIECE {
+            let mut pos = offset;
+            while pos < offset + len {
+                let n = MAX_PIECE.min(offset + len - pos);
+                Box::pin(self.write_one(pos, kind, Bytes::new(), n, fua)).await?;
+                pos += n;
+            }
+            return Ok(());
+        }
+        self.write_one(offset, kind, data, len, fua).await
+    }
+
+    async fn write_one(self: &Arc<Self>, offset: u64, kind: WriteKind, data: Bytes, len: u64, fua: bool) -> VolumeResult<()> {
+        let guard = match &self.disk {
+            Some(d) => Some(al_begin(&d.meta, offset, len).await?),
+            None => None,
+        };
+        // Credits before the epoch lock: waiting for a slow peer must not block other writers' dispatch.
+        let mut targets: Vec<(Arc<Link>, Option<tokio::sync::OwnedSemaphorePermit>)> = Vec::new();
+        for l in self.live_links() {
+            let bytes = if kind == WriteKind::Data { len } else { 0 };
+            if let Some(permit) = l.credits(bytes).await {
+                targets.push((l, Some(permit)));
+            }
+        }
+        if self.disk.is_none() && targets.is_empty() {
+            return Err(VolumeError::NoData { resource: self.cfg.name.clone() });
+        }
+        let seq = self.seq();
+        let mut header = FrameHeader::new(match kind {
+            WriteKind::Data => Kind::Data,
+            WriteKind::Discard => Kind::Discard,
+            WriteKind::Zeroes => Kind::WriteZeroes,
+        });
+        header.seq = seq;
+        header.sector = offset / 512;
+        if fua {
+            header.flags = FrameFlags::FUA;
+        }
+        let payload = if kind == WriteKind::Data { data.clone() } else { Bytes::copy_from_slice(&len.to_le_bytes()) };
+        let mut reached = Vec::with_capacity(targets.len());
+        let req = {
+            let mut ep = epoch::lock(&self.epochs);
+            let e = ep.join();
+            header.aux = e;
+            let paths = targets.len() as u32 + u32::from(self.disk.is_some());
+            let req = Arc::new(WriteRequest::new(offset, len, kind, e, seq, paths, guard));
+            for (link, permit) in targets {
+                let frame = OutFrame { header, payload: payload.clone() };
+                if link.register(&req, frame, permit).is_ok() {
+                    reached.push(link.peer);
+                } else {
+                    req.path_done(false);
+                }
+            }
+            if ep.is_full() {
+                if let Some(c) = ep.close() {
+                    self.send_barrier(c, false);
+                }
+            }
+            req
+        };
+        if let Some(d) = &self.disk {
+            for p in &self.peers {
+                if let Some(slot) = p.slot {
+                    if !reached.contains(&p.cfg.node_id) {
+                        let _ = d.meta.mark_out_of_sync(slot, offset, len);
+                    }
+                }
+            }
+            let local = match kind {
+                WriteKind::Data => d.store.write(offset, data, fua).await,
+                WriteKind::Discard => d.store.discard(offset, len).await,
+                WriteKind::Zeroes => d.store.write_zeroes(offset, len).await,
+            };
+            match local {
+                Ok(()) => req.path_done(true),
+                Err(e) => {
+                    tracing::error!(resource = %self.cfg.name, offset, len, error = %e, "local write failed");
+                    req.local_failed(e.to_string());
+                }
+            }
+            d.meta.add_dagtag(len / 512);
+        }
+        let result = req.wait().await;
+        {
+            let mut ep = epoch::lock(&self.epochs);
+            if let Some(c) = ep.completed(req.epoch) {
+                self.send_barrier(c, false);
+            }
+        }
+        result.map_err(|e| VolumeError::Io(std::io::Error::other(e)))
+    }
+
+    /// Flush: every write acknowledged before it is durable locally and on every protocol-C peer
+    /// (received on protocol-B peers).
+    pub(crate) async fn flush_path(self: &Arc<Self>) -> VolumeResult<()> {
+        if !self.primary.load(Ordering::SeqCst) {
+            return Err(self.not_primary());
+        }
+        let _active = self.begin_io();
+        let (target, links) = {
+            let mut ep = epoch::lock(&self.epochs);
+            if let Some(c) = ep.close() {
+                self.send_barrier(c, true);
+            }
+            (ep.last_closed(), self.live_links())
+        };
+        let local = async {
+            match &self.disk {
+                Some(d) => d.store.flush().await.map(|()| true).map_err(|e| io_error(&e)),
+                None => Ok(false),
+            }
+        };
+        let remote = async {
+            let mut durable = 0usize;
+            for l in &links {
+                let mut dead = l.dead.subscribe();
+                let reached = match l.protocol {
+                    Protocol::A => continue,
+                    Protocol::B => {
+                        let mut rx = l.received_epoch.subscribe();
+                        tokio::select! {
+                            r = rx.wait_for(|e| *e >= target) => r.is_ok(),
+                            _ = dead.wait_for(Option::is_some) => false,
+                        }
+                    }
+                    Protocol::C => {
+                        let mut rx = l.acked_epoch.subscribe();
+                        tokio::select! {
+                            r = rx.wait_for(|e| *e >= target) => r.is_ok(),
+                            _ = dead.wait_for(Option::is_some) => false,
+                        }
+                    }
+                };
+                durable += usize::from(reached);
+            }
+            durable
+        };
+        let (local, durable_peers) = tokio::join!(local, remote);
+        match local {
+            Ok(_) => Ok(()),
+            // The local flush failed: the data is still durable wherever a peer confirmed it.
+            Err(e) if durable_peers > 0 => {
+                tracing::error!(resource = %self.cfg.name, error = %e, "local flush failed; data is durable on peers");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A read by the application.
+    pub(crate) async fn read_path(self: &Arc<Self>, offset: u64, len: u32) -> VolumeResult<Bytes> {
+        self.check_access(offset, u64::from(len))?;
+        let _active = self.begin_io();
+        let (_, disk_state) = self.role_and_disk();
+        let local_ok = self.disk.is_some() && disk_state == DiskState::UpToDate;
+        let mut remote = self.up_to_date_peers();
+        let prefer_local = match self.cfg.read_balancing {
+            ReadBalancing::PreferLocal => true,
+            ReadBalancing::PreferRemote => remote.is_empty(),
+            ReadBalancing::RoundRobin => {
+                let n = remote.len() + usize::from(local_ok);
+                let pick = self.round_robin.fetch_add(1, Ordering::Relaxed) % n.max(1);
+                if pick < remote.len() {
+                    remote.rotate_left(pick);
+                    false
+                } else {
+                    true
+                }
+            }
+            ReadBalancing::LeastPending => {
+                remote.sort_by_key(|l| l.reads_pending.load(Ordering::Relaxed));
+                remote.first().is_none_or(|l| l.reads_pending.load(Ordering::Relaxed) > 0)
+            }
+        };
+        if local_ok && prefer_local {
+            if let Some(d) = &self.disk {
+                match d.store.read(offset, len as usize).await {
+                    Ok(b) => return Ok(b),
+                    Err(e) => tracing::error!(resource = %self.cfg.name, offset, len, error = %e, "local read failed; trying peers"),
+                }
+            }
+        }
+        for link in &remote {
+            match self.remote_read(link, offset, len).await {
+                Ok(b) => return Ok(b),
+                Err(errno) => tracing::warn!(resource = %self.cfg.name, peer = link.peer, offset, len, errno, "remote read failed; trying the next copy"),
+            }
+        }
+        if local_ok && !prefer_local {
+            if let Some(d) = &self.disk {
+                return d.store.read(offset, len as usize).await.map_err(|e| io_error(&e));
+            }
+        }
+        Err(VolumeError::NoData { resource: self.cfg.name.clone() })
+    }
+
+    async fn remote_read(&self, link: &Arc<Link>, offset: u64, len: u32) -> Result<Bytes, i32> {
+        let seq = self.seq();
+        let rx = link.start_read(seq);
+        let mut h = FrameHeader::new(Kind::ReadRequest);
+        h.seq = seq;
+        h.sector = offset / 512;
+        h.aux = u64::from(len);
+        link.send(OutFrame::bare(h));
+        match tokio::time::timeout(self.cfg.timeouts.read, rx).await {
+            Ok(Ok(Ok(b))) if b.len() == len as usize => Ok(b),
+            Ok(Ok(Ok(_))) => Err(libc::EIO),
+            Ok(Ok(Err(errno))) => Err(errno),
+            Ok(Err(_)) => Err(libc::EIO),
+            Err(_) => {
+                link.abandon_read(seq);
+                Err(libc::ETIMEDOUT)
+            }
+        }
+    }
+
+    /// Counts an application request in flight (demotion waits for them).
+    pub(crate) fn begin_io(self: &Arc<Self>) -> ActiveIo {
+        self.active_io.fetch_add(1, Ordering::SeqCst);
+        ActiveIo(Arc::clone(self))
+    }
+
+    /// Rotates the current UUID before the first write after the Primary lost a peer.
+    async fn rotate_if_pending(self: &Arc<Self>) -> VolumeResult<()> {
+        if !self.rotate_pending.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let _serial = self.rotation.lock().await;
+        if self.rotate_pending.swap(false, Ordering::SeqCst) {
+            self.new_data_generation().await.map_err(|e| VolumeError::Io(std::io::Error::other(e)))?;
+        }
+        Ok(())
+    }
+
+    /// The role this node has.
+    pub(crate) fn role(&self) -> Role {
+        self.role_and_disk().0
+    }
+}
+
+/// Marks one application request in flight until dropped.
+pub(crate) struct ActiveIo(Arc<Inner>);
+
+impl Drop for ActiveIo {
+    fn drop(&mut self) {
+        if self.0.active_io.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.io_idle.notify_waiters();
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! A live, authenticated connection to one peer, and everything in flight on it.
+//!
+//! Writes are *registered* on a link (under the epoch lock, in epoch order) and their frames queued
+//! to its sender task. A registered write leaves the link only when the peer acknowledges the barrier
+//! of its epoch; until then the link holds a reference to it (and so its activity-log extent). If the
+//! link fails, every write still registered is marked out of sync in the peer's bitmap slot — it may
+//! or may not have reached the peer's disk — and writes still waiting for this peer stop waiting.
+//!
+//! Backpressure: a write takes credits for its bytes before it is queued and gives them back when the
+//! peer no longer needs the buffer (protocol A: sent; B/C: acknowledged). A peer that stops reading
+//! thus stalls writers only until the acknowledgement timeout closes the link.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+use replbd_bitmap::{Metadata, PeerSlot};
+use replbd_quorum::Protocol;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+
+use super::request::WriteRequest;
+use crate::wire::OutFrame;
+
+/// A frame queued for the sender task.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Any frame.
+    Frame(OutFrame),
+    /// A write's data frame; with protocol A its path completes once the frame is on the socket.
+    Data {
+        /// The frame.
+        frame: OutFrame,
+        /// Its request id.
+        seq: u64,
+    },
+}
+
+struct Entry {
+    req: Arc<WriteRequest>,
+    /// The write is still waiting for this peer.
+    pending: bool,
+    queued_at: Instant,
+    _credits: Option<OwnedSemaphorePermit>,
+}
+
+#[derive(Default)]
+struct Inflight {
+    dead: Option<String>,
+    entries: BTreeMap<u64, Entry>,
+}
+
+/// A remote read's answer: the data or an errno.
+pub type ReadAnswer = Result<Bytes, i32>;
+
+/// One live connection.
+pub struct Link {
+    /// The peer's node id.
+    pub peer: u8,
+    /// Replication protocol.
+    pub protocol: Protocol,
+    /// Our bitmap slot for the peer (`None`: we are diskless or it is).
+    pub slot: Option<PeerSlot>,
+    meta: Option<Arc<Metadata>>,
+    tx: mpsc::UnboundedSender<Outgoing>,
+    inflight: Mutex<Inflight>,
+    credits: Arc<Semaphore>,
+    /// Newest epoch the peer acknowledged as durable.
+    pub acked_epoch: watch::Sender<u64>,
+    /// Newest epoch whose barrier the peer acknowledged receiving (protocol B).
+    pub received_epoch: watch::Sender<u64>,
+    reads: Mutex<HashMap<u64, oneshot::Sender<ReadAnswer>>>,
+    /// Remote reads outstanding (for `least-pending`).
+    pub reads_pending: AtomicU64,
+    /// Set (with the reason) when the link fails.
+    pub dead: watch::Sender<Option<String>>,
+    /// When a frame last arrived (milliseconds since `born`).
+    pub last_rx_ms: AtomicU64,
+    /// When the link came up.
+    pub born: Instant,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("peer", &self.peer).field("protocol", &self.protocol).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Why a write could not be registered on a link.
+#[derive(Debug)]
+pub struct LinkDown;
+
+impl Link {
+    /// A link whose sender task reads `tx`'s other end; barriers up to `acked_through` count as
+    /// acknowledged (the peer never had those writes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        peer: u8,
+        protocol: Protocol,
+        slot: Option<PeerSlot>,
+        meta: Option<Arc<Metadata>>,
+        tx: mpsc::UnboundedSender<Outgoing>,
+        max_in_flight_bytes: u64,
+        acked_through: u64,
+    ) -> Link {
+        let permits = usize::try_from(max_in_flight_bytes).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+        Link {
+            peer,
+            protocol,
+            slot,
+            meta,
+            tx,
+            inflight: Mutex::default(),
+            credits: Arc::new(Semaphore::new(permits)),
+            acked_epoch: watch::channel(acked_through).0,
+            received_epoch: watch::channel(acked_through).0,
+            reads: Mutex::default(),
+            reads_pending: AtomicU64::new(0),
+            dead: watch::channel(None).0,
+            last_rx_ms: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
+
+    /// True once the link failed.
+    pub fn is_dead(&self) -> bool {
+        self.dead.borrow().is_some()
+    }
+
+    /// Takes credits for `bytes` of write data (waits while the peer's queue is full). `None` when
+    /// the link failed meanwhile.
+    pub async fn credits(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
+        let n = u32::try_from(bytes).unwrap_or(u32::MAX).min(Semaphore::MAX_PERMITS as u32);
+        Arc::clone(&self.credits).acquire_many_owned(n).await.ok()
+    }
+
+    /// Queues any frame.
+    pub fn send(&self, frame: OutFrame) {
+        let _ = self.tx.send(Outgoing::Frame(frame));
+    }
+
+    /// Registers `req` and queues its frame. Fails when the link is down.
+    pub fn register(&self, req: &Arc<WriteRequest>, frame: OutFrame, credits: Option<OwnedSemaphorePermit>) -> Result<(), LinkDown> {
+        let mut inf = lock(&self.inflight);
+        if inf.dead.is_some() {
+            return Err(LinkDown);
+        }
+        inf.entries.insert(req.seq, Entry { req: Arc::clone(req), pending: true, queued_at: Instant::now(), _credits: credits });
+        drop(inf);
+        if self.tx.send(Outgoing::Data { frame, seq: req.seq }).is_err() {
+            return Err(LinkDown);
+        }
+        Ok(())
+    }
+
+    /// The write `seq` reached its protocol point on the peer (or failed there: `ok == false`, and
+    /// its range is marked out of sync).
+    pub fn path_done(&self, seq: u64, ok: bool) {
+        let mut inf = lock(&self.inflight);
+        let Some(e) = inf.entries.get_mut(&seq) else { return };
+        if !e.pending {
+            return;
+        }
+        e.pending = false;
+        e._credits = None;
+        let req = Arc::clone(&e.req);
+        drop(inf);
+        if !ok {
+            self.mark_out_of_sync(&req);
+        }
+        req.path_done(ok);
+    }
+
+    /// The peer made every write of epochs up to `epoch` durable: they leave the link.
+    pub fn barrier_acked(&self, epoch: u64) {
+        let mut released = Vec::new();
+        {
+            let mut inf = lock(&self.inflight);
+            while let Some(entry) = inf.entries.first_entry() {
+                if entry.get().req.epoch > epoch {
+                    break;
+                }
+                released.push(entry.remove());
+            }
+        }
+        for e in released {
+            if e.pending {
+                // The barrier implies the write was applied; its own ack was not seen.
+                e.req.path_done(true);
+            }
+        }
+        self.acked_epoch.send_if_modified(|v| {
+            let changed = epoch > *v;
+            *v = (*v).max(epoch);
+            changed
+        });
+    }
+
+    /// Protocol B: the peer received barrier `epoch`.
+    pub fn barrier_received(&self, epoch: u64) {
+        self.received_epoch.send_if_modified(|v| {
+            let changed = epoch > *v;
+            *v = (*v).max(epoch);
+            changed
+        });
+    }
+
+    fn mark_out_of_sync(&self, req: &WriteRequest) {
+        if let (Some(meta), Some(slot)) = (&self.meta, self.slot) {
+            if let Err(e) = meta.mark_out_of_sync(slot, req.offset, req.len) {
+                tracing::error!(peer = self.peer, error = %e, "cannot mark a write out of sync");
+            }
+        }
+    }
+
+    /// Age of the oldest write still registered, if any.
+    pub fn oldest_unacked(&self) -> Option<std::time::Duration> {
+        lock(&self.inflight).entries.first_key_value().map(|(_, e)| e.queued_at.elapsed())
+    }
+
+    /// Number of writes registered.
+    pub fn registered(&self) -> usize {
+        lock(&self.inflight).entries.len()
+    }
+
+    /// Starts a remote read with id `seq`.
+    pub fn start_read(&self, seq: u64) -> oneshot::Receiver<ReadAnswer> {
+        let (tx, rx) = oneshot::channel();
+        if self.is_dead() {
+            let _ = tx.send(Err(libc::EIO));
+            return rx;
+        }
+        lock(&self.reads).insert(seq, tx);
+        self.reads_pending.fetch_add(1, Ordering::Relaxed);
+        rx
+    }
+
+    /// Completes remote read `seq`.
+    pub fn finish_read(&self, seq: u64, answer: ReadAnswer) {
+        if let Some(tx) = lock(&self.reads).remove(&seq) {
+            self.reads_pending.fetch_sub(1, Ordering::Relaxed);
+            let _ = tx.send(answer);
+        }
+    }
+
+    /// Forgets remote read `seq` (timed out).
+    pub fn abandon_read(&self, seq: u64) {
+        if lock(&self.reads).remove(&seq).is_some() {
+            self.reads_pending.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records that a frame arrived.
+    pub fn touch(&self) {
+        self.last_rx_ms.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Time since the last frame arrived.
+    pub fn idle(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last_rx_ms.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(last)
+    }
+
+    /// Fails the link (once): every registered write is marked out of sync for the peer and stops
+    /// waiting for it, remote reads fail, queued writers are released.
+    pub fn fail(&self, reason: &str) {
+        let entries = {
+            let mut inf = lock(&self.inflight);
+            if inf.dead.is_some() {
+                return;
+            }
+            inf.dead = Some(reason.to_string());
+            std::mem::take(&mut inf.entries)
+        };
+        self.dead.send_replace(Some(reason.to_string()));
+        self.credits.close();
+        let marked = entries.len();
+        for (_, e) in entries {
+            self.mark_out_of_sync(&e.req);
+            if e.pending {
+                e.req.path_done(false);
+            }
+        }
+        let reads: Vec<_> = lock(&self.reads).drain().collect();
+        for (_, tx) in reads {
+            let _ = tx.send(Err(libc::EIO));
+        }
+        self.reads_pending.store(0, Ordering::Relaxed);
+        tracing::warn!(peer = self.peer, reason, unacknowledged_writes = marked, "connection to peer lost");
+    }
+
+    /// The reason the link failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.dead.borrow().clone()
+    }
+}

@@ -1,0 +1,29 @@
+//! The resource engine: one replicated volume, its peers, and the paths of every I/O.
+//!
+//! - [`config`]: what a resource is configured with.
+//! - [`local`]: the attached disk (store and metadata).
+//! - [`resource`]: [`Resource`], the running resource — the [`BlockVolume`](crate::BlockVolume)
+//!   front ends serve, and the administrative operations (primary, secondary, connect, down).
+//! - [`state`]: status snapshots and events with DRBD's state names.
+//! - internals: [`epoch`] (write ordering), [`request`] (completion rules), `link` (one live
+//!   connection), `connection` (keeping a peer connected), `io_path` (the Primary's I/O), `apply`
+//!   (applying a Primary's requests), `generation` (generation identifiers at run time).
+
+mod apply;
+pub mod config;
+mod connection;
+mod core;
+pub mod epoch;
+mod generation;
+mod io_path;
+mod link;
+pub mod local;
+pub mod request;
+pub mod resource;
+pub mod state;
+mod tasks;
+
+pub use config::{PeerConfig, ReadBalancing, ResourceConfig, Timeouts};
+pub use local::{AttachError, LocalDisk};
+pub use resource::{Resource, RoleError, StartError};
+pub use state::{Event, PeerStatus, Status};

@@ -1,0 +1,121 @@
+//! What a resource reports: a status snapshot (`status`) and a stream of typed state changes
+//! (`events`, like `drbdsetup events2`), with DRBD's state names.
+
+use std::fmt;
+
+use replbd_quorum::{ConnectionState, DiskState, ReplicationState, Role};
+
+/// One peer as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer's node id.
+    pub node: u8,
+    /// Connection state.
+    pub connection: ConnectionState,
+    /// Replication state.
+    pub replication: ReplicationState,
+    /// The peer's disk state (DUnknown while not connected).
+    pub disk: DiskState,
+    /// The peer's role (Unknown while not connected).
+    pub role: Role,
+    /// Bytes marked out of sync with the peer in this node's bitmap.
+    pub out_of_sync: u64,
+}
+
+/// A resource's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The resource.
+    pub name: String,
+    /// This node's id.
+    pub node: u8,
+    /// Role.
+    pub role: Role,
+    /// Local disk state.
+    pub disk: DiskState,
+    /// Peers, by node id.
+    pub peers: Vec<PeerStatus>,
+}
+
+impl Status {
+    /// The peer with node id `node`.
+    pub fn peer(&self, node: u8) -> Option<&PeerStatus> {
+        self.peers.iter().find(|p| p.node == node)
+    }
+}
+
+impl fmt::Display for Status {
+    /// DRBD's `drbdadm status` layout.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} role:{}", self.name, self.role)?;
+        writeln!(f, "  disk:{}", self.disk)?;
+        for p in &self.peers {
+            write!(f, "  node{} connection:{}", p.node, p.connection)?;
+            if p.connection == ConnectionState::Connected {
+                write!(f, " role:{}", p.role)?;
+            }
+            writeln!(f)?;
+            if p.connection == ConnectionState::Connected {
+                write!(f, "    replication:{} peer-disk:{}", p.replication, p.disk)?;
+                if p.out_of_sync > 0 {
+                    write!(f, " out-of-sync:{}", p.out_of_sync)?;
+                }
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A state change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// This node's role changed.
+    Role(Role),
+    /// This node's disk state changed.
+    Disk(DiskState),
+    /// The connection to a peer changed.
+    Connection {
+        /// The peer.
+        peer: u8,
+        /// Its new state.
+        state: ConnectionState,
+        /// Why (for failures).
+        reason: Option<String>,
+    },
+    /// The replication state towards a peer changed.
+    Replication {
+        /// The peer.
+        peer: u8,
+        /// Its new state.
+        state: ReplicationState,
+    },
+    /// A peer's disk or role as it reported them.
+    PeerState {
+        /// The peer.
+        peer: u8,
+        /// Its disk state.
+        disk: DiskState,
+        /// Its role.
+        role: Role,
+    },
+}
+
+impl fmt::Display for Event {
+    /// One line, like `drbdsetup events2`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Role(r) => write!(f, "change resource role:{r}"),
+            Event::Disk(d) => write!(f, "change device disk:{d}"),
+            Event::Connection { peer, state, reason } => {
+                write!(f, "change connection peer-node-id:{peer} connection:{state}")?;
+                if let Some(r) = reason {
+                    write!(f, " reason:{r:?}")?;
+                }
+                Ok(())
+            }
+            Event::Replication { peer, state } => write!(f, "change peer-device peer-node-id:{peer} replication:{state}"),
+            Event::PeerState { peer, disk, role } => write!(f, "change peer-device peer-node-id:{peer} peer-disk:{disk} role:{role}"),
+        }
+    }
+}

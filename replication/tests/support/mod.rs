@@ -1,0 +1,129 @@
+//! Builds clusters of resources in one process over real loopback TCP, with in-memory disks.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use replbd_bitmap::{CreateOptions, Geometry, MemDevice, Metadata, NodeId, OpenOptions, Params, Placement, create};
+use replbd_quorum::{ConnectionState, Protocol, ReplicationState};
+use replbd_replication::engine::Timeouts;
+use replbd_replication::store::{MemStore, Store};
+use replbd_replication::{LocalDisk, PeerConfig, Resource, ResourceConfig};
+
+pub const SECRET: &[u8] = b"test-secret";
+pub const UUID: u64 = 0x1234_5678_9abc_def0;
+
+/// One node of a test cluster.
+pub struct Node {
+    pub id: u8,
+    pub res: Resource,
+    pub store: Option<Arc<MemStore>>,
+    pub addr: SocketAddr,
+}
+
+/// Free loopback ports (bound and released; the tests bind them right after).
+pub fn free_ports(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+}
+
+/// A fresh disk of `size` bytes, declared UpToDate at [`UUID`] (identical zeroes everywhere).
+pub fn disk(size: u64, max_peers: usize, node: u8) -> (LocalDisk, Arc<MemStore>) {
+    let params = Params { data_size: size, max_peers: max_peers.max(1), bm_block_size: 4096, al_extents: 67 };
+    let dev = MemDevice::new(Geometry::meta_size_for(&params));
+    create(&dev, &CreateOptions { placement: Placement::External, params, node_id: NodeId::new(node).unwrap() }).unwrap();
+    let (meta, report) = Metadata::open(Box::new(dev), OpenOptions::default()).unwrap();
+    let mem = Arc::new(MemStore::new(size));
+    let d = LocalDisk::from_parts(Store::memory(Arc::clone(&mem)), meta, report).unwrap();
+    d.declare_up_to_date(UUID).unwrap();
+    (d, mem)
+}
+
+pub fn quick_timeouts() -> Timeouts {
+    Timeouts {
+        connect: Duration::from_secs(5),
+        ack: Duration::from_secs(2),
+        ping_interval: Duration::from_millis(500),
+        ping_timeout: Duration::from_secs(1),
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(500),
+        read: Duration::from_secs(2),
+    }
+}
+
+/// Builds the configuration of node `i` of a full mesh over `addrs`.
+pub fn config(i: usize, addrs: &[SocketAddr], protocol: Protocol, diskless: &[usize]) -> ResourceConfig {
+    let mut cfg = ResourceConfig::new("r0", i as u8, addrs[i], SECRET);
+    cfg.timeouts = quick_timeouts();
+    cfg.peers = addrs
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(j, a)| PeerConfig { node_id: j as u8, address: *a, protocol, diskless: diskless.contains(&j) })
+        .collect();
+    cfg
+}
+
+/// Starts `n` nodes (those in `diskless` without a disk) and waits until all are connected.
+pub async fn cluster(n: usize, size: u64, protocol: Protocol, diskless: &[usize]) -> Vec<Node> {
+    cluster_with(n, size, protocol, diskless, |_, _| {}).await
+}
+
+pub async fn cluster_with(
+    n: usize,
+    size: u64,
+    protocol: Protocol,
+    diskless: &[usize],
+    tweak: impl Fn(usize, &mut ResourceConfig),
+) -> Vec<Node> {
+    let addrs = free_ports(n);
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let mut cfg = config(i, &addrs, protocol, diskless);
+        tweak(i, &mut cfg);
+        let (d, store) = if diskless.contains(&i) {
+            (None, None)
+        } else {
+            let (d, s) = disk(size, n - 1, i as u8);
+            (Some(d), Some(s))
+        };
+        let res = Resource::start(cfg, d).await.unwrap();
+        nodes.push(Node { id: i as u8, res, store, addr: addrs[i] });
+    }
+    for node in &nodes {
+        wait_connected(node, n - 1).await;
+    }
+    nodes
+}
+
+/// Waits until `node` has `peers` peers Connected and Established.
+pub async fn wait_connected(node: &Node, peers: usize) {
+    let r = node
+        .res
+        .wait_for(Duration::from_secs(30), |s| {
+            s.peers.iter().filter(|p| p.connection == ConnectionState::Connected && p.replication == ReplicationState::Established).count() == peers
+        })
+        .await;
+    if let Err(s) = r {
+        panic!("node {} did not connect to {peers} peers:\n{s}", node.id);
+    }
+}
+
+/// A deterministic 4 KiB block for write number `i`.
+pub fn block(i: u64) -> bytes::Bytes {
+    let mut v = vec![0u8; 4096];
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for chunk in v.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes());
+    }
+    bytes::Bytes::from(v)
+}
+
+pub fn checksum(data: &[u8]) -> u32 {
+    crc32c::crc32c(data)
+}
