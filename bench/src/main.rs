@@ -3,6 +3,7 @@
 
 mod alloc;
 mod bitmap;
+mod engine;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,6 +32,18 @@ enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// The write path: local store, a minimal-replication floor, replbd with 1-2 peers (C and A).
+    Engine {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Shorter runs (a smoke run).
+        #[arg(long)]
+        quick: bool,
+        /// Directory for the data and metadata files.
+        #[arg(long, default_value = "/dev/shm")]
+        dir: std::path::PathBuf,
+    },
     /// One memory case of `bitmap`, run in a child process (internal).
     #[command(hide = true)]
     BitmapMemoryCase {
@@ -51,6 +64,16 @@ fn main() -> ExitCode {
                 writeln!(out)?;
             } else {
                 bitmap::print_table(&r, &mut out)?;
+            }
+            Ok(())
+        }),
+        Command::Engine { json, quick, dir } => engine::run(quick, &dir).and_then(|r| {
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &r)?;
+                writeln!(out)?;
+            } else {
+                engine::print_table(&r, &mut out)?;
             }
             Ok(())
         }),

@@ -17,7 +17,9 @@ const MIB: u64 = 1 << 20;
 
 async fn write_blocks(res: &replbd_replication::Resource, blocks: impl IntoIterator<Item = u64>) {
     for i in blocks {
-        res.write(i * 4096, block(i), WriteFlags::default()).await.unwrap();
+        res.write(i * 4096, block(i), WriteFlags::default())
+            .await
+            .unwrap();
     }
 }
 
@@ -31,10 +33,17 @@ async fn writes_replicate_to_every_peer_and_reads_see_them() {
     p.discard(20 * MIB, 4 * MIB).await.unwrap();
     p.flush().await.unwrap();
     assert!(p.read(7 * 4096, 4096).await.unwrap() == block(7));
-    let sums: Vec<u32> = nodes.iter().map(|n| checksum(&n.store.as_ref().unwrap().content())).collect();
+    let sums: Vec<u32> = nodes
+        .iter()
+        .map(|n| checksum(&n.store.as_ref().unwrap().content()))
+        .collect();
     assert!(sums.iter().all(|s| *s == sums[0]), "replicas differ: {sums:x?}");
     // Secondaries refuse application I/O.
-    let err = nodes[1].res.write(0, block(0), WriteFlags::default()).await.unwrap_err();
+    let err = nodes[1]
+        .res
+        .write(0, block(0), WriteFlags::default())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not Primary"), "{err}");
     for n in &nodes {
         n.res.down().await.unwrap();
@@ -53,15 +62,25 @@ async fn a_disconnected_peer_slot_holds_exactly_the_bytes_it_missed() {
         assert_eq!(p.status().peer(peer).unwrap().out_of_sync, 0);
     }
     p.disconnect(Some(2)).unwrap();
-    p.wait_for(Duration::from_secs(10), |s| s.peer(2).unwrap().connection == ConnectionState::StandAlone).await.unwrap();
+    p.wait_for(Duration::from_secs(10), |s| {
+        s.peer(2).unwrap().connection == ConnectionState::StandAlone
+    })
+    .await
+    .unwrap();
     // 300 distinct blocks (some rewritten twice), plus a 1 MiB zeroing that overlaps 0 of them.
     let written: Vec<u64> = (1000..1300).collect();
     write_blocks(p, written.iter().copied()).await;
     write_blocks(p, (1000..1100).collect::<Vec<_>>()).await;
-    p.write_zeroes(40 * MIB, MIB, WriteFlags::default()).await.unwrap();
+    p.write_zeroes(40 * MIB, MIB, WriteFlags::default())
+        .await
+        .unwrap();
     p.flush().await.unwrap();
     let st = p.status();
-    assert_eq!(st.peer(2).unwrap().out_of_sync, 300 * 4096 + MIB, "peer 2 missed exactly these bytes");
+    assert_eq!(
+        st.peer(2).unwrap().out_of_sync,
+        300 * 4096 + MIB,
+        "peer 2 missed exactly these bytes"
+    );
     assert_eq!(st.peer(1).unwrap().out_of_sync, 0, "peer 1 missed nothing");
     // The other secondary still reaches node 2, so it marks nothing either.
     assert_eq!(nodes[1].res.status().peer(2).unwrap().out_of_sync, 0);
@@ -80,9 +99,16 @@ async fn a_cut_connection_reconnects_by_itself_and_marks_what_was_in_flight() {
     p.cut(1);
     // Writes during the outage succeed; the connection comes back by itself.
     write_blocks(p, 0..64).await;
-    p.wait_for(Duration::from_secs(10), |s| s.peer(1).unwrap().connection == ConnectionState::Connected).await.unwrap();
+    p.wait_for(Duration::from_secs(10), |s| {
+        s.peer(1).unwrap().connection == ConnectionState::Connected
+    })
+    .await
+    .unwrap();
     let oos = p.status().peer(1).unwrap().out_of_sync;
-    assert!(oos > 0 && oos <= 64 * 4096, "writes during the outage are marked: {oos}");
+    assert!(
+        oos > 0 && oos <= 64 * 4096,
+        "writes during the outage are marked: {oos}"
+    );
     for n in &nodes {
         n.res.down().await.unwrap();
     }
@@ -106,10 +132,17 @@ async fn protocol_c_waits_for_the_peer_disk_while_a_and_b_do_not() {
         .await
         .is_ok();
         match protocol {
-            Protocol::C => assert!(!early, "a protocol C write completed before the peer's disk write"),
+            Protocol::C => assert!(
+                !early,
+                "a protocol C write completed before the peer's disk write"
+            ),
             _ => assert!(early, "a protocol {protocol} write waited for the peer's disk"),
         }
-        assert_eq!(peer_store.write_log().len(), 0, "the peer's disk has not written yet");
+        assert_eq!(
+            peer_store.write_log().len(),
+            0,
+            "the peer's disk has not written yet"
+        );
         peer_store.pause_writes(false);
         tokio::time::timeout(Duration::from_secs(5), async {
             while !write.is_finished() {
@@ -127,7 +160,10 @@ async fn protocol_c_waits_for_the_peer_disk_while_a_and_b_do_not() {
         })
         .await
         .unwrap();
-        assert!(peer_store.content()[..4096] == block(1)[..], "protocol {protocol}: the peer has the data");
+        assert!(
+            peer_store.content()[..4096] == block(1)[..],
+            "protocol {protocol}: the peer has the data"
+        );
         for n in &nodes {
             n.res.down().await.unwrap();
         }
@@ -178,7 +214,11 @@ async fn after_a_flush_every_earlier_write_survives_power_loss_on_every_node() {
     for n in &nodes {
         let s = n.store.as_ref().unwrap();
         for i in 0..200u64 {
-            assert!(s.content()[(i * 4096) as usize..((i + 1) * 4096) as usize] == block(i)[..], "node {} lost block {i}", n.id);
+            assert!(
+                s.content()[(i * 4096) as usize..((i + 1) * 4096) as usize] == block(i)[..],
+                "node {} lost block {i}",
+                n.id
+            );
         }
     }
     for n in &nodes {
@@ -196,7 +236,9 @@ async fn without_a_flush_power_loss_does_lose_writes() {
     let local = nodes[0].store.clone().unwrap();
     write_blocks(p, 0..10).await;
     local.crash();
-    let lost = (0..10u64).filter(|&i| local.content()[(i * 4096) as usize..((i + 1) * 4096) as usize] != block(i)[..]).count();
+    let lost = (0..10u64)
+        .filter(|&i| local.content()[(i * 4096) as usize..((i + 1) * 4096) as usize] != block(i)[..])
+        .count();
     assert_eq!(lost, 10, "unflushed writes survived a crash of the memory store");
     for n in &nodes {
         n.res.down().await.unwrap();
@@ -210,7 +252,11 @@ async fn fua_writes_are_durable_on_protocol_c_peers_at_completion() {
     p.primary(false).await.unwrap();
     p.write(4096, block(5), WriteFlags { fua: true }).await.unwrap();
     for n in &nodes {
-        assert!(n.store.as_ref().unwrap().durable()[4096..8192] == block(5)[..], "node {}", n.id);
+        assert!(
+            n.store.as_ref().unwrap().durable()[4096..8192] == block(5)[..],
+            "node {}",
+            n.id
+        );
     }
     for n in &nodes {
         n.res.down().await.unwrap();
@@ -219,7 +265,12 @@ async fn fua_writes_are_durable_on_protocol_c_peers_at_completion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diskless_primary_writes_to_every_disk_and_reads_from_peers() {
-    for policy in [ReadBalancing::PreferLocal, ReadBalancing::PreferRemote, ReadBalancing::RoundRobin, ReadBalancing::LeastPending] {
+    for policy in [
+        ReadBalancing::PreferLocal,
+        ReadBalancing::PreferRemote,
+        ReadBalancing::RoundRobin,
+        ReadBalancing::LeastPending,
+    ] {
         let nodes = cluster_with(3, 16 * MIB, Protocol::C, &[2], |i, cfg| {
             if i == 2 {
                 cfg.read_balancing = policy;
@@ -234,12 +285,18 @@ async fn a_diskless_primary_writes_to_every_disk_and_reads_from_peers() {
             assert!(n.store.as_ref().unwrap().content()[63 * 4096..64 * 4096] == block(63)[..]);
         }
         for i in 0..64u64 {
-            assert!(client.read(i * 4096, 4096).await.unwrap() == block(i), "{policy:?} block {i}");
+            assert!(
+                client.read(i * 4096, 4096).await.unwrap() == block(i),
+                "{policy:?} block {i}"
+            );
         }
         // One copy gone: reads are served by the other.
         nodes[0].res.down().await.unwrap();
         for i in 0..8u64 {
-            assert!(client.read(i * 4096, 4096).await.unwrap() == block(i), "block {i} after losing a copy");
+            assert!(
+                client.read(i * 4096, 4096).await.unwrap() == block(i),
+                "block {i} after losing a copy"
+            );
         }
         nodes[1].res.down().await.unwrap();
         nodes[2].res.down().await.unwrap();
@@ -257,7 +314,9 @@ async fn thirty_two_peers_hold_identical_data() {
         let res = p.clone();
         tasks.push(tokio::spawn(async move {
             for i in (w..4096).step_by(16) {
-                res.write(i * 4096, block(i), WriteFlags::default()).await.unwrap();
+                res.write(i * 4096, block(i), WriteFlags::default())
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -265,7 +324,10 @@ async fn thirty_two_peers_hold_identical_data() {
         t.await.unwrap();
     }
     p.flush().await.unwrap();
-    let sums: Vec<u32> = nodes.iter().map(|n| checksum(&n.store.as_ref().unwrap().durable())).collect();
+    let sums: Vec<u32> = nodes
+        .iter()
+        .map(|n| checksum(&n.store.as_ref().unwrap().durable()))
+        .collect();
     assert!(sums.iter().all(|s| *s == sums[0]), "replicas differ: {sums:x?}");
     assert!(p.status().peers.iter().all(|s| s.out_of_sync == 0));
     for n in &nodes {

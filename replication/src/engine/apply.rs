@@ -43,7 +43,14 @@ fn frame(kind: Kind, seq: u64, aux: u64) -> OutFrame {
 
 impl Applier {
     pub(crate) fn new(inner: Arc<Inner>, link: Arc<Link>) -> Applier {
-        Applier { inner, link, active: Arc::new(Active { count: AtomicU64::new(0), idle: Notify::new() }) }
+        Applier {
+            inner,
+            link,
+            active: Arc::new(Active {
+                count: AtomicU64::new(0),
+                idle: Notify::new(),
+            }),
+        }
     }
 
     /// Checks that a request for `offset..offset+len` from the peer may be served here.
@@ -52,22 +59,37 @@ impl Applier {
             return Err(format!("the peer sent a {kind} to a diskless node"));
         }
         if write && self.inner.role() == Role::Primary {
-            return Err(format!("the peer sent a {kind} while this node is Primary (two primaries are not allowed)"));
+            return Err(format!(
+                "the peer sent a {kind} while this node is Primary (two primaries are not allowed)"
+            ));
         }
         let end = offset.checked_add(len);
-        if end.is_none_or(|e| e > self.inner.size) || !offset.is_multiple_of(512) || !len.is_multiple_of(512) || len == 0 {
-            return Err(format!("the peer sent a {kind} for {offset}+{len}, outside this node's {}-byte volume or not 512-byte aligned", self.inner.size));
+        if end.is_none_or(|e| e > self.inner.size)
+            || !offset.is_multiple_of(512)
+            || !len.is_multiple_of(512)
+            || len == 0
+        {
+            return Err(format!(
+                "the peer sent a {kind} for {offset}+{len}, outside this node's {}-byte volume or not 512-byte aligned",
+                self.inner.size
+            ));
         }
         Ok(())
     }
 
     /// Applies a data, discard or write-zeroes frame (concurrently with others of its epoch).
     pub(crate) fn apply(&self, h: FrameHeader, payload: Bytes) -> Result<(), String> {
-        let offset = h.sector.checked_mul(512).ok_or_else(|| format!("sector {} overflows", h.sector))?;
+        let offset = h
+            .sector
+            .checked_mul(512)
+            .ok_or_else(|| format!("sector {} overflows", h.sector))?;
         let len = match h.kind {
             Kind::Data => payload.len() as u64,
             _ => {
-                let b: [u8; 8] = payload.as_ref().try_into().map_err(|_| format!("{} frame without an 8-byte length", h.kind))?;
+                let b: [u8; 8] = payload
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| format!("{} frame without an 8-byte length", h.kind))?;
                 u64::from_le_bytes(b)
             }
         };
@@ -76,7 +98,11 @@ impl Applier {
             self.link.send(frame(Kind::RecvAck, h.seq, 0));
         }
         self.active.count.fetch_add(1, Ordering::SeqCst);
-        let (inner, link, active) = (Arc::clone(&self.inner), Arc::clone(&self.link), Arc::clone(&self.active));
+        let (inner, link, active) = (
+            Arc::clone(&self.inner),
+            Arc::clone(&self.link),
+            Arc::clone(&self.active),
+        );
         tokio::spawn(async move {
             let result = apply_locally(&inner, &link, h, payload, offset, len).await;
             match result {
@@ -106,7 +132,10 @@ impl Applier {
     pub(crate) async fn barrier(&self, epoch: u64) -> Result<(), String> {
         self.drain().await;
         if let Some(d) = &self.inner.disk {
-            d.store.flush().await.map_err(|e| format!("flushing the local disk for barrier {epoch} failed: {e}"))?;
+            d.store
+                .flush()
+                .await
+                .map_err(|e| format!("flushing the local disk for barrier {epoch} failed: {e}"))?;
         }
         self.link.send(frame(Kind::BarrierAck, 0, epoch));
         Ok(())
@@ -114,10 +143,16 @@ impl Applier {
 
     /// Serves a diskless peer's read.
     pub(crate) fn serve_read(&self, h: FrameHeader) -> Result<(), String> {
-        let offset = h.sector.checked_mul(512).ok_or_else(|| format!("sector {} overflows", h.sector))?;
+        let offset = h
+            .sector
+            .checked_mul(512)
+            .ok_or_else(|| format!("sector {} overflows", h.sector))?;
         let len = h.aux;
         if len > u64::from(crate::wire::MAX_DATA_PAYLOAD) {
-            return Err(format!("the peer asked to read {len} bytes, more than {}", crate::wire::MAX_DATA_PAYLOAD));
+            return Err(format!(
+                "the peer asked to read {len} bytes, more than {}",
+                crate::wire::MAX_DATA_PAYLOAD
+            ));
         }
         self.validate(h.kind, offset, len, false)?;
         let (inner, link) = (Arc::clone(&self.inner), Arc::clone(&self.link));
@@ -128,11 +163,18 @@ impl Applier {
                     let mut rh = FrameHeader::new(Kind::ReadReply);
                     rh.seq = h.seq;
                     rh.sector = h.sector;
-                    link.send(OutFrame { header: rh, payload: data });
+                    link.send(OutFrame {
+                        header: rh,
+                        payload: data,
+                    });
                 }
                 Err(e) => {
                     tracing::error!(resource = %inner.cfg.name, peer = link.peer, offset, len, error = %e, "local read for a peer failed");
-                    link.send(frame(Kind::ReadError, h.seq, e.raw_os_error().unwrap_or(libc::EIO) as u64));
+                    link.send(frame(
+                        Kind::ReadError,
+                        h.seq,
+                        e.raw_os_error().unwrap_or(libc::EIO) as u64,
+                    ));
                 }
             }
         });
@@ -141,8 +183,17 @@ impl Applier {
 }
 
 /// The local part of applying a write; returns the errno on failure.
-async fn apply_locally(inner: &Arc<Inner>, link: &Arc<Link>, h: FrameHeader, payload: Bytes, offset: u64, len: u64) -> Result<(), i32> {
-    let Some(d) = &inner.disk else { return Err(libc::ENODEV) };
+async fn apply_locally(
+    inner: &Arc<Inner>,
+    link: &Arc<Link>,
+    h: FrameHeader,
+    payload: Bytes,
+    offset: u64,
+    len: u64,
+) -> Result<(), i32> {
+    let Some(d) = &inner.disk else {
+        return Err(libc::ENODEV);
+    };
     let _guard = al_begin(&d.meta, offset, len).await.map_err(|e| {
         tracing::error!(resource = %inner.cfg.name, error = %e, "activity log failed for a replicated write");
         libc::EIO

@@ -40,7 +40,9 @@ impl std::str::FromStr for ReadBalancing {
             "prefer-remote" => Ok(ReadBalancing::PreferRemote),
             "round-robin" => Ok(ReadBalancing::RoundRobin),
             "least-pending" => Ok(ReadBalancing::LeastPending),
-            _ => Err(format!("unknown read-balancing {s:?}: use prefer-local, prefer-remote, round-robin or least-pending")),
+            _ => Err(format!(
+                "unknown read-balancing {s:?}: use prefer-local, prefer-remote, round-robin or least-pending"
+            )),
         }
     }
 }
@@ -123,13 +125,20 @@ impl ResourceConfig {
     /// Checks the configuration for contradictions, naming the first one found.
     pub fn validate(&self) -> Result<(), String> {
         if self.name.is_empty() || self.name.len() > 64 {
-            return Err(format!("resource name {:?} must be 1 to 64 characters", self.name));
+            return Err(format!(
+                "resource name {:?} must be 1 to 64 characters",
+                self.name
+            ));
         }
         if self.node_id > 63 {
             return Err(format!("node id {} is out of range 0..=63", self.node_id));
         }
         if self.peers.len() > 32 {
-            return Err(format!("resource {} has {} peers; at most 32 are supported", self.name, self.peers.len()));
+            return Err(format!(
+                "resource {} has {} peers; at most 32 are supported",
+                self.name,
+                self.peers.len()
+            ));
         }
         if self.secret.is_empty() {
             return Err(format!("resource {} has an empty shared secret", self.name));
@@ -137,7 +146,10 @@ impl ResourceConfig {
         let mut seen = std::collections::BTreeSet::new();
         for p in &self.peers {
             if p.node_id > 63 || p.node_id == self.node_id || !seen.insert(p.node_id) {
-                return Err(format!("peer node id {} is invalid, repeated, or this node's own id", p.node_id));
+                return Err(format!(
+                    "peer node id {} is invalid, repeated, or this node's own id",
+                    p.node_id
+                ));
             }
         }
         Ok(())

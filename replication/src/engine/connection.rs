@@ -130,44 +130,78 @@ async fn dial_peer(inner: &Arc<Inner>, peer: &Arc<Peer>) -> Result<(Reader, Writ
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let (mut r, mut w) = (FrameReader::new(r, false), FrameWriter::new(w, false));
-    let agreed = tokio::time::timeout(t, handshake::connect(&inner.identity, peer.cfg.node_id, &mut r, &mut w))
-        .await
-        .map_err(|_| format!("handshake with {addr} timed out after {t:?}"))?
-        .map_err(|e| describe(inner, peer.cfg.node_id, &e))?;
+    let agreed = tokio::time::timeout(
+        t,
+        handshake::connect(&inner.identity, peer.cfg.node_id, &mut r, &mut w),
+    )
+    .await
+    .map_err(|_| format!("handshake with {addr} timed out after {t:?}"))?
+    .map_err(|e| describe(inner, peer.cfg.node_id, &e))?;
     w.configure(agreed.version, false);
     Ok((r, w))
 }
 
 async fn accept_peer(inner: &Arc<Inner>, a: Accepted) -> Result<(Reader, Writer), String> {
-    let Accepted { mut reader, mut writer, hello } = a;
+    let Accepted {
+        mut reader,
+        mut writer,
+        hello,
+    } = a;
     let t = inner.cfg.timeouts.connect;
-    let agreed = tokio::time::timeout(t, handshake::accept(&inner.identity, &hello, &mut reader, &mut writer))
-        .await
-        .map_err(|_| format!("handshake with node {} timed out after {t:?}", hello.node))?
-        .map_err(|e| describe(inner, hello.node, &e))?;
+    let agreed = tokio::time::timeout(
+        t,
+        handshake::accept(&inner.identity, &hello, &mut reader, &mut writer),
+    )
+    .await
+    .map_err(|_| format!("handshake with node {} timed out after {t:?}", hello.node))?
+    .map_err(|e| describe(inner, hello.node, &e))?;
     writer.configure(agreed.version, false);
     Ok((reader, writer))
 }
 
 fn describe(inner: &Inner, node: u8, e: &HandshakeError) -> String {
     let msg = e.to_string();
-    if matches!(e, HandshakeError::AuthFailed { .. } | HandshakeError::Refused { code: ErrorCode::AuthFailed, .. }) {
+    if matches!(
+        e,
+        HandshakeError::AuthFailed { .. }
+            | HandshakeError::Refused {
+                code: ErrorCode::AuthFailed,
+                ..
+            }
+    ) {
         tracing::error!(resource = %inner.cfg.name, peer = node, error = %msg, "authentication failed");
     }
     msg
 }
 
 async fn refuse(w: &mut Writer, code: ErrorCode, message: String) -> Attempt {
-    let _ = w.send(messages::encode(Kind::Error, &ErrorMessage { code, message: message.clone() })).await;
+    let _ = w
+        .send(messages::encode(
+            Kind::Error,
+            &ErrorMessage {
+                code,
+                message: message.clone(),
+            },
+        ))
+        .await;
     Attempt::StandAlone(message)
 }
 
 /// The connection is authenticated: exchange state, decide, run the link until it fails.
-async fn connected(inner: &Arc<Inner>, peer: &Arc<Peer>, mut r: Reader, mut w: Writer, reconnect: bool) -> Attempt {
+async fn connected(
+    inner: &Arc<Inner>,
+    peer: &Arc<Peer>,
+    mut r: Reader,
+    mut w: Writer,
+    reconnect: bool,
+) -> Attempt {
     let node = peer.cfg.node_id;
     let protocol = peer.cfg.protocol;
     let t = inner.cfg.timeouts.connect;
-    if let Err(e) = w.send(messages::encode(Kind::StateReport, &inner.state_report(protocol))).await {
+    if let Err(e) = w
+        .send(messages::encode(Kind::StateReport, &inner.state_report(protocol)))
+        .await
+    {
         return Attempt::Retry(format!("sending state failed: {e}"));
     }
     let theirs: StateReport = match tokio::time::timeout(t, r.read_frame()).await {
@@ -176,7 +210,9 @@ async fn connected(inner: &Arc<Inner>, peer: &Arc<Peer>, mut r: Reader, mut w: W
             Err(e) => return Attempt::Retry(e.to_string()),
         },
         Ok(Ok((h, p))) if h.kind == Kind::Error => {
-            let m = messages::decode::<ErrorMessage>(Kind::Error, &p).map(|m| m.message).unwrap_or_default();
+            let m = messages::decode::<ErrorMessage>(Kind::Error, &p)
+                .map(|m| m.message)
+                .unwrap_or_default();
             return Attempt::StandAlone(format!("the peer refused the connection: {m}"));
         }
         Ok(Ok((h, _))) => return Attempt::Retry(format!("expected the peer's state, got {}", h.kind)),
@@ -184,21 +220,32 @@ async fn connected(inner: &Arc<Inner>, peer: &Arc<Peer>, mut r: Reader, mut w: W
         Err(_) => return Attempt::Retry(format!("the peer sent no state within {t:?}")),
     };
     if theirs.protocol != protocol_to_u8(protocol) {
-        let msg = format!("replication protocols differ: node {} uses {protocol} for this connection, node {node} another; configure the same on both", inner.cfg.node_id);
+        let msg = format!(
+            "replication protocols differ: node {} uses {protocol} for this connection, node {node} another; configure the same on both",
+            inner.cfg.node_id
+        );
         return refuse(&mut w, ErrorCode::Incompatible, msg).await;
     }
     if theirs.integrity != inner.cfg.data_integrity {
-        let msg = format!("data-integrity differs between node {} and node {node}; configure the same on both", inner.cfg.node_id);
+        let msg = format!(
+            "data-integrity differs between node {} and node {node}; configure the same on both",
+            inner.cfg.node_id
+        );
         return refuse(&mut w, ErrorCode::Incompatible, msg).await;
     }
     let ours_size = inner.disk.as_ref().map_or(0, |d| d.size());
     if ours_size != 0 && theirs.size != 0 && ours_size != theirs.size {
-        let msg = format!("volume sizes differ: node {} has {ours_size} bytes, node {node} has {}; resize one side first", inner.cfg.node_id, theirs.size);
+        let msg = format!(
+            "volume sizes differ: node {} has {ours_size} bytes, node {node} has {}; resize one side first",
+            inner.cfg.node_id, theirs.size
+        );
         return refuse(&mut w, ErrorCode::Incompatible, msg).await;
     }
     if inner.disk.is_none() && theirs.size != 0 {
         // A diskless node serves the size its diskful peers have.
-        inner.size_override.store(theirs.size, std::sync::atomic::Ordering::Relaxed);
+        inner
+            .size_override
+            .store(theirs.size, std::sync::atomic::Ordering::Relaxed);
     }
     let both_disks = inner.disk.is_some() && theirs.size != 0;
     let replication = if both_disks {
@@ -210,11 +257,17 @@ async fn connected(inner: &Arc<Inner>, peer: &Arc<Peer>, mut r: Reader, mut w: W
                     SyncDecision::BecomeSource { .. } => ReplicationState::SyncSource,
                     SyncDecision::BecomeTarget { .. } => ReplicationState::SyncTarget,
                     SyncDecision::SplitBrain { .. } => {
-                        let msg = format!("split brain detected ({}): both nodes wrote since they diverged; resolve with `connect --discard-my-data` on the node whose changes are to be dropped", d.rule);
+                        let msg = format!(
+                            "split brain detected ({}): both nodes wrote since they diverged; resolve with `connect --discard-my-data` on the node whose changes are to be dropped",
+                            d.rule
+                        );
                         return refuse(&mut w, ErrorCode::Incompatible, msg).await;
                     }
                     SyncDecision::UnrelatedData => {
-                        let msg = format!("unrelated data ({}): the two disks never held the same data", d.rule);
+                        let msg = format!(
+                            "unrelated data ({}): the two disks never held the same data",
+                            d.rule
+                        );
                         return refuse(&mut w, ErrorCode::Incompatible, msg).await;
                     }
                 }
@@ -232,7 +285,15 @@ async fn connected(inner: &Arc<Inner>, peer: &Arc<Peer>, mut r: Reader, mut w: W
         // Registered under the epoch lock: every write dispatched from now on reaches the link, and
         // barriers of epochs closed before it count as acknowledged.
         let ep = epoch::lock(&inner.epochs);
-        let link = Arc::new(Link::new(node, protocol, peer.slot, meta, tx, inner.cfg.max_in_flight_bytes, ep.last_closed()));
+        let link = Arc::new(Link::new(
+            node,
+            protocol,
+            peer.slot,
+            meta,
+            tx,
+            inner.cfg.max_in_flight_bytes,
+            ep.last_closed(),
+        ));
         peer.set_link(Some(Arc::clone(&link)));
         link
     };
@@ -254,11 +315,18 @@ async fn connected(inner: &Arc<Inner>, peer: &Arc<Peer>, mut r: Reader, mut w: W
     let receiver = tokio::spawn(tasks::receiver(Arc::clone(inner), Arc::clone(&link), r));
     let watchdog = tokio::spawn(tasks::watchdog(Arc::clone(inner), Arc::clone(&link)));
     let mut dead = link.dead.subscribe();
-    let reason = dead.wait_for(Option::is_some).await.ok().and_then(|d| d.clone()).unwrap_or_else(|| "link closed".to_string());
+    let reason = dead
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|d| d.clone())
+        .unwrap_or_else(|| "link closed".to_string());
     peer.set_link(None);
     let _ = tokio::join!(sender, receiver, watchdog);
     if inner.primary.load(std::sync::atomic::Ordering::SeqCst) && peer.slot.is_some() {
-        inner.rotate_pending.store(true, std::sync::atomic::Ordering::SeqCst);
+        inner
+            .rotate_pending
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
     inner.republish();
     Attempt::Retry(reason)
@@ -291,7 +359,15 @@ pub(crate) async fn route_incoming(inner: Arc<Inner>, stream: TcpStream, from: s
         tracing::warn!(resource = %inner.cfg.name, %from, node = hello.node, "rejected an incoming connection: node {} must wait for node {} to connect (the lower node id connects)", hello.node, inner.cfg.node_id);
         return;
     }
-    if peer.incoming_tx.try_send(Accepted { reader, writer, hello }).is_err() {
+    if peer
+        .incoming_tx
+        .try_send(Accepted {
+            reader,
+            writer,
+            hello,
+        })
+        .is_err()
+    {
         tracing::warn!(resource = %inner.cfg.name, %from, "rejected an incoming connection: the peer is already connecting");
     }
 }

@@ -50,7 +50,12 @@ pub(crate) struct Peer {
 impl Peer {
     /// The live link, if any.
     pub fn live(&self) -> Option<Arc<Link>> {
-        self.link.read().unwrap_or_else(PoisonError::into_inner).as_ref().filter(|l| !l.is_dead()).cloned()
+        self.link
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|l| !l.is_dead())
+            .cloned()
     }
 
     /// Replaces the link.
@@ -115,7 +120,11 @@ pub(crate) fn disk_state_from_flags(flags: NodeFlags) -> DiskState {
 impl Inner {
     /// The volume size: the local disk's, or for a diskless node the size its peers reported.
     pub fn volume_size(&self) -> u64 {
-        if self.size > 0 { self.size } else { self.size_override.load(Ordering::Relaxed) }
+        if self.size > 0 {
+            self.size
+        } else {
+            self.size_override.load(Ordering::Relaxed)
+        }
     }
 
     pub fn peer(&self, node: u8) -> Option<&Arc<Peer>> {
@@ -172,7 +181,13 @@ impl Inner {
                 }
             })
             .collect();
-        Status { name: self.cfg.name.clone(), node: self.cfg.node_id, role: c.role, disk: c.disk, peers }
+        Status {
+            name: self.cfg.name.clone(),
+            node: self.cfg.node_id,
+            role: c.role,
+            disk: c.disk,
+            peers,
+        }
     }
 
     /// Sets a peer's connection state (with the reason for a failure).
@@ -187,12 +202,19 @@ impl Inner {
             let mut events = Vec::new();
             if v.connection != state {
                 v.connection = state;
-                events.push(Event::Connection { peer: node, state, reason });
+                events.push(Event::Connection {
+                    peer: node,
+                    state,
+                    reason,
+                });
             }
             if state != ConnectionState::Connected {
                 if v.replication != ReplicationState::Off {
                     v.replication = ReplicationState::Off;
-                    events.push(Event::Replication { peer: node, state: ReplicationState::Off });
+                    events.push(Event::Replication {
+                        peer: node,
+                        state: ReplicationState::Off,
+                    });
                 }
                 v.disk = DiskState::DUnknown;
                 v.role = Role::Unknown;
@@ -218,7 +240,11 @@ impl Inner {
             Some(v) if v.disk != disk || v.role != role => {
                 v.disk = disk;
                 v.role = role;
-                vec![Event::PeerState { peer: node, disk, role }]
+                vec![Event::PeerState {
+                    peer: node,
+                    disk,
+                    role,
+                }]
             }
             _ => Vec::new(),
         });
@@ -240,7 +266,11 @@ impl Inner {
         let c = lock(&self.control);
         self.peers
             .iter()
-            .filter(|p| c.peers.get(&p.cfg.node_id).is_some_and(|v| v.disk == DiskState::UpToDate))
+            .filter(|p| {
+                c.peers
+                    .get(&p.cfg.node_id)
+                    .is_some_and(|v| v.disk == DiskState::UpToDate)
+            })
             .filter_map(|p| p.live())
             .collect()
     }
@@ -253,8 +283,13 @@ pub(crate) fn make_peers(cfg: &ResourceConfig, disk: Option<&LocalDisk>) -> Resu
     for p in &cfg.peers {
         let slot = match disk {
             Some(d) if !p.diskless => {
-                let node = replbd_bitmap::NodeId::new(p.node_id).ok_or_else(|| format!("peer node id {} is invalid", p.node_id))?;
-                Some(d.meta.slot_for(node).map_err(|e| format!("no bitmap slot for peer {}: {e}", p.node_id))?)
+                let node = replbd_bitmap::NodeId::new(p.node_id)
+                    .ok_or_else(|| format!("peer node id {} is invalid", p.node_id))?;
+                Some(
+                    d.meta
+                        .slot_for(node)
+                        .map_err(|e| format!("no bitmap slot for peer {}: {e}", p.node_id))?,
+                )
             }
             _ => None,
         };

@@ -26,7 +26,11 @@ pub struct Closed(pub u64);
 impl Epochs {
     /// Epoch 1 opens first; `max_writes` forces a barrier after that many writes.
     pub fn new(max_writes: u32) -> Mutex<Epochs> {
-        Mutex::new(Epochs { current: 1, writes: 0, max_writes: max_writes.max(1) })
+        Mutex::new(Epochs {
+            current: 1,
+            writes: 0,
+            max_writes: max_writes.max(1),
+        })
     }
 
     /// The epoch a new write joins.

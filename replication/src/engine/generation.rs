@@ -27,7 +27,10 @@ pub(crate) fn disk_to_u8(d: DiskState) -> u8 {
 
 /// Decodes a disk state, `DUnknown` for anything unknown.
 pub(crate) fn disk_from_u8(v: u8) -> DiskState {
-    DiskState::ALL.get(usize::from(v)).copied().unwrap_or(DiskState::DUnknown)
+    DiskState::ALL
+        .get(usize::from(v))
+        .copied()
+        .unwrap_or(DiskState::DUnknown)
 }
 
 pub(crate) fn role_to_u8(r: Role) -> u8 {
@@ -99,7 +102,11 @@ impl Inner {
             let gi = d.meta.generation_ids();
             let flags = d.meta.flags();
             r.current_uuid = gi.current | u64::from(role == Role::Primary);
-            r.bitmap_uuids = gi.peers.iter().filter_map(|p| p.node.map(|n| (n.get(), p.bitmap_uuid))).collect();
+            r.bitmap_uuids = gi
+                .peers
+                .iter()
+                .filter_map(|p| p.node.map(|n| (n.get(), p.bitmap_uuid)))
+                .collect();
             r.history = gi.history.iter().copied().filter(|&h| h != 0).collect();
             r.flags = u32::from(flags.contains(NodeFlags::CONSISTENT)) * F_CONSISTENT
                 | u32::from(flags.contains(NodeFlags::WAS_UP_TO_DATE)) * F_WAS_UP_TO_DATE
@@ -118,7 +125,10 @@ impl Inner {
     /// Tells every live peer this node's state.
     pub(crate) fn broadcast_state(&self) {
         for l in self.live_links() {
-            l.send(messages::encode(Kind::StateReport, &self.state_report(l.protocol)));
+            l.send(messages::encode(
+                Kind::StateReport,
+                &self.state_report(l.protocol),
+            ));
         }
     }
 
@@ -129,15 +139,22 @@ impl Inner {
             let gi = d.meta.generation_ids();
             gi.peers
                 .iter()
-                .map(|p| p.node.is_none_or(|n| self.peer(n.get()).is_none_or(|peer| peer.live().is_none())))
+                .map(|p| {
+                    p.node
+                        .is_none_or(|n| self.peer(n.get()).is_none_or(|peer| peer.live().is_none()))
+                })
                 .collect()
         };
         let meta = Arc::clone(&d.meta);
         let uuid = replbd_bitmap::random::random_uuid();
-        tokio::task::spawn_blocking(move || meta.update(|gi, _| gi.new_current(uuid, |slot| absent.get(slot.index()).copied().unwrap_or(true))))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        tokio::task::spawn_blocking(move || {
+            meta.update(|gi, _| {
+                gi.new_current(uuid, |slot| absent.get(slot.index()).copied().unwrap_or(true))
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         tracing::info!(resource = %self.cfg.name, uuid = format_args!("{uuid:016X}"), "new data generation");
         self.broadcast_state();
         Ok(())
@@ -158,10 +175,19 @@ impl Inner {
                 .generation_ids()
                 .peers
                 .iter()
-                .map(|p| p.node.is_none_or(|n| n.get() != link.peer && self.peer(n.get()).is_none_or(|peer| peer.live().is_none())))
+                .map(|p| {
+                    p.node.is_none_or(|n| {
+                        n.get() != link.peer && self.peer(n.get()).is_none_or(|peer| peer.live().is_none())
+                    })
+                })
                 .collect();
             let meta = Arc::clone(&d.meta);
-            let res = tokio::task::spawn_blocking(move || meta.update(|gi, _| gi.new_current(theirs, |slot| absent.get(slot.index()).copied().unwrap_or(true)))).await;
+            let res = tokio::task::spawn_blocking(move || {
+                meta.update(|gi, _| {
+                    gi.new_current(theirs, |slot| absent.get(slot.index()).copied().unwrap_or(true))
+                })
+            })
+            .await;
             if !matches!(res, Ok(Ok(()))) {
                 tracing::error!(resource = %self.cfg.name, peer = link.peer, "could not adopt the Primary's new data generation");
             }
@@ -169,14 +195,32 @@ impl Inner {
     }
 
     /// Decides what to do with a peer that just connected.
-    pub(crate) fn decide_with(&self, peer: u8, protocol: Protocol, r: &StateReport, reconnect: bool) -> Result<replbd_quorum::Decision, String> {
+    pub(crate) fn decide_with(
+        &self,
+        peer: u8,
+        protocol: Protocol,
+        r: &StateReport,
+        reconnect: bool,
+    ) -> Result<replbd_quorum::Decision, String> {
         let local_gi = self.local_gi();
         let peer_gi = report_gi(r);
         let (role, disk) = self.role_and_disk();
         let me = NodeId::new(self.cfg.node_id).map_err(|e| e.to_string())?;
         let them = NodeId::new(peer).map_err(|e| e.to_string())?;
-        let local = HandshakeSide { node: me, gi: &local_gi, disk, role, reconnect };
-        let remote = HandshakeSide { node: them, gi: &peer_gi, disk: disk_from_u8(r.disk), role: role_from_u8(r.role), reconnect };
+        let local = HandshakeSide {
+            node: me,
+            gi: &local_gi,
+            disk,
+            role,
+            reconnect,
+        };
+        let remote = HandshakeSide {
+            node: them,
+            gi: &peer_gi,
+            disk: disk_from_u8(r.disk),
+            role: role_from_u8(r.role),
+            reconnect,
+        };
         decide(&local, &remote, protocol).map_err(|e| e.to_string())
     }
 }

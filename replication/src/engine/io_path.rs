@@ -39,7 +39,9 @@ pub(crate) async fn al_begin(meta: &Arc<Metadata>, offset: u64, len: u64) -> Vol
             let m = Arc::clone(meta);
             tokio::task::spawn_blocking(move || m.begin_write(offset, len))
                 .await
-                .map_err(|e| VolumeError::Io(std::io::Error::other(format!("activity-log task failed: {e}"))))?
+                .map_err(|e| {
+                    VolumeError::Io(std::io::Error::other(format!("activity-log task failed: {e}")))
+                })?
                 .map_err(|e| VolumeError::Io(std::io::Error::other(e.to_string())))
         }
         Err(e) => Err(VolumeError::Io(std::io::Error::other(e.to_string()))),
@@ -52,7 +54,9 @@ fn io_error(e: &std::io::Error) -> VolumeError {
 
 impl Inner {
     fn not_primary(&self) -> VolumeError {
-        VolumeError::NotPrimary { resource: self.cfg.name.clone() }
+        VolumeError::NotPrimary {
+            resource: self.cfg.name.clone(),
+        }
     }
 
     fn check_access(&self, offset: u64, len: u64) -> VolumeResult<()> {
@@ -78,7 +82,14 @@ impl Inner {
     }
 
     /// A write, discard or zeroing from the application.
-    pub(crate) async fn write_path(self: &Arc<Self>, offset: u64, kind: WriteKind, data: Bytes, len: u64, fua: bool) -> VolumeResult<()> {
+    pub(crate) async fn write_path(
+        self: &Arc<Self>,
+        offset: u64,
+        kind: WriteKind,
+        data: Bytes,
+        len: u64,
+        fua: bool,
+    ) -> VolumeResult<()> {
         self.check_access(offset, len)?;
         let _active = self.begin_io();
         self.rotate_if_pending().await?;
@@ -94,7 +105,14 @@ impl Inner {
         self.write_one(offset, kind, data, len, fua).await
     }
 
-    async fn write_one(self: &Arc<Self>, offset: u64, kind: WriteKind, data: Bytes, len: u64, fua: bool) -> VolumeResult<()> {
+    async fn write_one(
+        self: &Arc<Self>,
+        offset: u64,
+        kind: WriteKind,
+        data: Bytes,
+        len: u64,
+        fua: bool,
+    ) -> VolumeResult<()> {
         let guard = match &self.disk {
             Some(d) => Some(al_begin(&d.meta, offset, len).await?),
             None => None,
@@ -108,7 +126,9 @@ impl Inner {
             }
         }
         if self.disk.is_none() && targets.is_empty() {
-            return Err(VolumeError::NoData { resource: self.cfg.name.clone() });
+            return Err(VolumeError::NoData {
+                resource: self.cfg.name.clone(),
+            });
         }
         let seq = self.seq();
         let mut header = FrameHeader::new(match kind {
@@ -121,7 +141,11 @@ impl Inner {
         if fua {
             header.flags = FrameFlags::FUA;
         }
-        let payload = if kind == WriteKind::Data { data.clone() } else { Bytes::copy_from_slice(&len.to_le_bytes()) };
+        let payload = if kind == WriteKind::Data {
+            data.clone()
+        } else {
+            Bytes::copy_from_slice(&len.to_le_bytes())
+        };
         let mut reached = Vec::with_capacity(targets.len());
         let req = {
             let mut ep = epoch::lock(&self.epochs);
@@ -130,7 +154,10 @@ impl Inner {
             let paths = targets.len() as u32 + u32::from(self.disk.is_some());
             let req = Arc::new(WriteRequest::new(offset, len, kind, e, seq, paths, guard));
             for (link, permit) in targets {
-                let frame = OutFrame { header, payload: payload.clone() };
+                let frame = OutFrame {
+                    header,
+                    payload: payload.clone(),
+                };
                 if link.register(&req, frame, permit).is_ok() {
                     reached.push(link.peer);
                 } else {
@@ -255,21 +282,27 @@ impl Inner {
             }
             ReadBalancing::LeastPending => {
                 remote.sort_by_key(|l| l.reads_pending.load(Ordering::Relaxed));
-                remote.first().is_none_or(|l| l.reads_pending.load(Ordering::Relaxed) > 0)
+                remote
+                    .first()
+                    .is_none_or(|l| l.reads_pending.load(Ordering::Relaxed) > 0)
             }
         };
         if local_ok && prefer_local {
             if let Some(d) = &self.disk {
                 match d.store.read(offset, len as usize).await {
                     Ok(b) => return Ok(b),
-                    Err(e) => tracing::error!(resource = %self.cfg.name, offset, len, error = %e, "local read failed; trying peers"),
+                    Err(e) => {
+                        tracing::error!(resource = %self.cfg.name, offset, len, error = %e, "local read failed; trying peers")
+                    }
                 }
             }
         }
         for link in &remote {
             match self.remote_read(link, offset, len).await {
                 Ok(b) => return Ok(b),
-                Err(errno) => tracing::warn!(resource = %self.cfg.name, peer = link.peer, offset, len, errno, "remote read failed; trying the next copy"),
+                Err(errno) => {
+                    tracing::warn!(resource = %self.cfg.name, peer = link.peer, offset, len, errno, "remote read failed; trying the next copy")
+                }
             }
         }
         if local_ok && !prefer_local {
@@ -277,7 +310,9 @@ impl Inner {
                 return d.store.read(offset, len as usize).await.map_err(|e| io_error(&e));
             }
         }
-        Err(VolumeError::NoData { resource: self.cfg.name.clone() })
+        Err(VolumeError::NoData {
+            resource: self.cfg.name.clone(),
+        })
     }
 
     async fn remote_read(&self, link: &Arc<Link>, offset: u64, len: u32) -> Result<Bytes, i32> {
@@ -313,7 +348,9 @@ impl Inner {
         }
         let _serial = self.rotation.lock().await;
         if self.rotate_pending.swap(false, Ordering::SeqCst) {
-            self.new_data_generation().await.map_err(|e| VolumeError::Io(std::io::Error::other(e)))?;
+            self.new_data_generation()
+                .await
+                .map_err(|e| VolumeError::Io(std::io::Error::other(e)))?;
         }
         Ok(())
     }

@@ -83,7 +83,10 @@ pub struct Link {
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link").field("peer", &self.peer).field("protocol", &self.protocol).finish()
+        f.debug_struct("Link")
+            .field("peer", &self.peer)
+            .field("protocol", &self.protocol)
+            .finish()
     }
 }
 
@@ -108,7 +111,9 @@ impl Link {
         max_in_flight_bytes: u64,
         acked_through: u64,
     ) -> Link {
-        let permits = usize::try_from(max_in_flight_bytes).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS);
+        let permits = usize::try_from(max_in_flight_bytes)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
         Link {
             peer,
             protocol,
@@ -135,7 +140,9 @@ impl Link {
     /// Takes credits for `bytes` of write data (waits while the peer's queue is full). `None` when
     /// the link failed meanwhile.
     pub async fn credits(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
-        let n = u32::try_from(bytes).unwrap_or(u32::MAX).min(Semaphore::MAX_PERMITS as u32);
+        let n = u32::try_from(bytes)
+            .unwrap_or(u32::MAX)
+            .min(Semaphore::MAX_PERMITS as u32);
         Arc::clone(&self.credits).acquire_many_owned(n).await.ok()
     }
 
@@ -145,12 +152,25 @@ impl Link {
     }
 
     /// Registers `req` and queues its frame. Fails when the link is down.
-    pub fn register(&self, req: &Arc<WriteRequest>, frame: OutFrame, credits: Option<OwnedSemaphorePermit>) -> Result<(), LinkDown> {
+    pub fn register(
+        &self,
+        req: &Arc<WriteRequest>,
+        frame: OutFrame,
+        credits: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), LinkDown> {
         let mut inf = lock(&self.inflight);
         if inf.dead.is_some() {
             return Err(LinkDown);
         }
-        inf.entries.insert(req.seq, Entry { req: Arc::clone(req), pending: true, queued_at: Instant::now(), _credits: credits });
+        inf.entries.insert(
+            req.seq,
+            Entry {
+                req: Arc::clone(req),
+                pending: true,
+                queued_at: Instant::now(),
+                _credits: credits,
+            },
+        );
         drop(inf);
         if self.tx.send(Outgoing::Data { frame, seq: req.seq }).is_err() {
             return Err(LinkDown);
@@ -162,7 +182,9 @@ impl Link {
     /// its range is marked out of sync).
     pub fn path_done(&self, seq: u64, ok: bool) {
         let mut inf = lock(&self.inflight);
-        let Some(e) = inf.entries.get_mut(&seq) else { return };
+        let Some(e) = inf.entries.get_mut(&seq) else {
+            return;
+        };
         if !e.pending {
             return;
         }
@@ -220,7 +242,10 @@ impl Link {
 
     /// Age of the oldest write still registered, if any.
     pub fn oldest_unacked(&self) -> Option<std::time::Duration> {
-        lock(&self.inflight).entries.first_key_value().map(|(_, e)| e.queued_at.elapsed())
+        lock(&self.inflight)
+            .entries
+            .first_key_value()
+            .map(|(_, e)| e.queued_at.elapsed())
     }
 
     /// Number of writes registered.
@@ -257,7 +282,8 @@ impl Link {
 
     /// Records that a frame arrived.
     pub fn touch(&self) {
-        self.last_rx_ms.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_rx_ms
+            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Time since the last frame arrived.
@@ -291,7 +317,12 @@ impl Link {
             let _ = tx.send(Err(libc::EIO));
         }
         self.reads_pending.store(0, Ordering::Relaxed);
-        tracing::warn!(peer = self.peer, reason, unacknowledged_writes = marked, "connection to peer lost");
+        tracing::warn!(
+            peer = self.peer,
+            reason,
+            unacknowledged_writes = marked,
+            "connection to peer lost"
+        );
     }
 
     /// The reason the link failed, if it did.

@@ -19,7 +19,10 @@ pub struct LocalDisk {
 
 impl std::fmt::Debug for LocalDisk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalDisk").field("store", &self.store.describe()).field("meta", &self.meta.device()).finish()
+        f.debug_struct("LocalDisk")
+            .field("store", &self.store.describe())
+            .field("meta", &self.meta.device())
+            .finish()
     }
 }
 
@@ -54,7 +57,9 @@ pub enum AttachError {
         source: replbd_bitmap::MetaError,
     },
     /// The data is smaller than the metadata describes.
-    #[error("the data at {path} has {actual} bytes but the metadata describes {expected}: wrong device, or it was shrunk")]
+    #[error(
+        "the data at {path} has {actual} bytes but the metadata describes {expected}: wrong device, or it was shrunk"
+    )]
     TooSmall {
         /// The path.
         path: String,
@@ -69,26 +74,51 @@ impl LocalDisk {
     /// Attaches a data file or device whose metadata is at `meta_path` (the same path for internal
     /// metadata).
     pub fn attach(data_path: &Path, meta_path: &Path) -> Result<LocalDisk, AttachError> {
-        let dev = replbd_bitmap::FileDevice::open(meta_path)
-            .map_err(|e| AttachError::MetaFile { path: meta_path.display().to_string(), source: e })?;
-        let (meta, open_report) = Metadata::open(Box::new(dev), OpenOptions::default())
-            .map_err(|e| AttachError::Meta { path: meta_path.display().to_string(), source: e })?;
-        let store = Store::open(data_path).map_err(|e| AttachError::Store { path: data_path.display().to_string(), source: e })?;
+        let dev = replbd_bitmap::FileDevice::open(meta_path).map_err(|e| AttachError::MetaFile {
+            path: meta_path.display().to_string(),
+            source: e,
+        })?;
+        let (meta, open_report) =
+            Metadata::open(Box::new(dev), OpenOptions::default()).map_err(|e| AttachError::Meta {
+                path: meta_path.display().to_string(),
+                source: e,
+            })?;
+        let store = Store::open(data_path).map_err(|e| AttachError::Store {
+            path: data_path.display().to_string(),
+            source: e,
+        })?;
         Self::check(store, meta, open_report, &data_path.display().to_string())
     }
 
     /// Attaches an already-open store and metadata (tests, simulation).
-    pub fn from_parts(store: Store, meta: Arc<Metadata>, open_report: OpenReport) -> Result<LocalDisk, AttachError> {
+    pub fn from_parts(
+        store: Store,
+        meta: Arc<Metadata>,
+        open_report: OpenReport,
+    ) -> Result<LocalDisk, AttachError> {
         let desc = store.describe();
         Self::check(store, meta, open_report, &desc)
     }
 
-    fn check(store: Store, meta: Arc<Metadata>, open_report: OpenReport, path: &str) -> Result<LocalDisk, AttachError> {
+    fn check(
+        store: Store,
+        meta: Arc<Metadata>,
+        open_report: OpenReport,
+        path: &str,
+    ) -> Result<LocalDisk, AttachError> {
         let expected = meta.geometry().data_size();
         if store.size() < expected {
-            return Err(AttachError::TooSmall { path: path.to_string(), actual: store.size(), expected });
+            return Err(AttachError::TooSmall {
+                path: path.to_string(),
+                actual: store.size(),
+                expected,
+            });
         }
-        Ok(LocalDisk { store, meta, open_report })
+        Ok(LocalDisk {
+            store,
+            meta,
+            open_report,
+        })
     }
 
     /// Bytes of data.
@@ -101,7 +131,8 @@ impl LocalDisk {
     /// skips the initial full sync. Every node must be given the same `uuid`.
     pub fn declare_up_to_date(&self, uuid: u64) -> Result<(), replbd_bitmap::MetaError> {
         for s in 0..self.meta.geometry().max_peers() {
-            self.meta.clear_in_sync(replbd_bitmap::PeerSlot(s as u8), 0, self.size())?;
+            self.meta
+                .clear_in_sync(replbd_bitmap::PeerSlot(s as u8), 0, self.size())?;
         }
         self.meta.flush()?;
         self.meta.update(|gi, flags| {

@@ -52,20 +52,37 @@ pub struct WriteRequest {
 
 impl std::fmt::Debug for WriteRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteRequest").field("seq", &self.seq).field("offset", &self.offset).field("len", &self.len).field("epoch", &self.epoch).finish()
+        f.debug_struct("WriteRequest")
+            .field("seq", &self.seq)
+            .field("offset", &self.offset)
+            .field("len", &self.len)
+            .field("epoch", &self.epoch)
+            .finish()
     }
 }
 
 impl WriteRequest {
     /// A request with `paths` pending paths.
-    pub fn new(offset: u64, len: u64, kind: WriteKind, epoch: u64, seq: u64, paths: u32, guard: Option<WriteGuard>) -> WriteRequest {
+    pub fn new(
+        offset: u64,
+        len: u64,
+        kind: WriteKind,
+        epoch: u64,
+        seq: u64,
+        paths: u32,
+        guard: Option<WriteGuard>,
+    ) -> WriteRequest {
         WriteRequest {
             offset,
             len,
             epoch,
             seq,
             kind,
-            paths: Mutex::new(Paths { pending: paths, succeeded: 0, local_error: None }),
+            paths: Mutex::new(Paths {
+                pending: paths,
+                succeeded: 0,
+                local_error: None,
+            }),
             done: Notify::new(),
             _guard: guard,
         }
@@ -86,7 +103,10 @@ impl WriteRequest {
 
     /// The local path finished with an error.
     pub fn local_failed(&self, error: String) {
-        self.paths.lock().unwrap_or_else(PoisonError::into_inner).local_error = Some(error);
+        self.paths
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .local_error = Some(error);
         self.path_done(false);
     }
 
@@ -100,7 +120,10 @@ impl WriteRequest {
                     return if p.succeeded > 0 {
                         Ok(())
                     } else {
-                        Err(p.local_error.clone().unwrap_or_else(|| "no disk and no peer accepted the write".to_string()))
+                        Err(p
+                            .local_error
+                            .clone()
+                            .unwrap_or_else(|| "no disk and no peer accepted the write".to_string()))
                     };
                 }
             }

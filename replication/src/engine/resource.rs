@@ -34,7 +34,9 @@ pub enum StartError {
         reason: String,
     },
     /// The replication port could not be bound.
-    #[error("resource {resource} cannot listen on {address}: {source} (is another resource or process using the port?)")]
+    #[error(
+        "resource {resource} cannot listen on {address}: {source} (is another resource or process using the port?)"
+    )]
     Listen {
         /// The resource.
         resource: String,
@@ -56,7 +58,9 @@ pub enum RoleError {
         node: u8,
     },
     /// The local data is not UpToDate.
-    #[error("the local disk is {disk}: only UpToDate data can be promoted (use --force to promote this data anyway and make it the newest)")]
+    #[error(
+        "the local disk is {disk}: only UpToDate data can be promoted (use --force to promote this data anyway and make it the newest)"
+    )]
     NotUpToDate {
         /// The disk state.
         disk: DiskState,
@@ -81,7 +85,10 @@ pub struct Resource {
 
 impl std::fmt::Debug for Resource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resource").field("name", &self.inner.cfg.name).field("node", &self.inner.cfg.node_id).finish()
+        f.debug_struct("Resource")
+            .field("name", &self.inner.cfg.name)
+            .field("node", &self.inner.cfg.node_id)
+            .finish()
     }
 }
 
@@ -89,20 +96,37 @@ impl Resource {
     /// Starts a resource: binds its replication port and starts connecting to its peers.
     /// `disk` is `None` for a diskless node.
     pub async fn start(cfg: ResourceConfig, disk: Option<LocalDisk>) -> Result<Resource, StartError> {
-        let config_error = |reason: String| StartError::Config { resource: cfg.name.clone(), reason };
+        let config_error = |reason: String| StartError::Config {
+            resource: cfg.name.clone(),
+            reason,
+        };
         cfg.validate().map_err(config_error)?;
         let peers = make_peers(&cfg, disk.as_ref()).map_err(config_error)?;
         let listener = TcpListener::bind(cfg.listen)
             .await
-            .map_err(|source| StartError::Listen { resource: cfg.name.clone(), address: cfg.listen, source })?;
+            .map_err(|source| StartError::Listen {
+                resource: cfg.name.clone(),
+                address: cfg.listen,
+                source,
+            })?;
         let disk_state = match &disk {
             Some(d) => disk_state_from_flags(d.meta.flags()),
             None => DiskState::Diskless,
         };
         let size = disk.as_ref().map_or(0, LocalDisk::size);
         let identity = Identity::new(&cfg.name, cfg.node_id, &cfg.secret);
-        let control = Control { role: Role::Secondary, disk: disk_state, peers: Default::default() };
-        let status = Status { name: cfg.name.clone(), node: cfg.node_id, role: Role::Secondary, disk: disk_state, peers: Vec::new() };
+        let control = Control {
+            role: Role::Secondary,
+            disk: disk_state,
+            peers: Default::default(),
+        };
+        let status = Status {
+            name: cfg.name.clone(),
+            node: cfg.node_id,
+            role: Role::Secondary,
+            disk: disk_state,
+            peers: Vec::new(),
+        };
         let inner = Arc::new(Inner {
             epochs: Epochs::new(cfg.max_epoch_size),
             identity,
@@ -148,7 +172,10 @@ impl Resource {
             tasks.push(tokio::spawn(connection::run(Arc::clone(&inner), Arc::clone(p))));
         }
         tracing::info!(resource = %inner.cfg.name, node = inner.cfg.node_id, listen = %inner.cfg.listen, peers = inner.peers.len(), disk = %disk_state, "resource up");
-        Ok(Resource { inner, tasks: Arc::new(std::sync::Mutex::new(tasks)) })
+        Ok(Resource {
+            inner,
+            tasks: Arc::new(std::sync::Mutex::new(tasks)),
+        })
     }
 
     /// The resource's name.
@@ -173,7 +200,11 @@ impl Resource {
     }
 
     /// Waits until `pred` holds for the status, or `timeout` passes (returning the last status).
-    pub async fn wait_for(&self, timeout: Duration, pred: impl Fn(&Status) -> bool) -> Result<Status, Status> {
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Status) -> bool,
+    ) -> Result<Status, Status> {
         let mut rx = self.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -207,7 +238,11 @@ impl Resource {
         }
         {
             let c = lock(&inner.control);
-            if let Some((&node, _)) = c.peers.iter().find(|(_, v)| v.role == Role::Primary && v.connection == ConnectionState::Connected) {
+            if let Some((&node, _)) = c
+                .peers
+                .iter()
+                .find(|(_, v)| v.role == Role::Primary && v.connection == ConnectionState::Connected)
+            {
                 return Err(RoleError::AnotherPrimary { node });
             }
         }
@@ -263,10 +298,12 @@ impl Resource {
         }
         if let Some(d) = &inner.disk {
             let meta = Arc::clone(&d.meta);
-            tokio::task::spawn_blocking(move || meta.update(|_, flags| flags.set(NodeFlags::CRASHED_PRIMARY, false)))
-                .await
-                .map_err(|e| RoleError::Metadata(e.to_string()))?
-                .map_err(|e| RoleError::Metadata(e.to_string()))?;
+            tokio::task::spawn_blocking(move || {
+                meta.update(|_, flags| flags.set(NodeFlags::CRASHED_PRIMARY, false))
+            })
+            .await
+            .map_err(|e| RoleError::Metadata(e.to_string()))?
+            .map_err(|e| RoleError::Metadata(e.to_string()))?;
         }
         inner.change(|c| {
             c.role = Role::Secondary;
@@ -306,7 +343,9 @@ impl Resource {
     fn for_peers(&self, peer: Option<u8>, f: impl Fn(&super::core::Peer)) -> Result<(), String> {
         match peer {
             Some(n) => {
-                let p = self.inner.peer(n).ok_or_else(|| format!("resource {} has no peer with node id {n}", self.inner.cfg.name))?;
+                let p = self.inner.peer(n).ok_or_else(|| {
+                    format!("resource {} has no peer with node id {n}", self.inner.cfg.name)
+                })?;
                 f(p);
             }
             None => self.inner.peers.iter().for_each(|p| f(p)),
@@ -334,7 +373,12 @@ impl Resource {
                 l.fail("the resource is going down");
             }
         }
-        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let tasks: Vec<_> = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         for t in tasks {
             if tokio::time::timeout(Duration::from_secs(10), t).await.is_err() {
                 tracing::warn!(resource = %self.inner.cfg.name, "a task did not stop within 10s");
@@ -352,7 +396,10 @@ impl Resource {
                     Err(e) => return Err(format!("closing the metadata failed: {e}")),
                 }
             }
-            d.store.flush().await.map_err(|e| format!("final flush failed: {e}"))?;
+            d.store
+                .flush()
+                .await
+                .map_err(|e| format!("final flush failed: {e}"))?;
         }
         tracing::info!(resource = %self.inner.cfg.name, "resource down");
         Ok(())
@@ -370,7 +417,9 @@ impl BlockVolume for Resource {
 
     async fn write(&self, offset: u64, data: Bytes, flags: WriteFlags) -> VolumeResult<()> {
         let len = data.len() as u64;
-        self.inner.write_path(offset, WriteKind::Data, data, len, flags.fua).await
+        self.inner
+            .write_path(offset, WriteKind::Data, data, len, flags.fua)
+            .await
     }
 
     async fn flush(&self) -> VolumeResult<()> {
@@ -378,10 +427,14 @@ impl BlockVolume for Resource {
     }
 
     async fn discard(&self, offset: u64, len: u64) -> VolumeResult<()> {
-        self.inner.write_path(offset, WriteKind::Discard, Bytes::new(), len, false).await
+        self.inner
+            .write_path(offset, WriteKind::Discard, Bytes::new(), len, false)
+            .await
     }
 
     async fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> VolumeResult<()> {
-        self.inner.write_path(offset, WriteKind::Zeroes, Bytes::new(), len, flags.fua).await
+        self.inner
+            .write_path(offset, WriteKind::Zeroes, Bytes::new(), len, flags.fua)
+            .await
     }
 }

@@ -114,8 +114,13 @@ impl fmt::Display for Event {
                 }
                 Ok(())
             }
-            Event::Replication { peer, state } => write!(f, "change peer-device peer-node-id:{peer} replication:{state}"),
-            Event::PeerState { peer, disk, role } => write!(f, "change peer-device peer-node-id:{peer} peer-disk:{disk} role:{role}"),
+            Event::Replication { peer, state } => {
+                write!(f, "change peer-device peer-node-id:{peer} replication:{state}")
+            }
+            Event::PeerState { peer, disk, role } => write!(
+                f,
+                "change peer-device peer-node-id:{peer} peer-disk:{disk} role:{role}"
+            ),
         }
     }
 }

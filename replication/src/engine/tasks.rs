@@ -19,7 +19,11 @@ const BATCH_FRAMES: usize = 256;
 const BATCH_BYTES: usize = 8 << 20;
 
 /// Sends queued frames in batches; with protocol A completes a write's path once it is on the socket.
-pub(crate) async fn sender(link: Arc<Link>, mut rx: mpsc::UnboundedReceiver<Outgoing>, mut w: FrameWriter<OwnedWriteHalf>) {
+pub(crate) async fn sender(
+    link: Arc<Link>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    mut w: FrameWriter<OwnedWriteHalf>,
+) {
     let mut dead = link.dead.subscribe();
     let mut frames: Vec<OutFrame> = Vec::new();
     let mut sent_seqs: Vec<u64> = Vec::new();
@@ -102,7 +106,13 @@ pub(crate) async fn receiver(inner: Arc<Inner>, link: Arc<Link>, mut r: FrameRea
     applier.drain().await;
 }
 
-async fn dispatch(inner: &Arc<Inner>, link: &Arc<Link>, applier: &Applier, h: FrameHeader, payload: Bytes) -> Result<(), String> {
+async fn dispatch(
+    inner: &Arc<Inner>,
+    link: &Arc<Link>,
+    applier: &Applier,
+    h: FrameHeader,
+    payload: Bytes,
+) -> Result<(), String> {
     match h.kind {
         Kind::RecvAck | Kind::WriteAck => link.path_done(h.seq, true),
         Kind::NegAck => {
@@ -124,14 +134,17 @@ async fn dispatch(inner: &Arc<Inner>, link: &Arc<Link>, applier: &Applier, h: Fr
         Kind::Ping => link.send(ack(Kind::Pong, h.seq, 0)),
         Kind::Pong => {}
         Kind::StateReport => {
-            let report: StateReport = messages::decode(Kind::StateReport, &payload).map_err(|e| e.to_string())?;
+            let report: StateReport =
+                messages::decode(Kind::StateReport, &payload).map_err(|e| e.to_string())?;
             inner.peer_reported(link, &report).await;
         }
         Kind::Error => {
             let m: ErrorMessage = messages::decode(Kind::Error, &payload).map_err(|e| e.to_string())?;
             return Err(format!("the peer closed the connection: {}", m.message));
         }
-        Kind::Hello | Kind::AuthResponse => return Err(format!("unexpected {} frame after the handshake", h.kind)),
+        Kind::Hello | Kind::AuthResponse => {
+            return Err(format!("unexpected {} frame after the handshake", h.kind));
+        }
     }
     Ok(())
 }
@@ -140,7 +153,9 @@ async fn dispatch(inner: &Arc<Inner>, link: &Arc<Link>, applier: &Applier, h: Fr
 /// with pings (failing it when they go unanswered).
 pub(crate) async fn watchdog(inner: Arc<Inner>, link: Arc<Link>) {
     let t = inner.cfg.timeouts;
-    let tick = (t.ack / 4).min(t.ping_interval / 2).min(std::time::Duration::from_millis(500));
+    let tick = (t.ack / 4)
+        .min(t.ping_interval / 2)
+        .min(std::time::Duration::from_millis(500));
     let mut dead = link.dead.subscribe();
     let mut pinged = false;
     loop {
@@ -150,7 +165,10 @@ pub(crate) async fn watchdog(inner: Arc<Inner>, link: Arc<Link>) {
         }
         if let Some(age) = link.oldest_unacked() {
             if age > t.ack {
-                link.fail(&format!("the peer did not acknowledge a write within {:?} (ack timeout)", t.ack));
+                link.fail(&format!(
+                    "the peer did not acknowledge a write within {:?} (ack timeout)",
+                    t.ack
+                ));
                 return;
             }
         }

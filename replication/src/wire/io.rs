@@ -59,7 +59,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if n == 0 {
                 return Err(WireError::Closed { mid_frame: got > 0 });
             }
+            let before = got;
             got += n;
+            // Reject a stream that is not replbd as soon as its first four bytes are in, rather than
+            // waiting for a header that may never complete.
+            if before < 4 && got >= 4 {
+                let magic = u32::from_le_bytes([hb[0], hb[1], hb[2], hb[3]]);
+                if magic != super::MAGIC {
+                    return Err(WireError::BadMagic { found: magic });
+                }
+            }
         }
         let header = FrameHeader::decode(&hb)?;
         let len = header.length as usize;

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use replbd_bitmap::{CreateOptions, Geometry, MemDevice, Metadata, NodeId, OpenOptions, Params, Placement, create};
+use replbd_bitmap::{
+    CreateOptions, Geometry, MemDevice, Metadata, NodeId, OpenOptions, Params, Placement, create,
+};
 use replbd_quorum::{ConnectionState, Protocol, ReplicationState};
 use replbd_replication::engine::Timeouts;
 use replbd_replication::store::{MemStore, Store};
@@ -25,15 +27,30 @@ pub struct Node {
 
 /// Free loopback ports (bound and released; the tests bind them right after).
 pub fn free_ports(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<_> = (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
     listeners.iter().map(|l| l.local_addr().unwrap()).collect()
 }
 
 /// A fresh disk of `size` bytes, declared UpToDate at [`UUID`] (identical zeroes everywhere).
 pub fn disk(size: u64, max_peers: usize, node: u8) -> (LocalDisk, Arc<MemStore>) {
-    let params = Params { data_size: size, max_peers: max_peers.max(1), bm_block_size: 4096, al_extents: 67 };
+    let params = Params {
+        data_size: size,
+        max_peers: max_peers.max(1),
+        bm_block_size: 4096,
+        al_extents: 67,
+    };
     let dev = MemDevice::new(Geometry::meta_size_for(&params));
-    create(&dev, &CreateOptions { placement: Placement::External, params, node_id: NodeId::new(node).unwrap() }).unwrap();
+    create(
+        &dev,
+        &CreateOptions {
+            placement: Placement::External,
+            params,
+            node_id: NodeId::new(node).unwrap(),
+        },
+    )
+    .unwrap();
     let (meta, report) = Metadata::open(Box::new(dev), OpenOptions::default()).unwrap();
     let mem = Arc::new(MemStore::new(size));
     let d = LocalDisk::from_parts(Store::memory(Arc::clone(&mem)), meta, report).unwrap();
@@ -61,7 +78,12 @@ pub fn config(i: usize, addrs: &[SocketAddr], protocol: Protocol, diskless: &[us
         .iter()
         .enumerate()
         .filter(|(j, _)| *j != i)
-        .map(|(j, a)| PeerConfig { node_id: j as u8, address: *a, protocol, diskless: diskless.contains(&j) })
+        .map(|(j, a)| PeerConfig {
+            node_id: j as u8,
+            address: *a,
+            protocol,
+            diskless: diskless.contains(&j),
+        })
         .collect();
     cfg
 }
@@ -90,7 +112,12 @@ pub async fn cluster_with(
             (Some(d), Some(s))
         };
         let res = Resource::start(cfg, d).await.unwrap();
-        nodes.push(Node { id: i as u8, res, store, addr: addrs[i] });
+        nodes.push(Node {
+            id: i as u8,
+            res,
+            store,
+            addr: addrs[i],
+        });
     }
     for node in &nodes {
         wait_connected(node, n - 1).await;
@@ -103,7 +130,14 @@ pub async fn wait_connected(node: &Node, peers: usize) {
     let r = node
         .res
         .wait_for(Duration::from_secs(30), |s| {
-            s.peers.iter().filter(|p| p.connection == ConnectionState::Connected && p.replication == ReplicationState::Established).count() == peers
+            s.peers
+                .iter()
+                .filter(|p| {
+                    p.connection == ConnectionState::Connected
+                        && p.replication == ReplicationState::Established
+                })
+                .count()
+                == peers
         })
         .await;
     if let Err(s) = r {

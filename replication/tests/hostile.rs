@@ -1,0 +1,222 @@
+//! Peers that misbehave: a wrong shared secret, a protocol version nobody speaks, garbage instead of
+//! frames, and a peer that authenticates and then stops reading. Each is refused or disconnected with
+//! a reason, and the resource keeps serving I/O.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use replbd_quorum::{ConnectionState, Protocol};
+use replbd_replication::engine::Event;
+use replbd_replication::handshake::{self, Identity};
+use replbd_replication::wire::messages::{self, ErrorMessage, Hello, StateReport};
+use replbd_replication::wire::{FrameReader, FrameWriter, Kind};
+use replbd_replication::{BlockVolume, Resource, WriteFlags};
+use support::{SECRET, UUID, block, config, disk, free_ports};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const MIB: u64 = 1 << 20;
+
+async fn single_primary(addrs: &[std::net::SocketAddr], secret: &[u8]) -> Resource {
+    let mut cfg = config(0, addrs, Protocol::C, &[]);
+    cfg.secret = secret.to_vec();
+    let (d, _) = disk(16 * MIB, 1, 0);
+    Resource::start(cfg, Some(d)).await.unwrap()
+}
+
+/// Waits for a connection event about `peer` whose reason contains `needle`.
+async fn reason_seen(events: &mut tokio::sync::broadcast::Receiver<Event>, peer: u8, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Ok(Event::Connection {
+                peer: p,
+                reason: Some(r),
+                ..
+            })) if p == peer && r.contains(needle) => return r,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("event stream ended: {e}"),
+            Err(_) => panic!("no connection event about node {peer} mentioning {needle:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_shared_secret_never_connects_and_io_goes_on() {
+    let addrs = free_ports(2);
+    let a = single_primary(&addrs, SECRET).await;
+    let mut events = a.events();
+    let mut cfg = config(1, &addrs, Protocol::C, &[]);
+    cfg.secret = b"not-the-secret".to_vec();
+    let (d, _) = disk(16 * MIB, 1, 1);
+    let b = Resource::start(cfg, Some(d)).await.unwrap();
+    let reason = reason_seen(&mut events, 1, "authentication failed").await;
+    assert!(reason.contains("shared secret"), "{reason}");
+    a.primary(false).await.unwrap();
+    a.write(0, block(0), WriteFlags::default()).await.unwrap();
+    a.flush().await.unwrap();
+    assert_eq!(
+        a.status().peer(1).unwrap().out_of_sync,
+        4096,
+        "the unauthenticated peer got nothing"
+    );
+    assert_ne!(b.status().peer(0).unwrap().connection, ConnectionState::Connected);
+    a.down().await.unwrap();
+    b.down().await.unwrap();
+}
+
+/// A raw client talking to node 1 (which accepts from node 0).
+async fn raw_to_acceptor(target: std::net::SocketAddr) -> TcpStream {
+    TcpStream::connect(target).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_protocol_version_is_refused_with_an_explanation() {
+    let addrs = free_ports(2);
+    let mut cfg = config(1, &addrs, Protocol::C, &[]);
+    cfg.peers[0].address = "127.0.0.1:9".parse().unwrap(); // node 0 is played by the test
+    let (d, _) = disk(16 * MIB, 1, 1);
+    let b = Resource::start(cfg, Some(d)).await.unwrap();
+    let (r, w) = raw_to_acceptor(addrs[1]).await.into_split();
+    let (mut r, mut w) = (FrameReader::new(r, false), FrameWriter::new(w, false));
+    let hello = Hello {
+        min_version: 7,
+        max_version: 9,
+        resource: "r0".into(),
+        node: 0,
+        peer: 1,
+        nonce: [1; 32],
+    };
+    w.send(messages::encode(Kind::Hello, &hello)).await.unwrap();
+    let (h, payload) = r.read_frame().await.unwrap();
+    assert_eq!(h.kind, Kind::Error);
+    let e: ErrorMessage = messages::decode(Kind::Error, &payload).unwrap();
+    assert!(e.message.contains("no common protocol version"), "{}", e.message);
+    assert!(
+        r.read_frame().await.is_err(),
+        "the connection is closed after the error"
+    );
+    // Still serving.
+    b.primary(false).await.unwrap();
+    b.write(0, block(1), WriteFlags::default()).await.unwrap();
+    b.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_bytes_close_the_connection_and_nothing_else() {
+    let addrs = free_ports(2);
+    let mut cfg = config(1, &addrs, Protocol::C, &[]);
+    cfg.peers[0].address = "127.0.0.1:9".parse().unwrap();
+    let (d, store) = disk(16 * MIB, 1, 1);
+    let b = Resource::start(cfg, Some(d)).await.unwrap();
+    for garbage in [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![0u8; 100],
+        (0..=255u8).cycle().take(5000).collect(),
+    ] {
+        let mut s = raw_to_acceptor(addrs[1]).await;
+        s.write_all(&garbage).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(n, 0, "the node closes the connection without answering garbage");
+    }
+    // A truncated hello.
+    let mut s = raw_to_acceptor(addrs[1]).await;
+    let hello = Hello {
+        min_version: 1,
+        max_version: 1,
+        resource: "r0".into(),
+        node: 0,
+        peer: 1,
+        nonce: [1; 32],
+    };
+    let frame = messages::encode(Kind::Hello, &hello);
+    let mut bytes = frame.header.encode().to_vec();
+    bytes.truncate(20);
+    s.write_all(&bytes).await.unwrap();
+    drop(s);
+    assert!(store.write_log().is_empty(), "no data was touched");
+    b.primary(false).await.unwrap();
+    b.write(4096, block(2), WriteFlags::default()).await.unwrap();
+    assert_eq!(store.write_log(), vec![4096]);
+    b.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_disconnected_and_writes_complete() {
+    let addrs = free_ports(2);
+    // The fake node 1 accepts node 0's connection, authenticates, reports matching state, then
+    // never reads again.
+    let listener = TcpListener::bind(addrs[1]).await.unwrap();
+    let fake = tokio::spawn(async move {
+        let (s, _) = listener.accept().await.unwrap();
+        let (r, w) = s.into_split();
+        let (mut r, mut w) = (FrameReader::new(r, false), FrameWriter::new(w, false));
+        let me = Identity::new("r0", 1, SECRET);
+        let hello = handshake::accept_hello(&mut r).await.unwrap();
+        handshake::accept(&me, &hello, &mut r, &mut w).await.unwrap();
+        let (_, _) = r.read_frame().await.unwrap(); // node 0's state
+        let report = StateReport {
+            role: 0,
+            disk: replbd_quorum::DiskState::ALL
+                .iter()
+                .position(|d| *d == replbd_quorum::DiskState::UpToDate)
+                .unwrap() as u8,
+            size: 16 * MIB,
+            protocol: 2,
+            integrity: false,
+            current_uuid: UUID,
+            bitmap_uuids: vec![],
+            history: vec![],
+            flags: 3,
+            dagtag: 0,
+        };
+        w.send(messages::encode(Kind::StateReport, &report))
+            .await
+            .unwrap();
+        // Hold the socket open without reading.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop((r, w));
+    });
+    let a = single_primary(&addrs, SECRET).await;
+    a.wait_for(Duration::from_secs(10), |s| {
+        s.peer(1).unwrap().connection == ConnectionState::Connected
+    })
+    .await
+    .unwrap();
+    let mut events = a.events();
+    a.primary(false).await.unwrap();
+    let started = Instant::now();
+    for i in 0..64u64 {
+        a.write(
+            i * 65536,
+            bytes::Bytes::from(vec![i as u8; 65536]),
+            WriteFlags::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let took = started.elapsed();
+    // Whichever fires first, the acknowledgement timeout or the keepalive, names a timeout.
+    let reason = reason_seen(&mut events, 1, "timeout").await;
+    assert!(took < Duration::from_secs(10), "writes stalled for {took:?}");
+    assert!(
+        reason.contains("did not acknowledge") || reason.contains("no answer from the peer"),
+        "{reason}"
+    );
+    assert_eq!(
+        a.status().peer(1).unwrap().out_of_sync,
+        64 * 65536,
+        "every write is marked for the stalled peer"
+    );
+    a.down().await.unwrap();
+    fake.abort();
+}
