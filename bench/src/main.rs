@@ -43,6 +43,9 @@ enum Command {
         /// Directory for the data and metadata files.
         #[arg(long, default_value = "/dev/shm")]
         dir: std::path::PathBuf,
+        /// Run only these replbd cases (e.g. `--case replbd-1peer-C`); repeatable.
+        #[arg(long = "case")]
+        cases: Vec<String>,
     },
     /// One memory case of `bitmap`, run in a child process (internal).
     #[command(hide = true)]
@@ -67,7 +70,12 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Command::Engine { json, quick, dir } => engine::run(quick, &dir).and_then(|r| {
+        Command::Engine {
+            json,
+            quick,
+            dir,
+            cases,
+        } => engine::run(quick, &dir, &cases).and_then(|r| {
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, &r)?;

@@ -50,17 +50,16 @@ pub fn cpu_seconds() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
-fn random_offsets(n: u64, span: u64, seed: u64) -> Vec<u64> {
+/// `n` pseudo-random 4 KiB-aligned offsets in `0..span`, generated as they are consumed.
+fn random_offsets(n: u64, span: u64, seed: u64) -> impl Iterator<Item = u64> + Send {
     let blocks = span / 4096;
     let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % blocks) * 4096
-        })
-        .collect()
+    (0..n).map(move |_| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % blocks) * 4096
+    })
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -98,7 +97,7 @@ where
     let mut tasks = Vec::new();
     for q in 0..32u64 {
         let (write, done, block) = (write.clone(), Arc::clone(&done), block.clone());
-        let offsets = random_offsets(1 << 20, plan.span, 100 + q);
+        let offsets = random_offsets(u64::MAX, plan.span, 100 + q);
         tasks.push(tokio::spawn(async move {
             for off in offsets {
                 if Instant::now() >= deadline {

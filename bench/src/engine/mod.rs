@@ -154,8 +154,8 @@ async fn replbd_case(scratch: &mut Scratch, plan: Plan, peers: usize, protocol: 
     Ok(figures)
 }
 
-/// Runs every case.
-pub fn run(quick: bool, dir: &Path) -> Result<EngineReport> {
+/// Runs every case (or only the replbd cases named in `only`, e.g. `replbd-2peer-A`).
+pub fn run(quick: bool, dir: &Path, only: &[String]) -> Result<EngineReport> {
     let plan = if quick {
         Plan {
             span: 256 << 20,
@@ -201,9 +201,13 @@ pub fn run(quick: bool, dir: &Path) -> Result<EngineReport> {
             (2, Protocol::C),
             (2, Protocol::A),
         ] {
+            let name = format!("replbd-{peers}peer-{protocol}");
+            if !only.is_empty() && !only.contains(&name) {
+                continue;
+            }
             let figures = replbd_case(&mut scratch, plan, peers, protocol).await?;
             cases.push(Case {
-                name: format!("replbd-{peers}peer-{protocol}"),
+                name,
                 peers,
                 protocol: protocol.to_string(),
                 figures,

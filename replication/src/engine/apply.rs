@@ -1,8 +1,10 @@
 //! Applying what a Primary sends: writes, discards, zeroing, barriers and reads.
 //!
-//! Writes of one epoch are applied concurrently. A barrier waits until every write received before it
-//! is done, flushes the disk, and only then is acknowledged — and only then is the next frame read,
-//! so no write of a later epoch reaches the disk before the writes it may depend on are durable.
+//! The receiver validates each request and passes it, in arrival order, through this link's
+//! ordering [`Gate`]: the writes of an epoch start at once and run concurrently; a barrier waits
+//! until every write before it is done, flushes the disk, acknowledges — and only then do the writes
+//! after it start. So no write of a later epoch reaches the disk before the writes it may depend on
+//! are durable, while the receiver keeps reading the socket meanwhile: network and disk overlap.
 //!
 //! Every request is validated before any data is touched: a peer that sends a write while this node
 //! is Primary, to a diskless node, beyond the end of the volume or misaligned is disconnected with
@@ -11,27 +13,67 @@
 //! promoted later.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use replbd_quorum::{Protocol, Role};
-use tokio::sync::Notify;
 
 use super::core::Inner;
+use super::gate::{Gate, Starter, Work};
 use super::io_path::al_begin;
 use super::link::Link;
 use crate::wire::{FrameFlags, FrameHeader, Kind, OutFrame};
 
-struct Active {
-    count: AtomicU64,
-    idle: Notify,
+/// A validated write waiting for, or running through, the gate.
+pub(crate) struct PendingWrite {
+    h: FrameHeader,
+    payload: Bytes,
+    offset: u64,
+    len: u64,
 }
 
 /// Applies one link's incoming requests to the local disk.
 pub(crate) struct Applier {
     inner: Arc<Inner>,
     link: Arc<Link>,
-    active: Arc<Active>,
+    gate: Arc<Gate<PendingWrite>>,
+}
+
+/// Starts writes and barriers as tasks.
+struct Tasks {
+    inner: Arc<Inner>,
+    link: Arc<Link>,
+}
+
+impl Starter<PendingWrite> for Tasks {
+    fn start_write(&self, gate: &Arc<Gate<PendingWrite>>, w: PendingWrite) {
+        let (inner, link, gate) = (Arc::clone(&self.inner), Arc::clone(&self.link), Arc::clone(gate));
+        tokio::spawn(async move {
+            let seq = w.h.seq;
+            match apply_locally(&inner, &link, w).await {
+                Ok(()) if link.protocol == Protocol::C => link.send(frame(Kind::WriteAck, seq, 0)),
+                Ok(()) => {}
+                Err(errno) => link.send(frame(Kind::NegAck, seq, errno as u64)),
+            }
+            gate.write_done();
+        });
+    }
+
+    fn start_barrier(&self, gate: &Arc<Gate<PendingWrite>>, epoch: u64) {
+        let (inner, link, gate) = (Arc::clone(&self.inner), Arc::clone(&self.link), Arc::clone(gate));
+        tokio::spawn(async move {
+            let flushed = match &inner.disk {
+                Some(d) => d.store.flush().await,
+                None => Ok(()),
+            };
+            match flushed {
+                Ok(()) => link.send(frame(Kind::BarrierAck, 0, epoch)),
+                Err(e) => link.fail(&format!(
+                    "flushing the local disk for barrier {epoch} failed: {e}"
+                )),
+            }
+            gate.barrier_done();
+        });
+    }
 }
 
 fn frame(kind: Kind, seq: u64, aux: u64) -> OutFrame {
@@ -42,15 +84,13 @@ fn frame(kind: Kind, seq: u64, aux: u64) -> OutFrame {
 }
 
 impl Applier {
+    /// An applier for `link`.
     pub(crate) fn new(inner: Arc<Inner>, link: Arc<Link>) -> Applier {
-        Applier {
-            inner,
-            link,
-            active: Arc::new(Active {
-                count: AtomicU64::new(0),
-                idle: Notify::new(),
-            }),
-        }
+        let gate = Gate::new(Box::new(Tasks {
+            inner: Arc::clone(&inner),
+            link: Arc::clone(&link),
+        }));
+        Applier { inner, link, gate }
     }
 
     /// Checks that a request for `offset..offset+len` from the peer may be served here.
@@ -77,8 +117,8 @@ impl Applier {
         Ok(())
     }
 
-    /// Applies a data, discard or write-zeroes frame (concurrently with others of its epoch).
-    pub(crate) fn apply(&self, h: FrameHeader, payload: Bytes) -> Result<(), String> {
+    /// Queues a data, discard or write-zeroes frame.
+    pub(crate) async fn apply(&self, h: FrameHeader, payload: Bytes) -> Result<(), String> {
         let offset = h
             .sector
             .checked_mul(512)
@@ -97,48 +137,32 @@ impl Applier {
         if self.link.protocol == Protocol::B {
             self.link.send(frame(Kind::RecvAck, h.seq, 0));
         }
-        self.active.count.fetch_add(1, Ordering::SeqCst);
-        let (inner, link, active) = (
-            Arc::clone(&self.inner),
-            Arc::clone(&self.link),
-            Arc::clone(&self.active),
+        let bytes = payload.len() as u64;
+        self.gate.push(
+            Work::Write(PendingWrite {
+                h,
+                payload,
+                offset,
+                len,
+            }),
+            bytes,
         );
-        tokio::spawn(async move {
-            let result = apply_locally(&inner, &link, h, payload, offset, len).await;
-            match result {
-                Ok(()) if link.protocol == Protocol::C => link.send(frame(Kind::WriteAck, h.seq, 0)),
-                Ok(()) => {}
-                Err(errno) => link.send(frame(Kind::NegAck, h.seq, errno as u64)),
-            }
-            if active.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-                active.idle.notify_waiters();
-            }
-        });
+        self.gate.wait_room().await;
         Ok(())
     }
 
-    /// Waits until every write received so far is done.
-    pub(crate) async fn drain(&self) {
-        loop {
-            let idle = self.active.idle.notified();
-            if self.active.count.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            idle.await;
-        }
-    }
-
-    /// A barrier: every earlier write done and flushed, then acknowledged.
+    /// Queues a barrier.
     pub(crate) async fn barrier(&self, epoch: u64) -> Result<(), String> {
-        self.drain().await;
-        if let Some(d) = &self.inner.disk {
-            d.store
-                .flush()
-                .await
-                .map_err(|e| format!("flushing the local disk for barrier {epoch} failed: {e}"))?;
+        if self.link.protocol == Protocol::B {
+            self.link.send(frame(Kind::BarrierRecvAck, 0, epoch));
         }
-        self.link.send(frame(Kind::BarrierAck, 0, epoch));
+        self.gate.push(Work::Barrier(epoch), 0);
         Ok(())
+    }
+
+    /// Waits until everything received so far is done.
+    pub(crate) async fn drain(&self) {
+        self.gate.idle().await;
     }
 
     /// Serves a diskless peer's read.
@@ -183,14 +207,13 @@ impl Applier {
 }
 
 /// The local part of applying a write; returns the errno on failure.
-async fn apply_locally(
-    inner: &Arc<Inner>,
-    link: &Arc<Link>,
-    h: FrameHeader,
-    payload: Bytes,
-    offset: u64,
-    len: u64,
-) -> Result<(), i32> {
+async fn apply_locally(inner: &Arc<Inner>, link: &Arc<Link>, w: PendingWrite) -> Result<(), i32> {
+    let PendingWrite {
+        h,
+        payload,
+        offset,
+        len,
+    } = w;
     let Some(d) = &inner.disk else {
         return Err(libc::ENODEV);
     };

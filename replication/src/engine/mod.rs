@@ -14,6 +14,7 @@ pub mod config;
 mod connection;
 mod core;
 pub mod epoch;
+mod gate;
 mod generation;
 mod io_path;
 mod link;

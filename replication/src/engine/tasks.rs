@@ -121,13 +121,8 @@ async fn dispatch(
         }
         Kind::BarrierAck => link.barrier_acked(h.aux),
         Kind::BarrierRecvAck => link.barrier_received(h.aux),
-        Kind::Data | Kind::Discard | Kind::WriteZeroes => applier.apply(h, payload)?,
-        Kind::Barrier => {
-            if link.protocol == Protocol::B {
-                link.send(ack(Kind::BarrierRecvAck, 0, h.aux));
-            }
-            applier.barrier(h.aux).await?;
-        }
+        Kind::Data | Kind::Discard | Kind::WriteZeroes => applier.apply(h, payload).await?,
+        Kind::Barrier => applier.barrier(h.aux).await?,
         Kind::ReadRequest => applier.serve_read(h)?,
         Kind::ReadReply => link.finish_read(h.seq, Ok(payload)),
         Kind::ReadError => link.finish_read(h.seq, Err(i32::try_from(h.aux).unwrap_or(libc::EIO))),

@@ -196,24 +196,27 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn io_uring_store_with_o_direct_on_a_real_filesystem() {
+    async fn io_uring_store_on_a_disk_filesystem_direct_and_buffered() {
         let Some(p) = temp("disk", "/var/tmp") else {
             println!("SKIPPED: /var/tmp is not available");
             return;
         };
         let direct = UringStore::open(&p).unwrap().is_direct();
         exercise(&p, true).await;
+        // The io_uring path through the page cache.
+        assert!(!UringStore::open_buffered(&p).unwrap().is_memory_backed());
+        exercise(&p, false).await;
         let _ = std::fs::remove_file(&p);
         println!("O_DIRECT accepted by /var/tmp: {direct}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn io_uring_store_with_buffered_io_on_tmpfs() {
+    async fn memory_backed_files_are_served_in_place() {
         let Some(p) = temp("shm", "/dev/shm") else {
             println!("SKIPPED: /dev/shm is not available");
             return;
         };
-        assert!(!UringStore::open_buffered(&p).unwrap().is_direct());
+        assert!(UringStore::open(&p).unwrap().is_memory_backed());
         exercise(&p, false).await;
         exercise(&p, true).await;
         let _ = std::fs::remove_file(&p);

@@ -1,40 +1,40 @@
 //! The backing store on a file or block device, through io_uring.
 //!
-//! One thread owns the ring. Async callers hand it a [`Submission`] over a channel and await a
-//! oneshot reply; the thread pushes SQEs, submits, and reaps completions. While it sleeps in
-//! `submit_and_wait`, an armed read on an eventfd lets a new submission wake it: a submitter writes
-//! the eventfd only when the thread has announced it is about to sleep, so a busy ring costs no extra
-//! syscall per request.
+//! No thread of its own: the task that starts an operation pushes its SQE and submits under a mutex,
+//! then reaps whatever completions are already there — operations the kernel finishes during submit
+//! (cached or memory-backed I/O) complete without any wake-up. Completions that arrive later
+//! increment an eventfd registered with the ring; a task watching it through the tokio reactor reaps
+//! them. An operation is thus one `io_uring_enter` plus, for asynchronous devices, one reactor wake —
+//! no hand-off to another thread.
 //!
 //! Files are opened with `O_DIRECT` so that a completed write is in the device, not the page cache;
-//! where the filesystem refuses `O_DIRECT` (tmpfs) the store falls back to buffered I/O, says so once,
-//! and relies on `fdatasync` for durability. Writes with FUA use `RWF_DSYNC`. Flush is
-//! `IORING_OP_FSYNC` with `DATASYNC`, which covers every write that *completed* before it was issued —
-//! exactly the writes acknowledged before a flush request.
+//! where the filesystem refuses `O_DIRECT` the store falls back to buffered I/O, says so once, and
+//! relies on `fdatasync` for durability. Memory-backed files (tmpfs) have no device to wait for: they
+//! are read and written with plain `pread`/`pwrite` in place, which is cheaper than any queue. Writes
+//! with FUA use `RWF_DSYNC`. Flush is `IORING_OP_FSYNC` with `DATASYNC`, which covers every write that
+//! *completed* before it was issued — exactly the writes acknowledged before a flush request.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use bytes::Bytes;
 use io_uring::{IoUring, opcode, squeue, types};
+use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
 use super::aligned::{AlignedBuf, is_aligned};
 
-/// Most operations in the ring at once; more wait in a queue inside the ring thread.
+/// Most operations in the ring at once; more wait in a queue.
 const MAX_IN_FLIGHT: usize = 256;
-const WAKE: u64 = u64::MAX;
 const BLKDISCARD: libc::c_ulong = 0x1277;
 const BLKZEROOUT: libc::c_ulong = 0x127f;
 const BLKSSZGET: libc::c_ulong = 0x1268;
+const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 /// A write's buffer: the caller's bytes when already aligned, else an aligned copy.
 enum WriteBuf {
@@ -63,11 +63,6 @@ enum Done {
     Unit,
 }
 
-struct Submission {
-    op: Op,
-    reply: oneshot::Sender<io::Result<Done>>,
-}
-
 struct InFlight {
     op: Op,
     /// Bytes already transferred (reads and writes may complete short and are resumed).
@@ -75,20 +70,34 @@ struct InFlight {
     reply: oneshot::Sender<io::Result<Done>>,
 }
 
-struct Shared {
-    tx: Mutex<Option<Sender<Submission>>>,
-    sleeping: AtomicBool,
-    wake_fd: OwnedFd,
+struct Ring {
+    ring: IoUring,
+    fd: RawFd,
+    slots: Vec<Option<InFlight>>,
+    free: Vec<usize>,
+    waiting: VecDeque<InFlight>,
+    in_flight: usize,
+}
+
+/// How data reaches the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// io_uring with `O_DIRECT`.
+    Direct,
+    /// io_uring through the page cache.
+    Buffered,
+    /// `pread`/`pwrite` in place (memory-backed files).
+    Memory,
 }
 
 /// A file or block device served through io_uring.
 pub struct UringStore {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    ring: Arc<Mutex<Ring>>,
+    reaper: Option<tokio::task::JoinHandle<()>>,
     file: Arc<File>,
     path: PathBuf,
     size: u64,
-    direct: bool,
+    mode: Mode,
     block_size: usize,
     block_device: bool,
 }
@@ -98,7 +107,7 @@ impl std::fmt::Debug for UringStore {
         f.debug_struct("UringStore")
             .field("path", &self.path)
             .field("size", &self.size)
-            .field("direct", &self.direct)
+            .field("mode", &self.mode)
             .finish()
     }
 }
@@ -114,9 +123,21 @@ fn open_file(path: &Path, direct: bool) -> io::Result<File> {
     o.open(path)
 }
 
+fn is_memory_backed(file: &File) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: fstatfs fills the struct we pass, zero-initialised first.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) };
+    // SAFETY: initialised by `zeroed` and written by a successful call.
+    rc == 0 && unsafe { st.assume_init() }.f_type as i64 == TMPFS_MAGIC
+}
+
+fn lock(m: &Mutex<Ring>) -> MutexGuard<'_, Ring> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl UringStore {
     /// Opens `path` (a regular file or block device) for I/O, with `O_DIRECT` where the filesystem
-    /// accepts it.
+    /// accepts it. Must be called inside a tokio runtime.
     pub fn open(path: &Path) -> io::Result<UringStore> {
         Self::open_with(path, true)
     }
@@ -131,7 +152,7 @@ impl UringStore {
             Ok(f) => (f, try_direct),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 if BUFFERED_WARNING.set(()).is_ok() {
-                    tracing::warn!(path = %path.display(), "the filesystem refuses O_DIRECT (tmpfs?): using buffered I/O with fdatasync for flushes");
+                    tracing::warn!(path = %path.display(), "the filesystem refuses O_DIRECT: using buffered I/O with fdatasync for flushes");
                 }
                 (open_file(path, false)?, false)
             }
@@ -144,36 +165,61 @@ impl UringStore {
         } else {
             512
         };
+        let mode = if !block_device && is_memory_backed(&file) {
+            Mode::Memory
+        } else if direct {
+            Mode::Direct
+        } else {
+            Mode::Buffered
+        };
         // SAFETY: plain syscall; the returned descriptor is checked and then owned.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if efd < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `efd` is a fresh descriptor nobody else owns.
         let wake_fd = unsafe { OwnedFd::from_raw_fd(efd) };
         let ring = IoUring::new(MAX_IN_FLIGHT as u32)?;
-        let (tx, rx) = channel();
-        let shared = Arc::new(Shared {
-            tx: Mutex::new(Some(tx)),
-            sleeping: AtomicBool::new(false),
-            wake_fd,
-        });
+        ring.submitter().register_eventfd(wake_fd.as_raw_fd())?;
         let file = Arc::new(file);
-        let (fd, thread_shared) = (file.as_raw_fd(), Arc::clone(&shared));
-        let keep_file = Arc::clone(&file);
-        let thread = std::thread::Builder::new()
-            .name("replbd-uring".into())
-            .spawn(move || {
-                let _file = keep_file;
-                ring_thread(ring, rx, &thread_shared, fd);
-            })?;
+        let ring = Arc::new(Mutex::new(Ring {
+            ring,
+            fd: file.as_raw_fd(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            waiting: VecDeque::new(),
+            in_flight: 0,
+        }));
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(io::Error::other(
+                "the store must be opened inside a tokio runtime",
+            ));
+        }
+        // SAFETY: the OwnedFd is moved into the AsyncFd and stays open, the same descriptor, for
+        // the AsyncFd's whole life.
+        let async_fd = unsafe { AsyncFd::register_with_interest(wake_fd, tokio::io::Interest::READABLE) }
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let weak = Arc::downgrade(&ring);
+        let reaper = tokio::spawn(async move {
+            loop {
+                let Ok(mut guard) = async_fd.readable().await else {
+                    return;
+                };
+                let mut counter = [0u8; 8];
+                // SAFETY: reads 8 bytes into a live buffer from our non-blocking eventfd.
+                let _ = unsafe { libc::read(async_fd.get_ref().as_raw_fd(), counter.as_mut_ptr().cast(), 8) };
+                guard.clear_ready();
+                let Some(ring) = weak.upgrade() else { return };
+                lock(&ring).reap();
+            }
+        });
         Ok(UringStore {
-            shared,
-            thread: Some(thread),
+            ring,
+            reaper: Some(reaper),
             file,
             path: path.to_path_buf(),
             size,
-            direct,
+            mode,
             block_size,
             block_device,
         })
@@ -186,7 +232,12 @@ impl UringStore {
 
     /// True when I/O bypasses the page cache.
     pub fn is_direct(&self) -> bool {
-        self.direct
+        self.mode == Mode::Direct
+    }
+
+    /// True for memory-backed files served with `pread`/`pwrite` in place.
+    pub fn is_memory_backed(&self) -> bool {
+        self.mode == Mode::Memory
     }
 
     /// The device's logical block size (512 for files).
@@ -201,33 +252,34 @@ impl UringStore {
 
     async fn submit(&self, op: Op) -> io::Result<Done> {
         let (reply, rx) = oneshot::channel();
-        {
-            let tx = self
-                .shared
-                .tx
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Some(tx) = tx.as_ref() else {
-                return Err(io::Error::other("the store is closed"));
-            };
-            tx.send(Submission { op, reply })
-                .map_err(|_| io::Error::other("the store's I/O thread has stopped"))?;
-        }
-        if self.shared.sleeping.swap(false, Ordering::SeqCst) {
-            let one = 1u64.to_ne_bytes();
-            // SAFETY: writes 8 bytes from a live buffer to our eventfd.
-            let _ = unsafe { libc::write(self.shared.wake_fd.as_raw_fd(), one.as_ptr().cast(), 8) };
-        }
+        lock(&self.ring).start(InFlight { op, done: 0, reply });
         rx.await
-            .map_err(|_| io::Error::other("the store's I/O thread dropped a request"))?
+            .map_err(|_| io::Error::other("the store dropped a request"))?
     }
 
     /// Reads `len` bytes at `offset`.
     pub async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        if self.mode == Mode::Memory {
+            let mut buf = AlignedBuf::for_overwrite(len);
+            let mut done = 0;
+            while done < len {
+                match self
+                    .file
+                    .read_at(&mut buf.as_mut_slice()[done..], offset + done as u64)?
+                {
+                    0 => {
+                        buf.as_mut_slice()[done..].fill(0);
+                        break;
+                    }
+                    n => done += n,
+                }
+            }
+            return Ok(buf.into_bytes());
+        }
         match self
             .submit(Op::Read {
                 offset,
-                buf: AlignedBuf::zeroed(len),
+                buf: AlignedBuf::for_overwrite(len),
             })
             .await?
         {
@@ -238,7 +290,10 @@ impl UringStore {
 
     /// Writes `data` at `offset`; with `fua` it is durable on return.
     pub async fn write(&self, offset: u64, data: Bytes, fua: bool) -> io::Result<()> {
-        let buf = if !self.direct || is_aligned(&data, self.block_size) {
+        if self.mode == Mode::Memory {
+            return self.file.write_all_at(&data, offset);
+        }
+        let buf = if self.mode != Mode::Direct || is_aligned(&data, self.block_size) {
             WriteBuf::Shared(data)
         } else {
             WriteBuf::Copied(AlignedBuf::copy_from(&data))
@@ -248,6 +303,9 @@ impl UringStore {
 
     /// Makes every completed write durable (`fdatasync`).
     pub async fn flush(&self) -> io::Result<()> {
+        if self.mode == Mode::Memory {
+            return Ok(());
+        }
         self.submit(Op::Fsync).await.map(|_| ())
     }
 
@@ -312,17 +370,17 @@ impl UringStore {
 
 impl Drop for UringStore {
     fn drop(&mut self) {
-        // Dropping the sender ends the ring thread once its in-flight operations complete.
-        self.shared
-            .tx
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writes 8 bytes from a live buffer to our eventfd.
-        let _ = unsafe { libc::write(self.shared.wake_fd.as_raw_fd(), one.as_ptr().cast(), 8) };
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(r) = self.reaper.take() {
+            r.abort();
+        }
+        // Operations still in the ring own their buffers in their slots: wait for the kernel to
+        // finish them before the ring (and the slots) go away.
+        let mut ring = lock(&self.ring);
+        while ring.in_flight > 0 {
+            if ring.ring.submit_and_wait(1).is_err() {
+                break;
+            }
+            ring.reap();
         }
     }
 }
@@ -344,7 +402,6 @@ fn entry(fd: RawFd, op: &mut Op, done: usize, user_data: u64) -> squeue::Entry {
     match op {
         Op::Read { offset, buf } => {
             let len = (buf.as_slice().len() - done) as u32;
-            // SAFETY (pointer arithmetic): `done` < buffer length while the read is resumed.
             let ptr = buf.as_mut_ptr().wrapping_add(done);
             opcode::Read::new(fd, ptr, len)
                 .offset(*offset + done as u64)
@@ -367,48 +424,57 @@ fn entry(fd: RawFd, op: &mut Op, done: usize, user_data: u64) -> squeue::Entry {
     .user_data(user_data)
 }
 
-struct Ring {
-    ring: IoUring,
-    fd: RawFd,
-    slots: Vec<Option<InFlight>>,
-    free: Vec<usize>,
-    waiting: VecDeque<Submission>,
-    in_flight: usize,
-}
-
 impl Ring {
     /// Pushes an SQE, submitting first if the queue is full.
     fn push(&mut self, e: &squeue::Entry) {
         loop {
-            // SAFETY: every buffer an SQE points to is owned by its slot (or by the wake buffer)
-            // and stays alive until the completion is reaped.
+            // SAFETY: every buffer an SQE points to is owned by its slot, which lives until the
+            // completion is reaped (the store waits for all completions before it is dropped).
             if unsafe { self.ring.submission().push(e) }.is_ok() {
                 return;
             }
             if let Err(err) = self.ring.submit() {
                 tracing::error!(error = %err, "io_uring submit failed");
+                return;
             }
         }
     }
 
-    fn start(&mut self, sub: Submission) {
+    /// Starts an operation, submits, and completes whatever the kernel already finished.
+    fn start(&mut self, mut f: InFlight) {
         if self.in_flight >= MAX_IN_FLIGHT {
-            self.waiting.push_back(sub);
+            self.waiting.push_back(f);
             return;
         }
         let idx = self.free.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.slots.len() - 1
         });
-        let mut f = InFlight {
-            op: sub.op,
-            done: 0,
-            reply: sub.reply,
-        };
-        let e = entry(self.fd, &mut f.op, 0, idx as u64);
+        let e = entry(self.fd, &mut f.op, f.done, idx as u64);
         self.slots[idx] = Some(f);
         self.in_flight += 1;
         self.push(&e);
+        if let Err(err) = self.ring.submit() {
+            tracing::error!(error = %err, "io_uring submit failed");
+        }
+        self.reap();
+    }
+
+    /// Completes every operation in the completion queue.
+    fn reap(&mut self) {
+        loop {
+            let done: Vec<(u64, i32)> = self
+                .ring
+                .completion()
+                .map(|c| (c.user_data(), c.result()))
+                .collect();
+            if done.is_empty() {
+                return;
+            }
+            for (user_data, res) in done {
+                self.complete(user_data as usize, res);
+            }
+        }
     }
 
     fn complete(&mut self, idx: usize, res: i32) {
@@ -428,8 +494,13 @@ impl Ring {
             f.done += res as usize;
             match &f.op {
                 Op::Read { .. } | Op::Write { .. } if f.done < total && res > 0 => None,
-                // A read at end of file returns 0: the rest stays zeroed.
-                Op::Read { .. } => Some(Ok(())),
+                // A read at end of file returns 0: the rest reads as zeroes.
+                Op::Read { .. } => {
+                    if let Op::Read { buf, .. } = &mut f.op {
+                        buf.as_mut_slice()[f.done..].fill(0);
+                    }
+                    Some(Ok(()))
+                }
                 Op::Write { .. } if f.done < total => {
                     Some(Err(io::Error::new(io::ErrorKind::WriteZero, "short write")))
                 }
@@ -441,6 +512,9 @@ impl Ring {
                 let e = entry(self.fd, &mut f.op, f.done, idx as u64);
                 self.slots[idx] = Some(f);
                 self.push(&e);
+                if let Err(err) = self.ring.submit() {
+                    tracing::error!(error = %err, "io_uring submit failed");
+                }
             }
             Some(result) => {
                 self.in_flight -= 1;
@@ -453,69 +527,6 @@ impl Ring {
                 if let Some(next) = self.waiting.pop_front() {
                     self.start(next);
                 }
-            }
-        }
-    }
-}
-
-fn ring_thread(ring: IoUring, rx: Receiver<Submission>, shared: &Shared, fd: RawFd) {
-    // Declared first so it is dropped last: the ring (and its armed read into it) goes before it.
-    let mut wake_buf = Box::new([0u8; 8]);
-    let mut r = Ring {
-        ring,
-        fd,
-        slots: Vec::new(),
-        free: Vec::new(),
-        waiting: VecDeque::new(),
-        in_flight: 0,
-    };
-    let arm = |r: &mut Ring, buf: &mut [u8; 8]| {
-        let e = opcode::Read::new(types::Fd(shared.wake_fd.as_raw_fd()), buf.as_mut_ptr(), 8)
-            .build()
-            .user_data(WAKE);
-        r.push(&e);
-    };
-    arm(&mut r, &mut wake_buf);
-    let mut closing = false;
-    loop {
-        loop {
-            match rx.try_recv() {
-                Ok(sub) => r.start(sub),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    closing = true;
-                    break;
-                }
-            }
-        }
-        if closing && r.in_flight == 0 && r.waiting.is_empty() {
-            break;
-        }
-        shared.sleeping.store(true, Ordering::SeqCst);
-        match rx.try_recv() {
-            Ok(sub) => {
-                shared.sleeping.store(false, Ordering::SeqCst);
-                r.start(sub);
-                if let Err(e) = r.ring.submit() {
-                    tracing::error!(error = %e, "io_uring submit failed");
-                }
-            }
-            Err(TryRecvError::Disconnected) if r.in_flight == 0 => break,
-            Err(_) => {
-                if let Err(e) = r.ring.submit_and_wait(1) {
-                    if e.raw_os_error() != Some(libc::EINTR) {
-                        tracing::error!(error = %e, "io_uring wait failed");
-                    }
-                }
-                shared.sleeping.store(false, Ordering::SeqCst);
-            }
-        }
-        let done: Vec<(u64, i32)> = r.ring.completion().map(|c| (c.user_data(), c.result())).collect();
-        for (user_data, res) in done {
-            if user_data == WAKE {
-                arm(&mut r, &mut wake_buf);
-            } else {
-                r.complete(user_data as usize, res);
             }
         }
     }

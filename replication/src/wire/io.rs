@@ -33,16 +33,20 @@ impl OutFrame {
     }
 }
 
-/// Reads frames from `R`.
+/// Reads frames from `R`, through a 64 KiB buffer so that a burst of small frames (acknowledgements)
+/// costs one read syscall.
 pub struct FrameReader<R> {
-    inner: R,
+    inner: tokio::io::BufReader<R>,
     integrity: bool,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// A reader; `integrity` demands a payload checksum on every frame with a payload.
     pub fn new(inner: R, integrity: bool) -> FrameReader<R> {
-        FrameReader { inner, integrity }
+        FrameReader {
+            inner: tokio::io::BufReader::with_capacity(64 << 10, inner),
+            integrity,
+        }
     }
 
     /// Turns payload checksums on or off (after negotiation).
@@ -75,7 +79,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let payload = if len == 0 {
             Bytes::new()
         } else if matches!(header.kind, Kind::Data | Kind::ReadReply) {
-            let mut buf = AlignedBuf::zeroed(len);
+            let mut buf = AlignedBuf::for_overwrite(len);
             self.fill(buf.as_mut_slice()).await?;
             buf.into_bytes()
         } else {
