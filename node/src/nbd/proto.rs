@@ -62,8 +62,6 @@ pub const NBD_REP_ERR_UNSUP: u32 = NBD_REP_FLAG_ERROR | 1;
 pub const NBD_REP_ERR_INVALID: u32 = NBD_REP_FLAG_ERROR | 3;
 /// Error reply: the requested export does not exist.
 pub const NBD_REP_ERR_UNKNOWN: u32 = NBD_REP_FLAG_ERROR | 6;
-/// Error reply: the server is shutting down.
-pub const NBD_REP_ERR_SHUTDOWN: u32 = NBD_REP_FLAG_ERROR | 7;
 
 /// Information type: size and transmission flags (always sent).
 pub const NBD_INFO_EXPORT: u16 = 0;
@@ -74,8 +72,6 @@ pub const NBD_INFO_BLOCK_SIZE: u16 = 3;
 
 /// Transmission flag: must always be set.
 pub const NBD_FLAG_HAS_FLAGS: u16 = 1 << 0;
-/// Transmission flag: the export is read-only.
-pub const NBD_FLAG_READ_ONLY: u16 = 1 << 1;
 /// Transmission flag: `NBD_CMD_FLUSH` is supported.
 pub const NBD_FLAG_SEND_FLUSH: u16 = 1 << 2;
 /// Transmission flag: `NBD_CMD_FLAG_FUA` is supported.

@@ -260,7 +260,12 @@ async fn accept(listener: &Listener) -> std::io::Result<(Stream, String)> {
     match listener {
         Listener::Unix(l) => {
             let (s, _) = l.accept().await?;
-            Ok((Stream::Unix(s), "unix".to_owned()))
+            // Unix peers have no address; their credentials say who they are.
+            let peer = match s.peer_cred() {
+                Ok(c) => format!("unix(pid={},uid={})", c.pid().unwrap_or(-1), c.uid()),
+                Err(_) => "unix".to_owned(),
+            };
+            Ok((Stream::Unix(s), peer))
         }
         Listener::Tcp(l) => {
             let (s, peer) = l.accept().await?;
