@@ -88,7 +88,12 @@ impl Client {
 
     /// Connects and negotiates with `NBD_OPT_GO` for `r0`; returns size and transmission flags.
     async fn go(addr: &ListenAddr) -> (Client, u64, u16) {
-        let mut c = Client::connect(addr).await;
+        Client::connect(addr).await.negotiate().await
+    }
+
+    /// Sends client flags and `NBD_OPT_GO` for `r0` after the greeting.
+    async fn negotiate(self) -> (Client, u64, u16) {
+        let mut c = self;
         c.s.write_u32(1).await.unwrap(); // NBD_FLAG_C_FIXED_NEWSTYLE
         c.option(OPT_GO, &go_data(b"r0", &[3])).await;
         let mut size_flags = None;
@@ -633,4 +638,89 @@ async fn volume_errors_become_nbd_errors_and_clients_share_the_volume() {
     );
     assert_eq!(a.read(6, 0, 4096).await.unwrap(), vec![0; 4096]);
     srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_closed_at_once() {
+    let vol = TestVolume::new(SIZE);
+    let config = NbdConfig {
+        max_connections: 1,
+        ..NbdConfig::default()
+    };
+    let (_dir, path) = socket_path();
+    let srv = start(Arc::clone(&vol), ListenAddr::Unix(path.clone()), config).await;
+    let (mut first, _, _) = Client::go(&srv.addr).await;
+    let mut second = UnixStream::connect(&path).await.unwrap();
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(T, second.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0, "the refused client got a greeting");
+    assert!(logs().contains("reason=\"too many connections\""));
+    assert_eq!(first.read(1, 0, 512).await.unwrap(), vec![0; 512]);
+    first.request(CMD_DISC, 0, 2, 0, 0, &[]).await;
+    first.expect_closed().await;
+    // Once the first client's connection has ended, a new client is served.
+    let start = std::time::Instant::now();
+    let mut third = loop {
+        let mut s = UnixStream::connect(&path).await.unwrap();
+        let mut greeting = [0u8; 18];
+        if s.read_exact(&mut greeting).await.is_ok() {
+            break Client { s: Box::new(s) }.negotiate().await.0;
+        }
+        assert!(start.elapsed() < T, "the connection slot was never freed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(third.write(3, 0, &[4; 512]).await, 0);
+    assert_eq!(third.read(4, 0, 512).await.unwrap(), vec![4; 512]);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_cuts_connections_that_do_not_finish() {
+    let vol = TestVolume::new(SIZE);
+    vol.gate_reads_at(0);
+    let config = NbdConfig {
+        drain_timeout: Duration::from_millis(200),
+        ..NbdConfig::default()
+    };
+    let (_dir, path) = socket_path();
+    let srv = start(Arc::clone(&vol), ListenAddr::Unix(path), config).await;
+    let (mut c, _, _) = Client::go(&srv.addr).await;
+    c.request(CMD_READ, 0, 1, 0, 512, &[]).await;
+    wait_until("the read to reach the volume", T, || vol.waiting_at_gate() == 1).await;
+    // The read never finishes; shutdown must still return, cutting the connection.
+    srv.stop().await;
+    c.expect_closed().await;
+    assert!(logs().contains("NBD connections did not drain in time"));
+    vol.open_gate(1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_socket_files_are_replaced_but_live_ones_and_other_files_are_not() {
+    use replbd_node::nbd::{Export, NbdError, NbdServer};
+    let vol = TestVolume::new(SIZE);
+    let (_dir, path) = socket_path();
+    // A socket file nobody listens on any more.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let srv = start(
+        Arc::clone(&vol),
+        ListenAddr::Unix(path.clone()),
+        NbdConfig::default(),
+    )
+    .await;
+    // A second server on the same live socket is refused.
+    let export = Export::new("r0", Arc::clone(&vol)).unwrap();
+    let second = NbdServer::bind(&ListenAddr::Unix(path.clone()), export, NbdConfig::default()).await;
+    assert!(matches!(second, Err(NbdError::SocketInUse { .. })));
+    assert_serves(&srv.addr).await;
+    srv.stop().await;
+    // A regular file is never removed.
+    std::fs::write(&path, b"precious").unwrap();
+    let export = Export::new("r0", Arc::clone(&vol)).unwrap();
+    let third = NbdServer::bind(&ListenAddr::Unix(path.clone()), export, NbdConfig::default()).await;
+    assert!(matches!(third, Err(NbdError::PathNotSocket { .. })));
+    assert_eq!(std::fs::read(&path).unwrap(), b"precious");
 }

@@ -302,3 +302,29 @@ fn bind_unix(path: &Path) -> Result<UnixListener, NbdError> {
     std::fs::remove_file(path).map_err(bind_error)?;
     UnixListener::bind(path).map_err(bind_error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses_parse() {
+        let unix = ListenAddr::Unix("/run/replbd/r0.nbd".into());
+        assert_eq!(
+            "/run/replbd/r0.nbd".parse::<ListenAddr>().ok(),
+            Some(unix.clone())
+        );
+        assert_eq!("unix:/run/replbd/r0.nbd".parse::<ListenAddr>().ok(), Some(unix));
+        assert_eq!(
+            "127.0.0.1:10809".parse::<ListenAddr>().ok(),
+            Some(ListenAddr::default())
+        );
+        assert!("[::1]:10809".parse::<ListenAddr>().is_ok());
+        for bad in ["relative/path", "localhost:10809", "unix:relative", ""] {
+            assert!(matches!(
+                bad.parse::<ListenAddr>(),
+                Err(NbdError::InvalidListenAddr { .. })
+            ));
+        }
+    }
+}
