@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use. Installed only when missing (needs root or sudo).
-PACKAGES=()
+PACKAGES=(qemu-utils)  # qemu-io, qemu-img: real NBD clients for replbd-node's tests
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
