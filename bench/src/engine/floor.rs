@@ -5,7 +5,7 @@
 //! matches acknowledgements to requests), so queue depth behaves as it does for replbd.
 
 use std::collections::HashMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::Path;

@@ -248,11 +248,6 @@ impl Link {
             .map(|(_, e)| e.queued_at.elapsed())
     }
 
-    /// Number of writes registered.
-    pub fn registered(&self) -> usize {
-        lock(&self.inflight).entries.len()
-    }
-
     /// Starts a remote read with id `seq`.
     pub fn start_read(&self, seq: u64) -> oneshot::Receiver<ReadAnswer> {
         let (tx, rx) = oneshot::channel();
@@ -323,10 +318,5 @@ impl Link {
             unacknowledged_writes = marked,
             "connection to peer lost"
         );
-    }
-
-    /// The reason the link failed, if it did.
-    pub fn failure(&self) -> Option<String> {
-        self.dead.borrow().clone()
     }
 }
