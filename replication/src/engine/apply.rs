@@ -222,12 +222,11 @@ async fn apply_locally(inner: &Arc<Inner>, link: &Arc<Link>, w: PendingWrite) ->
         libc::EIO
     })?;
     for p in &inner.peers {
-        if p.cfg.node_id != link.peer {
-            if let Some(slot) = p.slot {
-                if p.live().is_none() {
-                    let _ = d.meta.mark_out_of_sync(slot, offset, len);
-                }
-            }
+        if p.cfg.node_id != link.peer
+            && let Some(slot) = p.slot
+            && p.live().is_none()
+        {
+            let _ = d.meta.mark_out_of_sync(slot, offset, len);
         }
     }
     let fua = h.flags.contains(FrameFlags::FUA);

@@ -108,10 +108,10 @@ impl Inner {
                 .filter_map(|p| p.node.map(|n| (n.get(), p.bitmap_uuid)))
                 .collect();
             r.history = gi.history.iter().copied().filter(|&h| h != 0).collect();
-            r.flags = u32::from(flags.contains(NodeFlags::CONSISTENT)) * F_CONSISTENT
-                | u32::from(flags.contains(NodeFlags::WAS_UP_TO_DATE)) * F_WAS_UP_TO_DATE
-                | u32::from(flags.contains(NodeFlags::CRASHED_PRIMARY)) * F_CRASHED_PRIMARY
-                | u32::from(flags.contains(NodeFlags::PRIMARY_LOST_QUORUM)) * F_LOST_QUORUM;
+            r.flags = (u32::from(flags.contains(NodeFlags::CONSISTENT)) * F_CONSISTENT)
+                | (u32::from(flags.contains(NodeFlags::WAS_UP_TO_DATE)) * F_WAS_UP_TO_DATE)
+                | (u32::from(flags.contains(NodeFlags::CRASHED_PRIMARY)) * F_CRASHED_PRIMARY)
+                | (u32::from(flags.contains(NodeFlags::PRIMARY_LOST_QUORUM)) * F_LOST_QUORUM);
             r.dagtag = gi.dagtag;
         }
         r

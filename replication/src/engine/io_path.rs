@@ -164,19 +164,19 @@ impl Inner {
                     req.path_done(false);
                 }
             }
-            if ep.is_full() {
-                if let Some(c) = ep.close() {
-                    self.send_barrier(c, false);
-                }
+            if ep.is_full()
+                && let Some(c) = ep.close()
+            {
+                self.send_barrier(c, false);
             }
             req
         };
         if let Some(d) = &self.disk {
             for p in &self.peers {
-                if let Some(slot) = p.slot {
-                    if !reached.contains(&p.cfg.node_id) {
-                        let _ = d.meta.mark_out_of_sync(slot, offset, len);
-                    }
+                if let Some(slot) = p.slot
+                    && !reached.contains(&p.cfg.node_id)
+                {
+                    let _ = d.meta.mark_out_of_sync(slot, offset, len);
                 }
             }
             let local = match kind {
@@ -287,13 +287,14 @@ impl Inner {
                     .is_none_or(|l| l.reads_pending.load(Ordering::Relaxed) > 0)
             }
         };
-        if local_ok && prefer_local {
-            if let Some(d) = &self.disk {
-                match d.store.read(offset, len as usize).await {
-                    Ok(b) => return Ok(b),
-                    Err(e) => {
-                        tracing::error!(resource = %self.cfg.name, offset, len, error = %e, "local read failed; trying peers")
-                    }
+        if local_ok
+            && prefer_local
+            && let Some(d) = &self.disk
+        {
+            match d.store.read(offset, len as usize).await {
+                Ok(b) => return Ok(b),
+                Err(e) => {
+                    tracing::error!(resource = %self.cfg.name, offset, len, error = %e, "local read failed; trying peers")
                 }
             }
         }
@@ -305,10 +306,11 @@ impl Inner {
                 }
             }
         }
-        if local_ok && !prefer_local {
-            if let Some(d) = &self.disk {
-                return d.store.read(offset, len as usize).await.map_err(|e| io_error(&e));
-            }
+        if local_ok
+            && !prefer_local
+            && let Some(d) = &self.disk
+        {
+            return d.store.read(offset, len as usize).await.map_err(|e| io_error(&e));
         }
         Err(VolumeError::NoData {
             resource: self.cfg.name.clone(),

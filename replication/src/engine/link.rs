@@ -233,10 +233,10 @@ impl Link {
     }
 
     fn mark_out_of_sync(&self, req: &WriteRequest) {
-        if let (Some(meta), Some(slot)) = (&self.meta, self.slot) {
-            if let Err(e) = meta.mark_out_of_sync(slot, req.offset, req.len) {
-                tracing::error!(peer = self.peer, error = %e, "cannot mark a write out of sync");
-            }
+        if let (Some(meta), Some(slot)) = (&self.meta, self.slot)
+            && let Err(e) = meta.mark_out_of_sync(slot, req.offset, req.len)
+        {
+            tracing::error!(peer = self.peer, error = %e, "cannot mark a write out of sync");
         }
     }
 

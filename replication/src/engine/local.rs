@@ -54,7 +54,7 @@ pub enum AttachError {
         path: String,
         /// Why.
         #[source]
-        source: replbd_bitmap::MetaError,
+        source: Box<replbd_bitmap::MetaError>,
     },
     /// The data is smaller than the metadata describes.
     #[error(
@@ -81,7 +81,7 @@ impl LocalDisk {
         let (meta, open_report) =
             Metadata::open(Box::new(dev), OpenOptions::default()).map_err(|e| AttachError::Meta {
                 path: meta_path.display().to_string(),
-                source: e,
+                source: Box::new(e),
             })?;
         let store = Store::open(data_path).map_err(|e| AttachError::Store {
             path: data_path.display().to_string(),

@@ -158,14 +158,14 @@ pub(crate) async fn watchdog(inner: Arc<Inner>, link: Arc<Link>) {
             _ = tokio::time::sleep(tick) => {}
             _ = dead.wait_for(Option::is_some) => return,
         }
-        if let Some(age) = link.oldest_unacked() {
-            if age > t.ack {
-                link.fail(&format!(
-                    "the peer did not acknowledge a write within {:?} (ack timeout)",
-                    t.ack
-                ));
-                return;
-            }
+        if let Some(age) = link.oldest_unacked()
+            && age > t.ack
+        {
+            link.fail(&format!(
+                "the peer did not acknowledge a write within {:?} (ack timeout)",
+                t.ack
+            ));
+            return;
         }
         let idle = link.idle();
         if idle >= t.ping_interval + t.ping_timeout {

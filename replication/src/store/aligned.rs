@@ -80,10 +80,10 @@ impl AlignedBuf {
             Ok(l) => l,
             Err(_) => std::process::abort(),
         };
-        if let Some(class) = class_of(cap) {
-            if let Some(Free(ptr)) = pool(class).pop() {
-                return (AlignedBuf { ptr, len, layout }, true);
-            }
+        if let Some(class) = class_of(cap)
+            && let Some(Free(ptr)) = pool(class).pop()
+        {
+            return (AlignedBuf { ptr, len, layout }, true);
         }
         // SAFETY: `layout` has a non-zero size.
         let raw = unsafe { alloc_zeroed(layout) };

@@ -128,7 +128,7 @@ fn is_memory_backed(file: &File) -> bool {
     // SAFETY: fstatfs fills the struct we pass, zero-initialised first.
     let rc = unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) };
     // SAFETY: initialised by `zeroed` and written by a successful call.
-    rc == 0 && unsafe { st.assume_init() }.f_type as i64 == TMPFS_MAGIC
+    rc == 0 && unsafe { st.assume_init() }.f_type == TMPFS_MAGIC
 }
 
 fn lock(m: &Mutex<Ring>) -> MutexGuard<'_, Ring> {
