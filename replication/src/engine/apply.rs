@@ -29,6 +29,10 @@ pub(crate) struct PendingWrite {
     payload: Bytes,
     offset: u64,
     len: u64,
+    /// Its place in arrival order among overlapping requests.
+    order: super::intervals::Pending,
+    /// Set for resync data: whose request it answers.
+    resync: Option<Arc<super::resync::Resync>>,
 }
 
 /// Applies one link's incoming requests to the local disk.
@@ -36,6 +40,8 @@ pub(crate) struct Applier {
     inner: Arc<Inner>,
     link: Arc<Link>,
     gate: Arc<Gate<PendingWrite>>,
+    /// Overlapping requests are applied in the order they arrived.
+    order: Arc<super::intervals::Intervals>,
 }
 
 /// Starts writes and barriers as tasks.
@@ -48,11 +54,17 @@ impl Starter<PendingWrite> for Tasks {
     fn start_write(&self, gate: &Arc<Gate<PendingWrite>>, w: PendingWrite) {
         let (inner, link, gate) = (Arc::clone(&self.inner), Arc::clone(&self.link), Arc::clone(gate));
         tokio::spawn(async move {
-            let seq = w.h.seq;
-            match apply_locally(&inner, &link, w).await {
-                Ok(()) if link.protocol == Protocol::C => link.send(frame(Kind::WriteAck, seq, 0)),
-                Ok(()) => {}
-                Err(errno) => link.send(frame(Kind::NegAck, seq, errno as u64)),
+            let (seq, offset, len) = (w.h.seq, w.offset, w.len);
+            match w.resync.clone() {
+                Some(r) => {
+                    let ok = apply_locally(&inner, &link, w).await.is_ok();
+                    r.data_written(seq, offset, len, ok);
+                }
+                None => match apply_locally(&inner, &link, w).await {
+                    Ok(()) if link.protocol == Protocol::C => link.send(frame(Kind::WriteAck, seq, 0)),
+                    Ok(()) => {}
+                    Err(errno) => link.send(frame(Kind::NegAck, seq, errno as u64)),
+                },
             }
             gate.write_done();
         });
@@ -90,7 +102,12 @@ impl Applier {
             inner: Arc::clone(&inner),
             link: Arc::clone(&link),
         }));
-        Applier { inner, link, gate }
+        Applier {
+            inner,
+            link,
+            gate,
+            order: Arc::default(),
+        }
     }
 
     /// Checks that a request for `offset..offset+len` from the peer may be served here.
@@ -137,6 +154,35 @@ impl Applier {
         if self.link.protocol == Protocol::B {
             self.link.send(frame(Kind::RecvAck, h.seq, 0));
         }
+        self.inner.note_app_io();
+        self.push(h, payload, offset, len, None).await
+    }
+
+    /// Queues resync data answering one of `resync`'s requests.
+    pub(crate) async fn apply_resync(
+        &self,
+        h: FrameHeader,
+        payload: Bytes,
+        resync: Arc<super::resync::Resync>,
+    ) -> Result<(), String> {
+        let offset = h
+            .sector
+            .checked_mul(512)
+            .ok_or_else(|| format!("sector {} overflows", h.sector))?;
+        let len = payload.len() as u64;
+        self.validate(h.kind, offset, len, true)?;
+        self.push(h, payload, offset, len, Some(resync)).await
+    }
+
+    async fn push(
+        &self,
+        h: FrameHeader,
+        payload: Bytes,
+        offset: u64,
+        len: u64,
+        resync: Option<Arc<super::resync::Resync>>,
+    ) -> Result<(), String> {
+        let order = self.order.register(offset..offset + len);
         let bytes = payload.len() as u64;
         self.gate.push(
             Work::Write(PendingWrite {
@@ -144,6 +190,8 @@ impl Applier {
                 payload,
                 offset,
                 len,
+                order,
+                resync,
             }),
             bytes,
         );
@@ -213,7 +261,10 @@ async fn apply_locally(inner: &Arc<Inner>, link: &Arc<Link>, w: PendingWrite) ->
         payload,
         offset,
         len,
+        order,
+        resync: _,
     } = w;
+    let _turn = order.granted().await;
     let Some(d) = &inner.disk else {
         return Err(libc::ENODEV);
     };

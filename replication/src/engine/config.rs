@@ -103,6 +103,8 @@ pub struct ResourceConfig {
     pub max_epoch_size: u32,
     /// Bytes of unacknowledged writes queued to one peer before writers wait (DRBD's `max-buffers`).
     pub max_in_flight_bytes: u64,
+    /// Resync rates and checksums.
+    pub resync: super::resync::ResyncConfig,
 }
 
 impl ResourceConfig {
@@ -119,6 +121,7 @@ impl ResourceConfig {
             timeouts: Timeouts::default(),
             max_epoch_size: 2048,
             max_in_flight_bytes: 128 << 20,
+            resync: super::resync::ResyncConfig::default(),
         }
     }
 

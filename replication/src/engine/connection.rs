@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use replbd_quorum::{ConnectionState, DiskState, ReplicationState, SyncDecision};
+use replbd_quorum::{ConnectionState, DiskState, ReplicationState, SyncDecision, SyncKind};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
@@ -24,6 +24,7 @@ use super::core::{Accepted, Inner, Peer};
 use super::epoch;
 use super::generation::{disk_from_u8, protocol_to_u8, role_from_u8};
 use super::link::Link;
+use super::resync::{Resync, SyncRole};
 use super::tasks;
 use crate::handshake::{self, HandshakeError};
 use crate::wire::messages::{self, ErrorCode, ErrorMessage, StateReport};
@@ -248,14 +249,14 @@ async fn connected(
             .store(theirs.size, std::sync::atomic::Ordering::Relaxed);
     }
     let both_disks = inner.disk.is_some() && theirs.size != 0;
-    let replication = if both_disks {
+    let sync = if both_disks {
         match inner.decide_with(node, protocol, &theirs, reconnect) {
             Ok(d) => {
                 tracing::info!(resource = %inner.cfg.name, peer = node, decision = ?d.outcome, rule = %d.rule, "handshake decision");
                 match d.outcome {
-                    SyncDecision::NoSync => ReplicationState::Established,
-                    SyncDecision::BecomeSource { .. } => ReplicationState::SyncSource,
-                    SyncDecision::BecomeTarget { .. } => ReplicationState::SyncTarget,
+                    SyncDecision::NoSync => None,
+                    SyncDecision::BecomeSource { kind } => Some((SyncRole::Source, kind == SyncKind::Full)),
+                    SyncDecision::BecomeTarget { kind } => Some((SyncRole::Target, kind == SyncKind::Full)),
                     SyncDecision::SplitBrain { .. } => {
                         let msg = format!(
                             "split brain detected ({}): both nodes wrote since they diverged; resolve with `connect --discard-my-data` on the node whose changes are to be dropped",
@@ -275,7 +276,7 @@ async fn connected(
             Err(e) => return Attempt::Retry(format!("cannot decide: {e}")),
         }
     } else {
-        ReplicationState::Established
+        None
     };
     w.configure(crate::wire::MAX_VERSION, inner.cfg.data_integrity);
     r.set_integrity(inner.cfg.data_integrity);
@@ -300,20 +301,30 @@ async fn connected(
     link.touch();
     inner.set_connection(node, ConnectionState::Connected, None);
     inner.set_peer_state(node, disk_from_u8(theirs.disk), role_from_u8(theirs.role));
-    inner.set_replication(node, replication);
-    if replication == ReplicationState::SyncTarget {
-        inner.change(|c| {
-            if c.disk != DiskState::Inconsistent {
-                c.disk = DiskState::Inconsistent;
-                vec![super::state::Event::Disk(DiskState::Inconsistent)]
-            } else {
-                Vec::new()
-            }
-        });
+    let resync = sync.map(|(role, full)| (Resync::new(Arc::clone(inner), Arc::clone(&link), role), full));
+    if let Some((r, _)) = &resync {
+        link.set_resync(Some(Arc::clone(r)));
+        if r.role == SyncRole::Target {
+            inner.change(|c| {
+                if c.disk != DiskState::Inconsistent {
+                    c.disk = DiskState::Inconsistent;
+                    vec![super::state::Event::Disk(DiskState::Inconsistent)]
+                } else {
+                    Vec::new()
+                }
+            });
+        }
+    } else {
+        inner.set_replication(node, ReplicationState::Established);
     }
     let sender = tokio::spawn(tasks::sender(Arc::clone(&link), rx, w));
     let receiver = tokio::spawn(tasks::receiver(Arc::clone(inner), Arc::clone(&link), r));
     let watchdog = tokio::spawn(tasks::watchdog(Arc::clone(inner), Arc::clone(&link)));
+    if let Some((r, full)) = resync {
+        if let Err(e) = r.start(full).await {
+            link.fail(&format!("starting the resync failed: {e}"));
+        }
+    }
     let mut dead = link.dead.subscribe();
     let reason = dead
         .wait_for(Option::is_some)

@@ -104,6 +104,11 @@ pub(crate) struct Inner {
     pub rotation: tokio::sync::Mutex<()>,
     /// Volume size for a diskless node, learned from peers (0 until known).
     pub size_override: AtomicU64,
+    /// Range locks for writes and resync reads.
+    pub intervals: Arc<super::intervals::Intervals>,
+    /// When application writes last passed through this node (ms since `born`).
+    pub last_app_io_ms: AtomicU64,
+    pub born: std::time::Instant,
 }
 
 /// The disk state metadata implies before any peer is heard.
@@ -171,7 +176,13 @@ impl Inner {
                     (Some(d), Some(slot)) => d.meta.out_of_sync_bytes(slot).unwrap_or(0),
                     _ => 0,
                 };
+                let sync = p
+                    .live()
+                    .and_then(|l| l.resync())
+                    .filter(|r| r.running())
+                    .map(|r| r.progress());
                 PeerStatus {
+                    sync,
                     node: p.cfg.node_id,
                     connection: v.map_or(ConnectionState::StandAlone, |v| v.connection),
                     replication: v.map_or(ReplicationState::Off, |v| v.replication),
@@ -259,6 +270,36 @@ impl Inner {
     pub fn role_and_disk(&self) -> (Role, DiskState) {
         let c = lock(&self.control);
         (c.role, c.disk)
+    }
+
+    /// Notes application I/O passing through this node (for resync throttling).
+    pub fn note_app_io(&self) {
+        self.last_app_io_ms
+            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// True while application writes arrived in the last 100 ms.
+    pub fn app_active(&self) -> bool {
+        let last = self.last_app_io_ms.load(Ordering::Relaxed);
+        last > 0 && (self.born.elapsed().as_millis() as u64).saturating_sub(last) < 100
+    }
+
+    /// Connected peers that are Primary.
+    pub fn primary_peers(&self) -> Vec<u8> {
+        let c = lock(&self.control);
+        c.peers
+            .iter()
+            .filter(|(_, v)| v.connection == ConnectionState::Connected && v.role == Role::Primary)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+
+    /// A peer's role as last reported.
+    pub fn peer_role(&self, node: u8) -> Role {
+        lock(&self.control)
+            .peers
+            .get(&node)
+            .map_or(Role::Unknown, |v| v.role)
     }
 
     /// Peers that currently report an UpToDate disk over a live link.

@@ -113,6 +113,9 @@ impl Inner {
         len: u64,
         fua: bool,
     ) -> VolumeResult<()> {
+        // Overlapping writes in order, and never while a resync read of the range is under way.
+        let _range = self.intervals.write(offset..offset + len).await;
+        self.note_app_io();
         let guard = match &self.disk {
             Some(d) => Some(al_begin(&d.meta, offset, len).await?),
             None => None,
@@ -164,6 +167,17 @@ impl Inner {
                     req.path_done(false);
                 }
             }
+            // Marked inside the epoch lock: a peer whose link goes live next snapshots its bitmap
+            // only after this, so the bit cannot be missed by the exchange at connect.
+            if let Some(d) = &self.disk {
+                for p in &self.peers {
+                    if let Some(slot) = p.slot
+                        && !reached.contains(&p.cfg.node_id)
+                    {
+                        let _ = d.meta.mark_out_of_sync(slot, offset, len);
+                    }
+                }
+            }
             if ep.is_full()
                 && let Some(c) = ep.close()
             {
@@ -172,13 +186,6 @@ impl Inner {
             req
         };
         if let Some(d) = &self.disk {
-            for p in &self.peers {
-                if let Some(slot) = p.slot
-                    && !reached.contains(&p.cfg.node_id)
-                {
-                    let _ = d.meta.mark_out_of_sync(slot, offset, len);
-                }
-            }
             let local = match kind {
                 WriteKind::Data => d.store.write(offset, data, fua).await,
                 WriteKind::Discard => d.store.discard(offset, len).await,

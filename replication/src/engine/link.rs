@@ -79,6 +79,7 @@ pub struct Link {
     pub last_rx_ms: AtomicU64,
     /// When the link came up.
     pub born: Instant,
+    resync: Mutex<Option<Arc<super::resync::Resync>>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -129,7 +130,18 @@ impl Link {
             dead: watch::channel(None).0,
             last_rx_ms: AtomicU64::new(0),
             born: Instant::now(),
+            resync: Mutex::new(None),
         }
+    }
+
+    /// The resync running on this link, if any.
+    pub(crate) fn resync(&self) -> Option<Arc<super::resync::Resync>> {
+        lock(&self.resync).clone()
+    }
+
+    /// Sets the resync of this link.
+    pub(crate) fn set_resync(&self, r: Option<Arc<super::resync::Resync>>) {
+        *lock(&self.resync) = r;
     }
 
     /// True once the link failed.

@@ -16,15 +16,18 @@ mod core;
 pub mod epoch;
 mod gate;
 mod generation;
+mod intervals;
 mod io_path;
 mod link;
 pub mod local;
 pub mod request;
 pub mod resource;
+pub mod resync;
 pub mod state;
 mod tasks;
 
 pub use config::{PeerConfig, ReadBalancing, ResourceConfig, Timeouts};
 pub use local::{AttachError, LocalDisk};
 pub use resource::{Resource, RoleError, StartError};
+pub use resync::{DigestAlg, ResyncConfig, SyncProgress};
 pub use state::{Event, PeerStatus, Status};

@@ -145,6 +145,9 @@ impl Resource {
             rotate_pending: AtomicBool::new(false),
             rotation: tokio::sync::Mutex::new(()),
             size_override: AtomicU64::new(0),
+            intervals: Arc::default(),
+            last_app_io_ms: AtomicU64::new(0),
+            born: std::time::Instant::now(),
             cfg,
         });
         inner.republish();
@@ -358,6 +361,27 @@ impl Resource {
     pub fn cut(&self, peer: u8) {
         if let Some(l) = self.inner.peer(peer).and_then(|p| p.live()) {
             l.fail("connection cut");
+        }
+    }
+
+    /// Stops the resource the way `kill -9` would: no demotion, no flush, connections dropped, the
+    /// metadata left as it is on disk (unclean). For fault injection and tests.
+    pub async fn halt(&self) {
+        self.inner.shutdown.send_replace(true);
+        for p in &self.inner.peers {
+            if let Some(l) = p.live() {
+                l.fail("the node halted");
+            }
+        }
+        let tasks: Vec<_> = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
         }
     }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use replbd_quorum::{ConnectionState, DiskState, ReplicationState, Role};
 
 /// One peer as this node sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PeerStatus {
     /// The peer's node id.
     pub node: u8,
@@ -20,10 +20,12 @@ pub struct PeerStatus {
     pub role: Role,
     /// Bytes marked out of sync with the peer in this node's bitmap.
     pub out_of_sync: u64,
+    /// Resync progress while one runs.
+    pub sync: Option<super::resync::SyncProgress>,
 }
 
 /// A resource's state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Status {
     /// The resource.
     pub name: String,
@@ -57,6 +59,9 @@ impl fmt::Display for Status {
             writeln!(f)?;
             if p.connection == ConnectionState::Connected {
                 write!(f, "    replication:{} peer-disk:{}", p.replication, p.disk)?;
+                if let Some(s) = &p.sync {
+                    write!(f, " done:{:.2}", s.percent)?;
+                }
                 if p.out_of_sync > 0 {
                     write!(f, " out-of-sync:{}", p.out_of_sync)?;
                 }
@@ -68,7 +73,7 @@ impl fmt::Display for Status {
 }
 
 /// A state change.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// This node's role changed.
     Role(Role),
@@ -89,6 +94,17 @@ pub enum Event {
         peer: u8,
         /// Its new state.
         state: ReplicationState,
+    },
+    /// A resync with a peer finished.
+    ResyncFinished {
+        /// The peer.
+        peer: u8,
+        /// This node's role in it.
+        source: bool,
+        /// Bytes of data moved (blocks found in sync by checksum not counted).
+        bytes_moved: u64,
+        /// How long it took.
+        seconds: f64,
     },
     /// A peer's disk or role as it reported them.
     PeerState {
@@ -117,6 +133,16 @@ impl fmt::Display for Event {
             Event::Replication { peer, state } => {
                 write!(f, "change peer-device peer-node-id:{peer} replication:{state}")
             }
+            Event::ResyncFinished {
+                peer,
+                source,
+                bytes_moved,
+                seconds,
+            } => write!(
+                f,
+                "resync-finished peer-node-id:{peer} role:{} bytes:{bytes_moved} seconds:{seconds:.3}",
+                if *source { "SyncSource" } else { "SyncTarget" }
+            ),
             Event::PeerState { peer, disk, role } => write!(
                 f,
                 "change peer-device peer-node-id:{peer} peer-disk:{disk} role:{role}"

@@ -137,11 +137,39 @@ async fn dispatch(
             let m: ErrorMessage = messages::decode(Kind::Error, &payload).map_err(|e| e.to_string())?;
             return Err(format!("the peer closed the connection: {}", m.message));
         }
+        Kind::BitmapChunk => resync(link, h.kind)?.bitmap_chunk(&payload)?,
+        Kind::BitmapDone => resync(link, h.kind)?.bitmap_done().await?,
+        Kind::ResyncRequest => resync(link, h.kind)?.serve(h, None)?,
+        Kind::ChecksumRequest => resync(link, h.kind)?.serve(h, Some(payload))?,
+        Kind::ResyncData => {
+            let r = resync(link, h.kind)?;
+            if !r.expects(h.seq, h.sector.saturating_mul(512), payload.len() as u64) {
+                return Err(format!(
+                    "resync data {} for sector {} answers no request",
+                    h.seq, h.sector
+                ));
+            }
+            applier.apply_resync(h, payload, r).await?;
+        }
+        Kind::ResyncAck => resync(link, h.kind)?.acked(h.sector.saturating_mul(512), h.aux),
+        Kind::InSync => resync(link, h.kind)?.in_sync(h.seq, h.sector.saturating_mul(512), h.aux)?,
+        Kind::ResyncPaused => resync(link, h.kind)?.paused(h.seq),
+        Kind::ResyncDone => resync(link, h.kind)?.source_done().await?,
+        Kind::ResyncFinished => resync(link, h.kind)?.target_finished(h.aux).await?,
+        Kind::StartSync | Kind::VerifyRequest | Kind::VerifyReply | Kind::VerifyDone => {
+            return Err(format!("{} is not supported by this node yet", h.kind));
+        }
         Kind::Hello | Kind::AuthResponse => {
             return Err(format!("unexpected {} frame after the handshake", h.kind));
         }
     }
     Ok(())
+}
+
+/// The link's resync, which a resync frame requires.
+fn resync(link: &Link, kind: Kind) -> Result<Arc<super::resync::Resync>, String> {
+    link.resync()
+        .ok_or_else(|| format!("{kind} frame while no resync runs on this connection"))
 }
 
 /// Fails the link when a write stays unacknowledged past the timeout, and keeps an idle link alive

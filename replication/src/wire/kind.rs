@@ -77,4 +77,32 @@ kinds! {
     ReadReply = 33, MAX_DATA_PAYLOAD;
     /// Read `seq` failed; `aux` is the errno.
     ReadError = 34, 0;
+    /// Part of the sender's bitmap for the receiver (see `engine::resync::exchange`).
+    BitmapChunk = 40, MAX_CONTROL_PAYLOAD;
+    /// The sender's bitmap is complete.
+    BitmapDone = 41, 0;
+    /// SyncTarget asks for `aux` bytes at `sector`.
+    ResyncRequest = 42, 0;
+    /// SyncSource's data for request `seq`.
+    ResyncData = 43, MAX_DATA_PAYLOAD;
+    /// SyncTarget wrote `aux` bytes at `sector`: the source may clear those bits.
+    ResyncAck = 44, 0;
+    /// Checksum resync: SyncTarget's digest of `aux` bytes at `sector`.
+    ChecksumRequest = 45, 64;
+    /// The digests matched: `aux` bytes at `sector` are in sync.
+    InSync = 46, 0;
+    /// Online verify: per-block digests of `aux` bytes at `sector`.
+    VerifyRequest = 47, MAX_CONTROL_PAYLOAD;
+    /// Online verify: a bitmap of the blocks whose digests differ.
+    VerifyReply = 48, MAX_CONTROL_PAYLOAD;
+    /// SyncTarget has no more out-of-sync blocks.
+    ResyncDone = 49, 0;
+    /// SyncSource ends the resync; `aux` is its current UUID, which the target adopts.
+    ResyncFinished = 50, 0;
+    /// Start a resync now: payload `[target, full]` (target 0: the sender, 1: the receiver).
+    StartSync = 51, 2;
+    /// SyncSource cannot serve the resync now (another node is writing); the target retries later.
+    ResyncPaused = 52, 0;
+    /// Online verify is complete.
+    VerifyDone = 53, 0;
 }

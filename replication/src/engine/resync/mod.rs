@@ -1,0 +1,610 @@
+//! Resync: bringing a peer that missed writes up to date, moving exactly the blocks marked out of
+//! sync.
+//!
+//! ```text
+//!   handshake decides Source/Target ─▶ link live ─▶ both send their bitmap for the other (WFBitMapS/T)
+//!        ─▶ both merge the union (durably) ─▶ SyncSource / SyncTarget
+//!   SyncTarget walks its bitmap:  ResyncRequest ─▶  (source: range lock, read)  ─▶ ResyncData
+//!                 write, clear bit, ResyncAck ─▶  (source clears its bit)
+//!   no bit left, nothing in flight: ResyncDone ─▶ source forgets the bitmap UUID ─▶ ResyncFinished(uuid)
+//!        ─▶ target adopts the source's generation, UpToDate ─▶ Established
+//! ```
+//!
+//! - The target drives: at most `fill-target` bytes in flight, at most `max-rate` per second, and —
+//!   while application writes are arriving and the resync runs above `min-rate` — a pause of one tick
+//!   so the application keeps most of the bandwidth.
+//! - With `csums-alg` the target sends a digest of its own block instead of asking for the data, and
+//!   the source answers "in sync" when its digest matches: only differing blocks move.
+//! - Bits are cleared as blocks arrive, durably with the next metadata flush, so an interrupted resync
+//!   resumes where it stopped; the target's metadata says "not consistent" from the start of the
+//!   resync to its end.
+//! - Application writes keep flowing to the target during resync. The source never reads a range
+//!   with a write in flight ([`super::intervals`]) and the target applies overlapping requests in
+//!   arrival order, so resync data never overwrites newer application data.
+//! - Only a Primary, or a node while no Primary is writing, serves as SyncSource: a Secondary with a
+//!   writing Primary behind it could send data older than what the target already applied from that
+//!   Primary. Such a resync waits (PausedSyncS/T) until the target can sync from the Primary or
+//!   nobody writes.
+
+pub mod exchange;
+mod rate;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use replbd_bitmap::NodeFlags;
+use replbd_quorum::{DiskState, ReplicationState, Role};
+use tokio::sync::Notify;
+
+use super::core::Inner;
+use super::link::Link;
+use super::state::Event;
+use crate::wire::{FrameHeader, Kind, OutFrame};
+
+pub use rate::RateControl;
+
+/// Largest single resync request.
+pub const MAX_REQUEST: u64 = 1 << 20;
+
+/// How blocks are compared for checksum resync and online verify.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DigestAlg {
+    /// crc32c (4 bytes).
+    #[default]
+    Crc32c,
+    /// SHA-256 (32 bytes).
+    Sha256,
+}
+
+impl DigestAlg {
+    /// The digest of `data`.
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            DigestAlg::Crc32c => crc32c::crc32c(data).to_le_bytes().to_vec(),
+            DigestAlg::Sha256 => ring::digest::digest(&ring::digest::SHA256, data)
+                .as_ref()
+                .to_vec(),
+        }
+    }
+}
+
+impl std::str::FromStr for DigestAlg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "crc32c" => Ok(DigestAlg::Crc32c),
+            "sha256" => Ok(DigestAlg::Sha256),
+            _ => Err(format!("unknown digest algorithm {s:?}: use crc32c or sha256")),
+        }
+    }
+}
+
+/// Resync settings (DRBD's `c-max-rate`, `c-min-rate`, `c-fill-target`, `csums-alg`).
+#[derive(Clone, Copy, Debug)]
+pub struct ResyncConfig {
+    /// Most bytes per second a resync requests (0: unlimited).
+    pub max_rate: u64,
+    /// Below this rate a resync is never slowed for application I/O.
+    pub min_rate: u64,
+    /// Bytes a target keeps requested.
+    pub fill_target: u64,
+    /// Compare digests before moving data.
+    pub csums: Option<DigestAlg>,
+    /// Digest for online verify.
+    pub verify: DigestAlg,
+}
+
+impl Default for ResyncConfig {
+    fn default() -> Self {
+        ResyncConfig {
+            max_rate: 100 << 20,
+            min_rate: 250 << 10,
+            fill_target: 4 << 20,
+            csums: None,
+            verify: DigestAlg::Crc32c,
+        }
+    }
+}
+
+/// Which end of the resync this node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncRole {
+    /// Has the newer data.
+    Source,
+    /// Receives it.
+    Target,
+}
+
+/// Progress as shown by `status`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SyncProgress {
+    /// Percent done.
+    pub percent: f64,
+    /// Bytes still out of sync.
+    pub bytes_left: u64,
+    /// Bytes per second over the resync so far.
+    pub rate: u64,
+    /// Estimated seconds to go.
+    pub eta_secs: u64,
+    /// Bytes moved (data sent as a whole, not digests).
+    pub bytes_moved: u64,
+}
+
+#[derive(Default)]
+struct Flight {
+    bytes: u64,
+    requests: HashMap<u64, Range<u64>>,
+}
+
+/// The resync of one link.
+pub(crate) struct Resync {
+    inner: Arc<Inner>,
+    link: Arc<Link>,
+    /// This node's role.
+    pub role: SyncRole,
+    started: Instant,
+    start_bytes: AtomicU64,
+    moved: AtomicU64,
+    flight: Mutex<Flight>,
+    changed: Notify,
+    bitmap_done: AtomicBool,
+    finished: AtomicBool,
+    paused_until: Mutex<Option<Instant>>,
+    rate: Mutex<RateControl>,
+}
+
+fn frame(kind: Kind, seq: u64, sector: u64, aux: u64) -> OutFrame {
+    let mut h = FrameHeader::new(kind);
+    h.seq = seq;
+    h.sector = sector;
+    h.aux = aux;
+    OutFrame::bare(h)
+}
+
+impl Resync {
+    pub(crate) fn new(inner: Arc<Inner>, link: Arc<Link>, role: SyncRole) -> Arc<Resync> {
+        let rate = RateControl::new(inner.cfg.resync);
+        Arc::new(Resync {
+            inner,
+            link,
+            role,
+            started: Instant::now(),
+            start_bytes: AtomicU64::new(0),
+            moved: AtomicU64::new(0),
+            flight: Mutex::default(),
+            changed: Notify::new(),
+            bitmap_done: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            paused_until: Mutex::new(None),
+            rate: Mutex::new(rate),
+        })
+    }
+
+    fn flight(&self) -> MutexGuard<'_, Flight> {
+        self.flight.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn out_of_sync(&self) -> u64 {
+        match (&self.inner.disk, self.link.slot) {
+            (Some(d), Some(slot)) => d.meta.out_of_sync_bytes(slot).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// Progress so far.
+    pub(crate) fn progress(&self) -> SyncProgress {
+        let left = self.out_of_sync();
+        let total = self.start_bytes.load(Ordering::Relaxed).max(left);
+        let done = total - left;
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = (done as f64 / secs) as u64;
+        SyncProgress {
+            percent: if total == 0 {
+                100.0
+            } else {
+                done as f64 * 100.0 / total as f64
+            },
+            bytes_left: left,
+            rate,
+            eta_secs: if rate == 0 { 0 } else { left / rate },
+            bytes_moved: self.moved.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts the exchange: makes the local bitmap complete for the peer and sends it.
+    pub(crate) async fn start(self: &Arc<Self>, full: bool) -> Result<(), String> {
+        let Some(d) = &self.inner.disk else {
+            return Err("resync without a disk".into());
+        };
+        let Some(slot) = self.link.slot else {
+            return Err("resync with a diskless peer".into());
+        };
+        let meta = Arc::clone(&d.meta);
+        let size = d.size();
+        let target = self.role == SyncRole::Target;
+        tokio::task::spawn_blocking(move || -> Result<(), replbd_bitmap::MetaError> {
+            if full {
+                meta.mark_out_of_sync(slot, 0, size)?;
+            }
+            meta.flush()?;
+            if target {
+                // From now to the end of the resync this node's data is not one consistent generation.
+                meta.update(|_, flags| flags.set(NodeFlags::CONSISTENT, false))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let state = if target {
+            ReplicationState::WFBitMapT
+        } else {
+            ReplicationState::WFBitMapS
+        };
+        self.inner.set_replication(self.link.peer, state);
+        let bm = d.meta.bitmap(slot).map_err(|e| e.to_string())?;
+        let granularity = d.meta.geometry().bm_block_size() as u32;
+        for chunk in exchange::encode(&bm, granularity) {
+            self.link.send(OutFrame {
+                header: FrameHeader::new(Kind::BitmapChunk),
+                payload: Bytes::from(chunk),
+            });
+        }
+        self.link.send(frame(Kind::BitmapDone, 0, 0, 0));
+        Ok(())
+    }
+
+    /// A chunk of the peer's bitmap: merge it.
+    pub(crate) fn bitmap_chunk(&self, payload: &[u8]) -> Result<(), String> {
+        let (Some(d), Some(slot)) = (&self.inner.disk, self.link.slot) else {
+            return Ok(());
+        };
+        let chunk =
+            exchange::decode(payload, d.size()).map_err(|e| format!("bad bitmap from the peer: {e}"))?;
+        for r in chunk.ranges {
+            d.meta
+                .mark_out_of_sync(slot, r.start, r.end - r.start)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The peer's bitmap is complete: persist the union and start.
+    pub(crate) async fn bitmap_done(self: &Arc<Self>) -> Result<(), String> {
+        let Some(d) = &self.inner.disk else { return Ok(()) };
+        let meta = Arc::clone(&d.meta);
+        tokio::task::spawn_blocking(move || meta.flush())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        self.bitmap_done.store(true, Ordering::SeqCst);
+        self.start_bytes.store(self.out_of_sync(), Ordering::Relaxed);
+        let peer = self.link.peer;
+        tracing::info!(resource = %self.inner.cfg.name, peer, role = ?self.role, bytes = self.out_of_sync(), "resync starts");
+        match self.role {
+            SyncRole::Source => self.inner.set_replication(peer, ReplicationState::SyncSource),
+            SyncRole::Target => {
+                self.inner.set_replication(peer, ReplicationState::SyncTarget);
+                tokio::spawn(Arc::clone(self).drive());
+            }
+        }
+        self.inner.republish();
+        Ok(())
+    }
+
+    /// Whether this target must wait: a Primary other than the source is writing to it.
+    fn target_should_pause(&self) -> bool {
+        let paused = *self.paused_until.lock().unwrap_or_else(PoisonError::into_inner);
+        if paused.is_some_and(|t| Instant::now() < t) {
+            return true;
+        }
+        self.inner
+            .primary_peers()
+            .into_iter()
+            .any(|p| p != self.link.peer)
+    }
+
+    /// The SyncTarget's loop: request every out-of-sync block.
+    async fn drive(self: Arc<Self>) {
+        let (Some(d), Some(slot)) = (&self.inner.disk, self.link.slot) else {
+            return;
+        };
+        let mut dead = self.link.dead.subscribe();
+        let mut cursor = 0u64;
+        let mut paused_state = false;
+        loop {
+            if self.link.is_dead() || self.finished.load(Ordering::SeqCst) {
+                return;
+            }
+            if self.target_should_pause() {
+                if !paused_state {
+                    self.inner
+                        .set_replication(self.link.peer, ReplicationState::PausedSyncT);
+                    paused_state = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = dead.wait_for(Option::is_some) => return,
+                }
+                continue;
+            }
+            if paused_state {
+                self.inner
+                    .set_replication(self.link.peer, ReplicationState::SyncTarget);
+                paused_state = false;
+            }
+            let next = d.meta.next_out_of_sync(slot, cursor).ok().flatten();
+            let in_flight = self.flight().bytes;
+            let Some(run) = next else {
+                if in_flight > 0 {
+                    self.wait_change(&mut dead).await;
+                } else if cursor > 0 {
+                    cursor = 0;
+                } else {
+                    self.link.send(frame(Kind::ResyncDone, 0, 0, 0));
+                    return;
+                }
+                continue;
+            };
+            let len = (run.end - run.start).min(MAX_REQUEST);
+            let wait = {
+                let mut rate = self.rate.lock().unwrap_or_else(PoisonError::into_inner);
+                rate.delay(len, in_flight, self.inner.app_active(), self.progress().rate)
+            };
+            if let Some(w) = wait {
+                tokio::select! {
+                    _ = tokio::time::sleep(w) => {}
+                    _ = self.changed.notified() => {}
+                    _ = dead.wait_for(Option::is_some) => return,
+                }
+                continue;
+            }
+            let seq = self.inner.seq();
+            self.flight().bytes += len;
+            self.flight().requests.insert(seq, run.start..run.start + len);
+            match self.inner.cfg.resync.csums {
+                Some(alg) => match d.store.read(run.start, len as usize).await {
+                    Ok(local) => {
+                        let mut h = FrameHeader::new(Kind::ChecksumRequest);
+                        h.seq = seq;
+                        h.sector = run.start / 512;
+                        h.aux = len;
+                        self.link.send(OutFrame {
+                            header: h,
+                            payload: Bytes::from(alg.digest(&local)),
+                        });
+                    }
+                    Err(_) => self
+                        .link
+                        .send(frame(Kind::ResyncRequest, seq, run.start / 512, len)),
+                },
+                None => self
+                    .link
+                    .send(frame(Kind::ResyncRequest, seq, run.start / 512, len)),
+            }
+            cursor = run.start + len;
+        }
+    }
+
+    async fn wait_change(&self, dead: &mut tokio::sync::watch::Receiver<Option<String>>) {
+        tokio::select! {
+            _ = self.changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = dead.wait_for(Option::is_some) => {}
+        }
+    }
+
+    /// Validates an answer to request `seq` for `range`; returns the range.
+    fn take_request(&self, seq: u64, offset: u64, len: u64) -> Result<Range<u64>, String> {
+        let mut f = self.flight();
+        match f.requests.get(&seq) {
+            Some(r) if r.start == offset && r.end - r.start == len => {}
+            _ => {
+                return Err(format!(
+                    "resync answer {seq} for {offset}+{len} matches no request"
+                ));
+            }
+        }
+        let r = f.requests.remove(&seq).unwrap_or(offset..offset + len);
+        f.bytes -= r.end - r.start;
+        Ok(r)
+    }
+
+    /// Target: resync data for request `seq` was written locally (or failed).
+    pub(crate) fn data_written(&self, seq: u64, offset: u64, len: u64, ok: bool) {
+        let Ok(r) = self.take_request(seq, offset, len) else {
+            return;
+        };
+        if ok {
+            if let (Some(d), Some(slot)) = (&self.inner.disk, self.link.slot) {
+                let _ = d.meta.clear_in_sync(slot, r.start, r.end - r.start);
+            }
+            self.moved.fetch_add(len, Ordering::Relaxed);
+            self.link.send(frame(Kind::ResyncAck, seq, offset / 512, len));
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Target: checks that resync data answers a request before it is written.
+    pub(crate) fn expects(&self, seq: u64, offset: u64, len: u64) -> bool {
+        self.flight()
+            .requests
+            .get(&seq)
+            .is_some_and(|r| r.start == offset && r.end - r.start == len)
+    }
+
+    /// Target: the source found the range in sync.
+    pub(crate) fn in_sync(&self, seq: u64, offset: u64, len: u64) -> Result<(), String> {
+        let r = self.take_request(seq, offset, len)?;
+        if let (Some(d), Some(slot)) = (&self.inner.disk, self.link.slot) {
+            let _ = d.meta.clear_in_sync(slot, r.start, r.end - r.start);
+        }
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Target: the source cannot serve now; put the request back and wait a while.
+    pub(crate) fn paused(&self, seq: u64) {
+        let mut f = self.flight();
+        if let Some(r) = f.requests.remove(&seq) {
+            f.bytes -= r.end - r.start;
+        }
+        drop(f);
+        *self.paused_until.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Instant::now() + Duration::from_secs(1));
+        self.changed.notify_waiters();
+    }
+
+    /// Source: serve a request (data, or a digest comparison).
+    pub(crate) fn serve(self: &Arc<Self>, h: FrameHeader, digest: Option<Bytes>) -> Result<(), String> {
+        let offset = h.sector.checked_mul(512).ok_or("sector overflows")?;
+        let len = h.aux;
+        let size = self.inner.size;
+        if len == 0
+            || len > MAX_REQUEST
+            || offset.checked_add(len).is_none_or(|e| e > size)
+            || !offset.is_multiple_of(512)
+            || !len.is_multiple_of(512)
+        {
+            return Err(format!(
+                "resync request for {offset}+{len} is outside the {size}-byte volume or misaligned"
+            ));
+        }
+        if self.inner.role() == Role::Secondary
+            && self
+                .inner
+                .primary_peers()
+                .into_iter()
+                .any(|p| p != self.link.peer)
+        {
+            self.link.send(frame(Kind::ResyncPaused, h.seq, h.sector, len));
+            return Ok(());
+        }
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let Some(d) = &me.inner.disk else { return };
+            // No write to the range is half done while we read it, and none starts until the data
+            // is queued behind whatever was sent before.
+            let _lock = me.inner.intervals.resync_read(offset..offset + len).await;
+            let data = match d.store.read(offset, len as usize).await {
+                Ok(b) => b,
+                Err(e) => {
+                    me.link
+                        .fail(&format!("reading {offset}+{len} for the resync failed: {e}"));
+                    return;
+                }
+            };
+            if let (Some(theirs), Some(alg)) = (&digest, me.inner.cfg.resync.csums) {
+                if alg.digest(&data)[..] == theirs[..] {
+                    if let Some(slot) = me.link.slot {
+                        let _ = d.meta.clear_in_sync(slot, offset, len);
+                    }
+                    me.link.send(frame(Kind::InSync, h.seq, h.sector, len));
+                    return;
+                }
+            }
+            me.moved.fetch_add(len, Ordering::Relaxed);
+            let mut rh = FrameHeader::new(Kind::ResyncData);
+            rh.seq = h.seq;
+            rh.sector = h.sector;
+            me.link.send(OutFrame {
+                header: rh,
+                payload: data,
+            });
+        });
+        Ok(())
+    }
+
+    /// Source: the target wrote a range.
+    pub(crate) fn acked(&self, offset: u64, len: u64) {
+        if let (Some(d), Some(slot)) = (&self.inner.disk, self.link.slot) {
+            let _ = d.meta.clear_in_sync(slot, offset, len);
+        }
+    }
+
+    /// Source: the target has nothing left; forget the bitmap UUID and tell it the generation.
+    pub(crate) async fn source_done(&self) -> Result<(), String> {
+        let Some(d) = &self.inner.disk else { return Ok(()) };
+        let Some(slot) = self.link.slot else { return Ok(()) };
+        let meta = Arc::clone(&d.meta);
+        let current = tokio::task::spawn_blocking(move || -> Result<u64, replbd_bitmap::MetaError> {
+            meta.flush()?;
+            meta.update(|gi, _| {
+                gi.peers[slot.index()].bitmap_uuid = 0;
+                gi.current
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        self.finished.store(true, Ordering::SeqCst);
+        self.link.send(frame(Kind::ResyncFinished, 0, 0, current));
+        self.inner
+            .set_replication(self.link.peer, ReplicationState::Established);
+        self.inner.set_peer_state(
+            self.link.peer,
+            DiskState::UpToDate,
+            self.inner.peer_role(self.link.peer),
+        );
+        self.report_finished(true);
+        tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, moved = self.moved.load(Ordering::Relaxed), seconds = self.started.elapsed().as_secs_f64(), "resync finished (source)");
+        Ok(())
+    }
+
+    /// Target: the resync is over; adopt the source's generation and become UpToDate.
+    pub(crate) async fn target_finished(&self, source_uuid: u64) -> Result<(), String> {
+        let Some(d) = &self.inner.disk else { return Ok(()) };
+        let Some(slot) = self.link.slot else { return Ok(()) };
+        let meta = Arc::clone(&d.meta);
+        tokio::task::spawn_blocking(move || -> Result<(), replbd_bitmap::MetaError> {
+            meta.flush()?;
+            meta.update(|gi, flags| {
+                let old = gi.current;
+                if old != source_uuid & !1 {
+                    gi.push_history(old);
+                }
+                gi.current = source_uuid & !1;
+                gi.peers[slot.index()].bitmap_uuid = 0;
+                flags.set(NodeFlags::CONSISTENT, true);
+                flags.set(NodeFlags::WAS_UP_TO_DATE, true);
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        self.finished.store(true, Ordering::SeqCst);
+        self.inner
+            .set_replication(self.link.peer, ReplicationState::Established);
+        self.inner.change(|c| {
+            if c.disk != DiskState::UpToDate {
+                c.disk = DiskState::UpToDate;
+                vec![Event::Disk(DiskState::UpToDate)]
+            } else {
+                Vec::new()
+            }
+        });
+        self.inner.broadcast_state();
+        self.report_finished(false);
+        tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, moved = self.moved.load(Ordering::Relaxed), seconds = self.started.elapsed().as_secs_f64(), "resync finished (target): UpToDate");
+        Ok(())
+    }
+
+    fn report_finished(&self, source: bool) {
+        let e = Event::ResyncFinished {
+            peer: self.link.peer,
+            source,
+            bytes_moved: self.moved.load(Ordering::Relaxed),
+            seconds: self.started.elapsed().as_secs_f64(),
+        };
+        self.inner.change(|_| vec![e]);
+    }
+
+    /// True once the exchange completed.
+    pub(crate) fn running(&self) -> bool {
+        self.bitmap_done.load(Ordering::SeqCst) && !self.finished.load(Ordering::SeqCst)
+    }
+}
