@@ -1,6 +1,7 @@
 //! One queue thread: its io_uring, one task per tag, and the eventfd listener that lets other
 //! threads wake it. See the crate documentation for the model.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -16,6 +17,32 @@ use crate::wake::{CrossThread, QueueWaker};
 
 /// Seconds without I/O after which libublk lets an idle queue release its buffers' pages.
 const IDLE_SECS: u64 = 20;
+
+/// What a queue did, logged when it stops (the VM suite checks `max_in_flight` to see that a
+/// queue really overlaps requests).
+#[derive(Default)]
+struct QueueStats {
+    served: Cell<u64>,
+    failed: Cell<u64>,
+    in_flight: Cell<u32>,
+    max_in_flight: Cell<u32>,
+}
+
+impl QueueStats {
+    fn start(&self) {
+        let n = self.in_flight.get() + 1;
+        self.in_flight.set(n);
+        self.max_in_flight.set(self.max_in_flight.get().max(n));
+    }
+
+    fn finish(&self, ok: bool) {
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+        self.served.set(self.served.get() + 1);
+        if !ok {
+            self.failed.set(self.failed.get() + 1);
+        }
+    }
+}
 
 /// Serves queue `qid` of `dev` until the device stops. Runs on the queue's own thread.
 pub(crate) fn serve_queue<V: BlockVolume>(
@@ -44,12 +71,13 @@ pub(crate) fn serve_queue<V: BlockVolume>(
         }
     };
     let exe = Rc::new(smol::LocalExecutor::new());
+    let stats = Rc::new(QueueStats::default());
     let mut tags = Vec::new();
     for tag in queue.tags() {
         let q = queue.clone();
-        let (volume, waker) = (volume.clone(), waker.clone());
+        let (volume, waker, stats) = (volume.clone(), waker.clone(), stats.clone());
         tags.push(exe.spawn(async move {
-            match serve_tag(&q, tag, &*volume, waker).await {
+            match serve_tag(&q, tag, &*volume, waker, &stats).await {
                 Ok(()) | Err(UblkError::QueueIsDown) => {}
                 Err(e) => {
                     tracing::error!(device = dev_id, queue = qid, tag, error = %e, "ublk tag task failed");
@@ -68,7 +96,14 @@ pub(crate) fn serve_queue<V: BlockVolume>(
             tracing::error!(device = dev_id, queue = qid, error = %e, "ublk queue event loop failed");
         }
     }));
-    tracing::debug!(device = dev_id, queue = qid, "queue stopped");
+    tracing::info!(
+        device = dev_id,
+        queue = qid,
+        requests = stats.served.get(),
+        failed = stats.failed.get(),
+        max_in_flight = stats.max_in_flight.get(),
+        "queue stopped"
+    );
 }
 
 /// The life of one tag: register its buffer and fetch a request, then execute and commit
@@ -78,6 +113,7 @@ async fn serve_tag<V: BlockVolume>(
     tag: u16,
     volume: &V,
     waker: Arc<QueueWaker>,
+    stats: &QueueStats,
 ) -> Result<(), UblkError> {
     let mut buf = IoBuf::<u8>::new(q.dev.dev_info.max_io_buf_bytes as usize);
     q.submit_io_prep_cmd(tag, BufDesc::Slice(buf.as_slice()), 0, Some(&buf))
@@ -85,8 +121,10 @@ async fn serve_tag<V: BlockVolume>(
     loop {
         let iod = q.get_iod(tag);
         let req = IoRequest::decode(iod.op_flags, iod.start_sector, iod.nr_sectors);
+        stats.start();
         let result =
             CrossThread::new(request::execute(volume, &req, buf.as_mut_slice()), waker.clone()).await;
+        stats.finish(result.is_ok());
         if let Err(failure) = &result {
             log_failure(q, tag, &req, failure);
         }

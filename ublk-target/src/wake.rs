@@ -63,10 +63,10 @@ impl QueueWaker {
         }
         // AcqRel: the task wake-up that precedes this is visible to the queue thread once its
         // `drain` swaps the flag back (it reads this write or a later one).
-        if !self.pending.swap(true, Ordering::AcqRel) {
-            if let Err(e) = (&self.eventfd).write_all(&1u64.to_ne_bytes()) {
-                tracing::error!(error = %e, "cannot wake ublk queue thread");
-            }
+        if !self.pending.swap(true, Ordering::AcqRel)
+            && let Err(e) = (&self.eventfd).write_all(&1u64.to_ne_bytes())
+        {
+            tracing::error!(error = %e, "cannot wake ublk queue thread");
         }
     }
 
@@ -75,7 +75,8 @@ impl QueueWaker {
     /// read by the swap) or writes the eventfd again.
     pub fn drain(&self) {
         let mut counter = [0u8; 8];
-        match (&self.eventfd).read(&mut counter) {
+        // An eventfd read is all 8 bytes or nothing.
+        match (&self.eventfd).read_exact(&mut counter) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => tracing::error!(error = %e, "cannot read ublk queue eventfd"),
@@ -153,7 +154,7 @@ mod tests {
 
     fn eventfd_value(w: &QueueWaker) -> Option<u64> {
         let mut b = [0u8; 8];
-        match (&w.eventfd).read(&mut b) {
+        match (&w.eventfd).read_exact(&mut b) {
             Ok(_) => Some(u64::from_ne_bytes(b)),
             Err(_) => None,
         }

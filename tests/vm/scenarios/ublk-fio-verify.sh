@@ -13,3 +13,8 @@ $FIO --name=mixed --rw=randwrite --bsrange=4k-128k --size=32M --numjobs=2 --offs
 grep -q 'err= 0' /data/fio2.out || { cat /data/fio2.out; fail "fio mixed reported an error"; }
 grep -E 'IOPS=' /data/fio2.out | head -2
 stop_serve
+# Each queue logs the most requests it had executing on the volume at once: with fio at depth 16
+# they must overlap, not run one after another.
+grep 'queue stopped' /data/fio.err
+max=$(grep -o 'max_in_flight=[0-9]*' /data/fio.err | cut -d= -f2 | sort -n | tail -1)
+[ "${max:-0}" -ge 4 ] || fail "a queue never had more than ${max:-0} requests in flight at depth 16"
