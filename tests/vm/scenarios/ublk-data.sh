@@ -3,6 +3,8 @@
 # and found in the backing file after a clean stop.
 . /vm/helpers.sh
 
+$SERVE features || fail "replbd-ublk-serve features failed"
+
 dd if=/dev/urandom of=/data/pattern bs=1M count=32 2>/dev/null
 want=$(md5 /data/pattern)
 for bs in 512 4096; do
