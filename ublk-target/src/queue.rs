@@ -60,6 +60,7 @@ pub(crate) fn serve_queue<V: BlockVolume>(
         Ok(w) => w,
         Err(e) => {
             tracing::error!(device = dev_id, queue = qid, error = %e, "cannot create queue eventfd");
+            abort_start(dev);
             return;
         }
     };
@@ -67,6 +68,7 @@ pub(crate) fn serve_queue<V: BlockVolume>(
         Ok(q) => Rc::new(q),
         Err(e) => {
             tracing::error!(device = dev_id, queue = qid, error = %e, "cannot set up ublk queue");
+            abort_start(dev);
             return;
         }
     };
@@ -104,6 +106,14 @@ pub(crate) fn serve_queue<V: BlockVolume>(
         max_in_flight = stats.max_in_flight.get(),
         "queue stopped"
     );
+}
+
+/// Makes the device start fail instead of waiting forever for this queue's buffers. libublk's
+/// start waits until every queue has registered its buffers, and the only public way to report a
+/// queue that never will is the mlock-failure flag: the start then fails with `EPERM`, and the
+/// real cause is the error logged just before.
+fn abort_start(dev: &UblkDev) {
+    dev.notify_buffer_registration_complete(true);
 }
 
 /// The life of one tag: register its buffer and fetch a request, then execute and commit
