@@ -90,8 +90,15 @@ fn init_ctrl_ring_for_this_thread() -> std::result::Result<(), UblkError> {
     })
 }
 
+/// The device does not exist (any more): libublk reports that as `OtherError` or `UringIOError`
+/// depending on the command.
 fn is_gone(e: &UblkError) -> bool {
-    matches!(e, UblkError::OtherError(errno) if *errno == -libc::ENOENT || *errno == -libc::ENODEV)
+    let errno = match e {
+        UblkError::OtherError(errno) | UblkError::UringIOError(errno) => -errno.abs(),
+        UblkError::IOError(e) => -e.raw_os_error().unwrap_or(0),
+        _ => 0,
+    };
+    errno == -libc::ENOENT || errno == -libc::ENODEV
 }
 
 /// A ublk device serving a [`BlockVolume`]. Create it with [`UblkTarget::add`] or
@@ -447,6 +454,17 @@ mod tests {
         let p = device_params(&info(BlockSize::B512));
         assert_eq!(p.basic.logical_bs_shift, 9);
         assert_eq!(p.basic.physical_bs_shift, 12);
+    }
+
+    #[test]
+    fn missing_devices_are_recognised_in_every_error_form() {
+        assert!(is_gone(&UblkError::OtherError(-libc::ENOENT)));
+        assert!(is_gone(&UblkError::UringIOError(-libc::ENODEV)));
+        assert!(is_gone(&UblkError::IOError(std::io::Error::from_raw_os_error(
+            libc::ENOENT
+        ))));
+        assert!(!is_gone(&UblkError::OtherError(-libc::EBUSY)));
+        assert!(!is_gone(&UblkError::QueueIsDown));
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub enum UblkTargetError {
         /// Size of the volume in bytes.
         volume: u64,
     },
-    /// A ublk control command or queue setup failed.
+    /// A ublk control command failed (the message includes libublk's error and the errno).
     #[error("ublk {op} failed for device {id}: {cause}")]
     Ublk {
         /// What was being done (`add`, `start`, `start recovery`, `delete`, …).
@@ -97,21 +97,12 @@ pub enum UblkTargetError {
         /// The device id (`-1` before the driver assigned one).
         id: i64,
         /// What libublk or the driver answered.
-        #[source]
         cause: UblkCause,
-    },
-    /// Creating the per-queue wake-up eventfd or a queue thread failed.
-    #[error("setting up ublk queue {queue}: {source}")]
-    QueueSetup {
-        /// The queue.
-        queue: u16,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
     },
 }
 
-/// A libublk error with the errno spelled out (libublk's own messages omit it).
+/// A libublk error with the errno spelled out (libublk's own messages omit it). Its message is
+/// complete, so it reports no further source.
 #[derive(Debug)]
 pub struct UblkCause(pub libublk::UblkError);
 
@@ -120,7 +111,7 @@ impl UblkCause {
     pub fn errno(&self) -> Option<i32> {
         use libublk::UblkError as E;
         match &self.0 {
-            E::OtherError(e) | E::UringIOError(e) => Some(-e.abs()),
+            E::OtherError(e) | E::UringIOError(e) if *e != 0 => Some(-e.abs()),
             E::IOError(e) => e.raw_os_error().map(|e| -e),
             _ => None,
         }
@@ -136,11 +127,7 @@ impl fmt::Display for UblkCause {
     }
 }
 
-impl std::error::Error for UblkCause {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
-}
+impl std::error::Error for UblkCause {}
 
 impl UblkTargetError {
     /// Wraps a libublk error with what was being done.

@@ -32,3 +32,14 @@ for bs in 512 4096; do
     file=$(dd if=/data/vol$bs bs=1M skip=4 count=32 2>/dev/null | md5)
     [ "$file" = "$want" ] || fail "the backing file does not hold the pattern after stop (bs $bs)"
 done
+
+step "del from another process stops the server and removes the device"
+start_serve del add --file /data/vol512 --id 0
+timeout 30 $SERVE del --id 0 || fail "replbd-ublk-serve del failed or hung"
+wait_until 30 sh -c "! kill -0 $SERVE_PID" || fail "the server did not exit after its device was deleted"
+wait "$SERVE_PID"
+rc=$?
+[ "$rc" = 0 ] || { cat /data/del.err; fail "the server exited with status $rc after its device was deleted"; }
+[ -e "$DEV" ] && fail "$DEV still exists after del"
+out=$($SERVE del --id 0 2>&1) && fail "del of a missing device succeeded"
+echo "$out" | grep -q "there is no ublk device 0" || fail "unexpected error for a missing device: $out"
