@@ -4,21 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use. Installed only when missing (needs root or sudo).
-PACKAGES=(qemu-utils)  # qemu-io, qemu-img: real NBD clients for replbd-node's tests
-missing=()
-for p in "${PACKAGES[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# Debian packages the build and the tests use (libclang for libublk's bindgen, qemu and tools for
+# the VM suite). Installed only when missing (needs root or sudo).
+./scripts/install-deps.sh
 
 # Unit, property, crash, corruption and CLI tests of every crate.
 # The crash tests run 5,000 seeded crash schedules here (1,000 by default).
 REPLBD_CRASH_SEEDS="${REPLBD_CRASH_SEEDS:-5000}" cargo test --workspace --locked
+
+# The VM suite: real /dev/ublkbN devices inside a qemu VM (this machine's kernel has no ublk).
+# It ends with "vm-suite: N passed, M failed" and fails the run on any failed scenario.
+./tests/vm/run
 
 # The benchmarks must keep working: a short smoke run (its figures are not judged here).
 cargo run --quiet --release --locked -p replbd-bench -- bitmap --quick >/dev/null

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages replbd's build and tests need, only those missing (needs root or sudo).
+#   libclang-dev             libublk's -sys crate runs bindgen at build time (before clippy can run)
+#   qemu-system-x86 busybox-static cpio
+#                            the VM suite (tests/vm/run): a Debian kernel with ublk_drv under qemu TCG
+#   fio e2fsprogs            tools the VM scenarios run inside the VM
+# Usage: scripts/install-deps.sh
+set -euo pipefail
+
+PACKAGES=(libclang-dev qemu-system-x86 qemu-utils busybox-static cpio fio e2fsprogs)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "install-deps: installing ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
