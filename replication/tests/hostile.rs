@@ -178,6 +178,7 @@ async fn a_peer_that_stops_reading_is_disconnected_and_writes_complete() {
             history: vec![],
             flags: 3,
             dagtag: 0,
+            reconnect: false,
         };
         w.send(messages::encode(Kind::StateReport, &report))
             .await

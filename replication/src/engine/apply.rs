@@ -282,7 +282,7 @@ async fn apply_locally(inner: &Arc<Inner>, link: &Arc<Link>, w: PendingWrite) ->
     }
     let fua = h.flags.contains(FrameFlags::FUA);
     let result = match h.kind {
-        Kind::Data => d.store.write(offset, payload, fua).await,
+        Kind::Data | Kind::ResyncData => d.store.write(offset, payload, fua).await,
         Kind::Discard => d.store.discard(offset, len).await,
         _ => d.store.write_zeroes(offset, len).await,
     };

@@ -200,7 +200,10 @@ async fn connected(
     let protocol = peer.cfg.protocol;
     let t = inner.cfg.timeouts.connect;
     if let Err(e) = w
-        .send(messages::encode(Kind::StateReport, &inner.state_report(protocol)))
+        .send(messages::encode(
+            Kind::StateReport,
+            &inner.state_report_for(protocol, reconnect),
+        ))
         .await
     {
         return Attempt::Retry(format!("sending state failed: {e}"));
@@ -301,6 +304,7 @@ async fn connected(
     link.touch();
     inner.set_connection(node, ConnectionState::Connected, None);
     inner.set_peer_state(node, disk_from_u8(theirs.disk), role_from_u8(theirs.role));
+    inner.set_peer_uuid(node, theirs.current_uuid);
     let resync = sync.map(|(role, full)| (Resync::new(Arc::clone(inner), Arc::clone(&link), role), full));
     if let Some((r, _)) = &resync {
         link.set_resync(Some(Arc::clone(r)));

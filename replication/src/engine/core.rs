@@ -71,6 +71,8 @@ pub(crate) struct PeerView {
     pub replication: ReplicationState,
     pub disk: DiskState,
     pub role: Role,
+    /// The peer's current UUID as last reported (primary bit masked).
+    pub uuid: u64,
 }
 
 /// Role, disk and peer states: the single owner of control state.
@@ -209,6 +211,7 @@ impl Inner {
                 replication: ReplicationState::Off,
                 disk: DiskState::DUnknown,
                 role: Role::Unknown,
+                uuid: 0,
             });
             let mut events = Vec::new();
             if v.connection != state {
@@ -292,6 +295,21 @@ impl Inner {
             .filter(|(_, v)| v.connection == ConnectionState::Connected && v.role == Role::Primary)
             .map(|(n, _)| *n)
             .collect()
+    }
+
+    /// Records a peer's reported current UUID.
+    pub fn set_peer_uuid(&self, node: u8, uuid: u64) {
+        if let Some(v) = lock(&self.control).peers.get_mut(&node) {
+            v.uuid = uuid & !1;
+        }
+    }
+
+    /// A peer's reported disk state and current UUID.
+    pub fn peer_disk_and_uuid(&self, node: u8) -> (DiskState, u64) {
+        lock(&self.control)
+            .peers
+            .get(&node)
+            .map_or((DiskState::DUnknown, 0), |v| (v.disk, v.uuid))
     }
 
     /// A peer's role as last reported.

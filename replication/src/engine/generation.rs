@@ -85,6 +85,12 @@ pub(crate) fn report_gi(r: &StateReport) -> GenerationIds {
 impl Inner {
     /// This node's state as reported to a peer on a connection using `protocol`.
     pub(crate) fn state_report(&self, protocol: Protocol) -> StateReport {
+        self.state_report_for(protocol, false)
+    }
+
+    /// The state report sent at connect; `reconnect`: this node stayed up since it was last
+    /// connected to that peer.
+    pub(crate) fn state_report_for(&self, protocol: Protocol, reconnect: bool) -> StateReport {
         let (role, disk) = self.role_and_disk();
         let mut r = StateReport {
             role: role_to_u8(role),
@@ -97,6 +103,7 @@ impl Inner {
             history: Vec::new(),
             flags: 0,
             dagtag: 0,
+            reconnect,
         };
         if let Some(d) = &self.disk {
             let gi = d.meta.generation_ids();
@@ -132,24 +139,43 @@ impl Inner {
         }
     }
 
-    /// Starts a new data generation, durably: absent peers' empty slots keep the old one.
+    /// Starts a new data generation, durably. Every peer slot without a bitmap UUID keeps the old
+    /// generation — connected peers too, until they confirm they adopted the new one
+    /// ([`Inner::peer_reported`]): a peer that drops out before confirming is still at the old
+    /// generation, and its slot then says so, so its return is a bitmap resync, not a full one.
     pub(crate) async fn new_data_generation(self: &Arc<Self>) -> Result<(), String> {
         let Some(d) = &self.disk else { return Ok(()) };
-        let absent: Vec<bool> = {
-            let gi = d.meta.generation_ids();
-            gi.peers
-                .iter()
-                .map(|p| {
-                    p.node
-                        .is_none_or(|n| self.peer(n.get()).is_none_or(|peer| peer.live().is_none()))
+        // Peers known to hold the current generation in full (they confirmed it and miss nothing):
+        // their slot records it even if it still names an older one that was never cleared.
+        let gi = d.meta.generation_ids();
+        let current = gi.current & !1;
+        let confirmed: Vec<bool> = gi
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.node.is_some_and(|n| {
+                    self.peer_disk_and_uuid(n.get()).1 == current
+                        && self.peer(n.get()).is_some_and(|peer| peer.live().is_some())
+                        && d.meta
+                            .out_of_sync_bits(replbd_bitmap::PeerSlot(i as u8))
+                            .unwrap_or(1)
+                            == 0
                 })
-                .collect()
-        };
+            })
+            .collect();
         let meta = Arc::clone(&d.meta);
         let uuid = replbd_bitmap::random::random_uuid();
         tokio::task::spawn_blocking(move || {
             meta.update(|gi, _| {
-                gi.new_current(uuid, |slot| absent.get(slot.index()).copied().unwrap_or(true))
+                if gi.current & !1 == current {
+                    for (i, p) in gi.peers.iter_mut().enumerate() {
+                        if confirmed.get(i).copied().unwrap_or(false) {
+                            p.bitmap_uuid = 0;
+                        }
+                    }
+                }
+                gi.new_current(uuid, |_| true)
             })
         })
         .await
@@ -164,15 +190,34 @@ impl Inner {
     pub(crate) async fn peer_reported(self: &Arc<Self>, link: &Arc<Link>, r: &StateReport) {
         let (peer_role, peer_disk) = (role_from_u8(r.role), disk_from_u8(r.disk));
         self.set_peer_state(link.peer, peer_disk, peer_role);
+        self.set_peer_uuid(link.peer, r.current_uuid);
         let Some(d) = &self.disk else { return };
         let (_, disk) = self.role_and_disk();
         let theirs = r.current_uuid & !1;
-        let ours = d.meta.generation_ids().current & !1;
-        // A connected, UpToDate secondary follows the Primary into its new generation.
+        let gi = d.meta.generation_ids();
+        let ours = gi.current & !1;
+        // A connected peer confirms our generation: its slot no longer needs the old one, provided
+        // the peer is missing nothing and no resync with it is under way.
+        if theirs == ours
+            && let Some(slot) = link.slot
+            && gi.peers.get(slot.index()).is_some_and(|p| p.bitmap_uuid != 0)
+            && d.meta.out_of_sync_bits(slot).unwrap_or(1) == 0
+            && link.resync().is_none_or(|rs| !rs.running())
+        {
+            let meta = Arc::clone(&d.meta);
+            // Checked again inside the update: a rotation may have happened meanwhile.
+            let _ = tokio::task::spawn_blocking(move || {
+                meta.update(|gi, _| {
+                    if gi.current & !1 == theirs {
+                        gi.peers[slot.index()].bitmap_uuid = 0;
+                    }
+                })
+            })
+            .await;
+        }
+        // A connected, UpToDate secondary follows the Primary into its new generation, and says so.
         if peer_role == Role::Primary && disk == DiskState::UpToDate && theirs != ours && theirs != 0 {
-            let absent: Vec<bool> = d
-                .meta
-                .generation_ids()
+            let absent: Vec<bool> = gi
                 .peers
                 .iter()
                 .map(|p| {
@@ -188,7 +233,9 @@ impl Inner {
                 })
             })
             .await;
-            if !matches!(res, Ok(Ok(()))) {
+            if matches!(res, Ok(Ok(()))) {
+                self.broadcast_state();
+            } else {
                 tracing::error!(resource = %self.cfg.name, peer = link.peer, "could not adopt the Primary's new data generation");
             }
         }
@@ -219,7 +266,7 @@ impl Inner {
             gi: &peer_gi,
             disk: disk_from_u8(r.disk),
             role: role_from_u8(r.role),
-            reconnect,
+            reconnect: r.reconnect,
         };
         decide(&local, &remote, protocol).map_err(|e| e.to_string())
     }

@@ -11,7 +11,7 @@ use super::apply::Applier;
 use super::core::Inner;
 use super::link::{Link, Outgoing};
 use crate::wire::messages::{self, ErrorMessage, StateReport};
-use crate::wire::{FrameHeader, FrameReader, FrameWriter, Kind, OutFrame};
+use crate::wire::{FrameFlags, FrameHeader, FrameReader, FrameWriter, Kind, OutFrame};
 use replbd_quorum::Protocol;
 
 /// Frames and bytes sent per batch.
@@ -143,7 +143,7 @@ async fn dispatch(
         Kind::ChecksumRequest => resync(link, h.kind)?.serve(h, Some(payload))?,
         Kind::ResyncData => {
             let r = resync(link, h.kind)?;
-            if !r.expects(h.seq, h.sector.saturating_mul(512), payload.len() as u64) {
+            if !r.begin_data(h.seq, h.sector.saturating_mul(512), payload.len() as u64) {
                 return Err(format!(
                     "resync data {} for sector {} answers no request",
                     h.seq, h.sector
@@ -154,7 +154,11 @@ async fn dispatch(
         Kind::ResyncAck => resync(link, h.kind)?.acked(h.sector.saturating_mul(512), h.aux),
         Kind::InSync => resync(link, h.kind)?.in_sync(h.seq, h.sector.saturating_mul(512), h.aux)?,
         Kind::ResyncPaused => resync(link, h.kind)?.paused(h.seq),
-        Kind::ResyncDone => resync(link, h.kind)?.source_done().await?,
+        Kind::ResyncDone => {
+            resync(link, h.kind)?
+                .source_done(h.flags.contains(FrameFlags::FLUSH))
+                .await?
+        }
         Kind::ResyncFinished => resync(link, h.kind)?.target_finished(h.aux).await?,
         Kind::StartSync | Kind::VerifyRequest | Kind::VerifyReply | Kind::VerifyDone => {
             return Err(format!("{} is not supported by this node yet", h.kind));

@@ -87,8 +87,9 @@ kinds! {
     ResyncData = 43, MAX_DATA_PAYLOAD;
     /// SyncTarget wrote `aux` bytes at `sector`: the source may clear those bits.
     ResyncAck = 44, 0;
-    /// Checksum resync: SyncTarget's digest of `aux` bytes at `sector`.
-    ChecksumRequest = 45, 64;
+    /// Checksum resync: SyncTarget's block size (u32) and per-block digests of `aux` bytes at
+    /// `sector`.
+    ChecksumRequest = 45, 16 << 10;
     /// The digests matched: `aux` bytes at `sector` are in sync.
     InSync = 46, 0;
     /// Online verify: per-block digests of `aux` bytes at `sector`.

@@ -79,6 +79,8 @@ pub struct StateReport {
     pub flags: u32,
     /// Sectors written.
     pub dagtag: u64,
+    /// The sender stayed up since it was last connected to the receiver (a reconnect, not a restart).
+    pub reconnect: bool,
 }
 
 fn config() -> impl bincode::config::Config {

@@ -23,6 +23,26 @@ pub struct Node {
     pub res: Resource,
     pub store: Option<Arc<MemStore>>,
     pub addr: SocketAddr,
+    pub meta: Option<Arc<MemDevice>>,
+    pub cfg: ResourceConfig,
+}
+
+impl Node {
+    /// Starts this node again on the same data and metadata (after `down` or `halt`).
+    pub async fn restart(&mut self) {
+        let d = reattach(self.meta.as_ref().unwrap(), self.store.as_ref().unwrap());
+        self.res = Resource::start(self.cfg.clone(), Some(d)).await.unwrap();
+    }
+}
+
+/// Logs to the test output when `REPLBD_LOG` is set (e.g. `REPLBD_LOG=info`).
+pub fn init_logging() {
+    if let Ok(filter) = std::env::var("REPLBD_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
 }
 
 /// Free loopback ports (bound and released; the tests bind them right after).
@@ -35,15 +55,26 @@ pub fn free_ports(n: usize) -> Vec<SocketAddr> {
 
 /// A fresh disk of `size` bytes, declared UpToDate at [`UUID`] (identical zeroes everywhere).
 pub fn disk(size: u64, max_peers: usize, node: u8) -> (LocalDisk, Arc<MemStore>) {
+    let (d, store, _) = disk_with_meta(size, max_peers, node, true);
+    (d, store)
+}
+
+/// A fresh disk and its metadata device; `up_to_date: false` leaves the metadata "just created".
+pub fn disk_with_meta(
+    size: u64,
+    max_peers: usize,
+    node: u8,
+    up_to_date: bool,
+) -> (LocalDisk, Arc<MemStore>, Arc<MemDevice>) {
     let params = Params {
         data_size: size,
         max_peers: max_peers.max(1),
         bm_block_size: 4096,
         al_extents: 67,
     };
-    let dev = MemDevice::new(Geometry::meta_size_for(&params));
+    let dev = Arc::new(MemDevice::new(Geometry::meta_size_for(&params)));
     create(
-        &dev,
+        dev.as_ref(),
         &CreateOptions {
             placement: Placement::External,
             params,
@@ -51,11 +82,18 @@ pub fn disk(size: u64, max_peers: usize, node: u8) -> (LocalDisk, Arc<MemStore>)
         },
     )
     .unwrap();
-    let (meta, report) = Metadata::open(Box::new(dev), OpenOptions::default()).unwrap();
     let mem = Arc::new(MemStore::new(size));
-    let d = LocalDisk::from_parts(Store::memory(Arc::clone(&mem)), meta, report).unwrap();
-    d.declare_up_to_date(UUID).unwrap();
-    (d, mem)
+    let d = reattach(&dev, &mem);
+    if up_to_date {
+        d.declare_up_to_date(UUID).unwrap();
+    }
+    (d, mem, dev)
+}
+
+/// Attaches existing data and metadata again (recovering the metadata if it is unclean).
+pub fn reattach(dev: &Arc<MemDevice>, mem: &Arc<MemStore>) -> LocalDisk {
+    let (meta, report) = Metadata::open(Box::new(Arc::clone(dev)), OpenOptions::default()).unwrap();
+    LocalDisk::from_parts(Store::memory(Arc::clone(mem)), meta, report).unwrap()
 }
 
 pub fn quick_timeouts() -> Timeouts {
@@ -100,23 +138,26 @@ pub async fn cluster_with(
     diskless: &[usize],
     tweak: impl Fn(usize, &mut ResourceConfig),
 ) -> Vec<Node> {
+    init_logging();
     let addrs = free_ports(n);
     let mut nodes = Vec::new();
     for i in 0..n {
         let mut cfg = config(i, &addrs, protocol, diskless);
         tweak(i, &mut cfg);
-        let (d, store) = if diskless.contains(&i) {
-            (None, None)
+        let (d, store, meta) = if diskless.contains(&i) {
+            (None, None, None)
         } else {
-            let (d, s) = disk(size, n - 1, i as u8);
-            (Some(d), Some(s))
+            let (d, s, m) = disk_with_meta(size, n - 1, i as u8, true);
+            (Some(d), Some(s), Some(m))
         };
-        let res = Resource::start(cfg, d).await.unwrap();
+        let res = Resource::start(cfg.clone(), d).await.unwrap();
         nodes.push(Node {
             id: i as u8,
             res,
             store,
             addr: addrs[i],
+            meta,
+            cfg,
         });
     }
     for node in &nodes {

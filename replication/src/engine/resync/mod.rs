@@ -134,10 +134,21 @@ pub struct SyncProgress {
     pub bytes_moved: u64,
 }
 
+/// One outstanding request of a SyncTarget.
+struct Request {
+    range: Range<u64>,
+    /// Data writes received for it and not yet done.
+    writes: u32,
+    /// Every part of it has been answered (data covering it, or the source's "in sync").
+    answered: bool,
+    /// A local write of it failed: its bits stay set.
+    failed: bool,
+}
+
 #[derive(Default)]
 struct Flight {
     bytes: u64,
-    requests: HashMap<u64, Range<u64>>,
+    requests: HashMap<u64, Request>,
 }
 
 /// The resync of one link.
@@ -153,6 +164,8 @@ pub(crate) struct Resync {
     changed: Notify,
     bitmap_done: AtomicBool,
     finished: AtomicBool,
+    /// The resync ended without moving data (see [`Resync::abandon_if_redundant`]).
+    abandoned: AtomicBool,
     paused_until: Mutex<Option<Instant>>,
     rate: Mutex<RateControl>,
 }
@@ -179,6 +192,7 @@ impl Resync {
             changed: Notify::new(),
             bitmap_done: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
             paused_until: Mutex::new(None),
             rate: Mutex::new(rate),
         })
@@ -290,6 +304,10 @@ impl Resync {
             SyncRole::Target => {
                 self.inner.set_replication(peer, ReplicationState::SyncTarget);
                 tokio::spawn(Arc::clone(self).drive());
+                // Already UpToDate through another source meanwhile: maybe nothing to do here.
+                if self.inner.role_and_disk().1 == DiskState::UpToDate {
+                    self.abandon_if_redundant(self.inner.local_gi().current);
+                }
             }
         }
         self.inner.republish();
@@ -364,24 +382,42 @@ impl Resync {
                 continue;
             }
             let seq = self.inner.seq();
-            self.flight().bytes += len;
-            self.flight().requests.insert(seq, run.start..run.start + len);
-            match self.inner.cfg.resync.csums {
-                Some(alg) => match d.store.read(run.start, len as usize).await {
-                    Ok(local) => {
-                        let mut h = FrameHeader::new(Kind::ChecksumRequest);
-                        h.seq = seq;
-                        h.sector = run.start / 512;
-                        h.aux = len;
-                        self.link.send(OutFrame {
-                            header: h,
-                            payload: Bytes::from(alg.digest(&local)),
-                        });
+            {
+                let mut f = self.flight();
+                f.bytes += len;
+                f.requests.insert(
+                    seq,
+                    Request {
+                        range: run.start..run.start + len,
+                        writes: 0,
+                        answered: false,
+                        failed: false,
+                    },
+                );
+            }
+            let block = d.meta.geometry().bm_block_size() as usize;
+            let checksums = match self.inner.cfg.resync.csums {
+                Some(alg) => d.store.read(run.start, len as usize).await.ok().map(|local| {
+                    // One digest per bitmap block, so only the blocks that differ move.
+                    let mut payload = (block as u32).to_le_bytes().to_vec();
+                    for b in local.chunks(block) {
+                        payload.extend_from_slice(&alg.digest(b));
                     }
-                    Err(_) => self
-                        .link
-                        .send(frame(Kind::ResyncRequest, seq, run.start / 512, len)),
-                },
+                    payload
+                }),
+                None => None,
+            };
+            match checksums {
+                Some(payload) => {
+                    let mut h = FrameHeader::new(Kind::ChecksumRequest);
+                    h.seq = seq;
+                    h.sector = run.start / 512;
+                    h.aux = len;
+                    self.link.send(OutFrame {
+                        header: h,
+                        payload: Bytes::from(payload),
+                    });
+                }
                 None => self
                     .link
                     .send(frame(Kind::ResyncRequest, seq, run.start / 512, len)),
@@ -398,60 +434,93 @@ impl Resync {
         }
     }
 
-    /// Validates an answer to request `seq` for `range`; returns the range.
-    fn take_request(&self, seq: u64, offset: u64, len: u64) -> Result<Range<u64>, String> {
+    /// Target: resync data for `offset..offset+len` arrived for request `seq`. Counts it against
+    /// the request; `false` if it answers no request (a protocol violation).
+    pub(crate) fn begin_data(&self, seq: u64, offset: u64, len: u64) -> bool {
         let mut f = self.flight();
-        match f.requests.get(&seq) {
-            Some(r) if r.start == offset && r.end - r.start == len => {}
-            _ => {
-                return Err(format!(
-                    "resync answer {seq} for {offset}+{len} matches no request"
-                ));
-            }
+        let Some(r) = f.requests.get_mut(&seq) else {
+            return false;
+        };
+        let end = offset.saturating_add(len);
+        if len == 0 || offset < r.range.start || end > r.range.end {
+            return false;
         }
-        let r = f.requests.remove(&seq).unwrap_or(offset..offset + len);
-        f.bytes -= r.end - r.start;
-        Ok(r)
+        r.writes += 1;
+        if offset == r.range.start && end == r.range.end {
+            r.answered = true;
+        }
+        true
     }
 
     /// Target: resync data for request `seq` was written locally (or failed).
     pub(crate) fn data_written(&self, seq: u64, offset: u64, len: u64, ok: bool) {
-        let Ok(r) = self.take_request(seq, offset, len) else {
-            return;
-        };
         if ok {
             if let (Some(d), Some(slot)) = (&self.inner.disk, self.link.slot) {
-                let _ = d.meta.clear_in_sync(slot, r.start, r.end - r.start);
+                let _ = d.meta.clear_in_sync(slot, offset, len);
             }
             self.moved.fetch_add(len, Ordering::Relaxed);
+        }
+        {
+            let mut f = self.flight();
+            if let Some(r) = f.requests.get_mut(&seq) {
+                r.writes = r.writes.saturating_sub(1);
+                r.failed |= !ok;
+            }
+        }
+        self.maybe_complete(seq);
+    }
+
+    /// Target: the source found the rest of request `seq` in sync.
+    pub(crate) fn in_sync(&self, seq: u64, offset: u64, len: u64) -> Result<(), String> {
+        {
+            let mut f = self.flight();
+            let r = f
+                .requests
+                .get_mut(&seq)
+                .ok_or_else(|| format!("in-sync answer {seq} matches no request"))?;
+            if r.range.start != offset || r.range.end - r.range.start != len {
+                return Err(format!(
+                    "in-sync answer {seq} for {offset}+{len} does not match its request"
+                ));
+            }
+            r.answered = true;
+        }
+        self.maybe_complete(seq);
+        Ok(())
+    }
+
+    /// Completes request `seq` once every part is answered and written: the whole range is now in
+    /// sync (the blocks not written matched), and the source may clear its bits too.
+    fn maybe_complete(&self, seq: u64) {
+        let done = {
+            let mut f = self.flight();
+            match f.requests.get(&seq) {
+                Some(r) if r.answered && r.writes == 0 => {
+                    let r = f.requests.remove(&seq);
+                    if let Some(r) = &r {
+                        f.bytes -= r.range.end - r.range.start;
+                    }
+                    r
+                }
+                _ => None,
+            }
+        };
+        let Some(r) = done else { return };
+        if !r.failed {
+            let (offset, len) = (r.range.start, r.range.end - r.range.start);
+            if let (Some(d), Some(slot)) = (&self.inner.disk, self.link.slot) {
+                let _ = d.meta.clear_in_sync(slot, offset, len);
+            }
             self.link.send(frame(Kind::ResyncAck, seq, offset / 512, len));
         }
         self.changed.notify_waiters();
-    }
-
-    /// Target: checks that resync data answers a request before it is written.
-    pub(crate) fn expects(&self, seq: u64, offset: u64, len: u64) -> bool {
-        self.flight()
-            .requests
-            .get(&seq)
-            .is_some_and(|r| r.start == offset && r.end - r.start == len)
-    }
-
-    /// Target: the source found the range in sync.
-    pub(crate) fn in_sync(&self, seq: u64, offset: u64, len: u64) -> Result<(), String> {
-        let r = self.take_request(seq, offset, len)?;
-        if let (Some(d), Some(slot)) = (&self.inner.disk, self.link.slot) {
-            let _ = d.meta.clear_in_sync(slot, r.start, r.end - r.start);
-        }
-        self.changed.notify_waiters();
-        Ok(())
     }
 
     /// Target: the source cannot serve now; put the request back and wait a while.
     pub(crate) fn paused(&self, seq: u64) {
         let mut f = self.flight();
         if let Some(r) = f.requests.remove(&seq) {
-            f.bytes -= r.end - r.start;
+            f.bytes -= r.range.end - r.range.start;
         }
         drop(f);
         *self.paused_until.lock().unwrap_or_else(PoisonError::into_inner) =
@@ -499,13 +568,8 @@ impl Resync {
                 }
             };
             if let (Some(theirs), Some(alg)) = (&digest, me.inner.cfg.resync.csums) {
-                if alg.digest(&data)[..] == theirs[..] {
-                    if let Some(slot) = me.link.slot {
-                        let _ = d.meta.clear_in_sync(slot, offset, len);
-                    }
-                    me.link.send(frame(Kind::InSync, h.seq, h.sector, len));
-                    return;
-                }
+                me.send_differing(&h, offset, &data, theirs, alg);
+                return;
             }
             me.moved.fetch_add(len, Ordering::Relaxed);
             let mut rh = FrameHeader::new(Kind::ResyncData);
@@ -519,6 +583,57 @@ impl Resync {
         Ok(())
     }
 
+    /// Source, checksum resync: sends the runs of blocks whose digest differs from the target's,
+    /// then closes the request with "in sync" for the rest.
+    fn send_differing(&self, h: &FrameHeader, offset: u64, data: &Bytes, theirs: &[u8], alg: DigestAlg) {
+        let block = theirs
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_le_bytes) as usize;
+        let dlen = alg.digest(&[]).len();
+        let digests = &theirs[4.min(theirs.len())..];
+        let blocks = if block == 0 { 0 } else { data.len().div_ceil(block) };
+        let differs = |i: usize| {
+            let theirs = digests.get(i * dlen..(i + 1) * dlen);
+            let ours = alg.digest(&data[i * block..((i + 1) * block).min(data.len())]);
+            theirs.is_none_or(|t| t != ours.as_slice())
+        };
+        if block == 0 || !block.is_power_of_two() || digests.len() != blocks * dlen {
+            // Malformed digests: send everything rather than trust them.
+            self.moved.fetch_add(data.len() as u64, Ordering::Relaxed);
+            let mut rh = FrameHeader::new(Kind::ResyncData);
+            rh.seq = h.seq;
+            rh.sector = h.sector;
+            self.link.send(OutFrame {
+                header: rh,
+                payload: data.clone(),
+            });
+            return;
+        }
+        let mut i = 0;
+        while i < blocks {
+            if !differs(i) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < blocks && differs(i) {
+                i += 1;
+            }
+            let (a, b) = (start * block, (i * block).min(data.len()));
+            self.moved.fetch_add((b - a) as u64, Ordering::Relaxed);
+            let mut rh = FrameHeader::new(Kind::ResyncData);
+            rh.seq = h.seq;
+            rh.sector = (offset + a as u64) / 512;
+            self.link.send(OutFrame {
+                header: rh,
+                payload: data.slice(a..b),
+            });
+        }
+        self.link
+            .send(frame(Kind::InSync, h.seq, h.sector, data.len() as u64));
+    }
+
     /// Source: the target wrote a range.
     pub(crate) fn acked(&self, offset: u64, len: u64) {
         if let (Some(d), Some(slot)) = (&self.inner.disk, self.link.slot) {
@@ -527,14 +642,20 @@ impl Resync {
     }
 
     /// Source: the target has nothing left; forget the bitmap UUID and tell it the generation.
-    pub(crate) async fn source_done(&self) -> Result<(), String> {
+    pub(crate) async fn source_done(&self, abandoned: bool) -> Result<(), String> {
         let Some(d) = &self.inner.disk else { return Ok(()) };
         let Some(slot) = self.link.slot else { return Ok(()) };
         let meta = Arc::clone(&d.meta);
+        let size = d.size();
         let current = tokio::task::spawn_blocking(move || -> Result<u64, replbd_bitmap::MetaError> {
+            if abandoned {
+                meta.clear_in_sync(slot, 0, size)?;
+            }
             meta.flush()?;
-            meta.update(|gi, _| {
+            meta.update(|gi, flags| {
                 gi.peers[slot.index()].bitmap_uuid = 0;
+                // Whatever a crash as Primary left behind is resolved with this peer now.
+                flags.set(NodeFlags::CRASHED_PRIMARY, false);
                 gi.current
             })
         })
@@ -555,12 +676,33 @@ impl Resync {
         Ok(())
     }
 
+    /// Target: this node became UpToDate through another source. A paused resync from a peer that
+    /// is UpToDate at the same generation has nothing left to move — both hold that generation's
+    /// data — so it ends here, its bits cleared on both sides.
+    pub(crate) fn abandon_if_redundant(&self, our_uuid: u64) {
+        if self.role != SyncRole::Target || !self.running() {
+            return;
+        }
+        let (disk, uuid) = self.inner.peer_disk_and_uuid(self.link.peer);
+        if disk == DiskState::UpToDate && uuid == our_uuid & !1 {
+            tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, "resync no longer needed: both nodes hold the same generation");
+            self.abandoned.store(true, Ordering::SeqCst);
+            let mut h = FrameHeader::new(Kind::ResyncDone);
+            h.flags = crate::wire::FrameFlags::FLUSH;
+            self.link.send(OutFrame::bare(h));
+        }
+    }
+
     /// Target: the resync is over; adopt the source's generation and become UpToDate.
     pub(crate) async fn target_finished(&self, source_uuid: u64) -> Result<(), String> {
         let Some(d) = &self.inner.disk else { return Ok(()) };
         let Some(slot) = self.link.slot else { return Ok(()) };
         let meta = Arc::clone(&d.meta);
+        let (abandoned, size) = (self.abandoned.load(Ordering::SeqCst), d.size());
         tokio::task::spawn_blocking(move || -> Result<(), replbd_bitmap::MetaError> {
+            if abandoned {
+                meta.clear_in_sync(slot, 0, size)?;
+            }
             meta.flush()?;
             meta.update(|gi, flags| {
                 let old = gi.current;
@@ -571,6 +713,7 @@ impl Resync {
                 gi.peers[slot.index()].bitmap_uuid = 0;
                 flags.set(NodeFlags::CONSISTENT, true);
                 flags.set(NodeFlags::WAS_UP_TO_DATE, true);
+                flags.set(NodeFlags::CRASHED_PRIMARY, false);
             })
         })
         .await
@@ -589,6 +732,14 @@ impl Resync {
         });
         self.inner.broadcast_state();
         self.report_finished(false);
+        let our_uuid = source_uuid & !1;
+        for l in self.inner.live_links() {
+            if let Some(r) = l.resync()
+                && l.peer != self.link.peer
+            {
+                r.abandon_if_redundant(our_uuid);
+            }
+        }
         tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, moved = self.moved.load(Ordering::Relaxed), seconds = self.started.elapsed().as_secs_f64(), "resync finished (target): UpToDate");
         Ok(())
     }

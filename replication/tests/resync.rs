@@ -1,0 +1,264 @@
+//! Resync, in the spirit of the DRBD test suite: exact byte counts, resync after a Primary crash,
+//! heavy writes during resync, checksum resync, interrupted resync, full initial sync.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use replbd_quorum::{ConnectionState, DiskState, Protocol, ReplicationState};
+use replbd_replication::engine::{DigestAlg, Event};
+use replbd_replication::{BlockVolume, Resource, WriteFlags};
+use support::{Node, block, checksum, cluster, cluster_with, disk_with_meta};
+use tokio::sync::broadcast::Receiver;
+
+const MIB: u64 = 1 << 20;
+
+async fn write_blocks(res: &Resource, blocks: impl IntoIterator<Item = u64>) {
+    for i in blocks {
+        res.write(i * 4096, block(i), WriteFlags::default())
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits until `node` sees `peer` Established with an UpToDate disk, and is UpToDate itself.
+async fn in_sync(node: &Node, peer: u8) {
+    let r = node
+        .res
+        .wait_for(Duration::from_secs(60), |s| {
+            s.disk == DiskState::UpToDate
+                && s.peer(peer).is_some_and(|p| {
+                    p.connection == ConnectionState::Connected
+                        && p.replication == ReplicationState::Established
+                        && p.disk == DiskState::UpToDate
+                        && p.out_of_sync == 0
+                })
+        })
+        .await;
+    if let Err(s) = r {
+        panic!("node {} never got in sync with node {peer}:\n{s}", node.id);
+    }
+}
+
+/// The next `ResyncFinished` event about `peer`: (bytes moved, source?).
+async fn finished(events: &mut Receiver<Event>, peer: u8) -> (u64, bool) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
+            Ok(Ok(Event::ResyncFinished {
+                peer: p,
+                bytes_moved,
+                source,
+                ..
+            })) if p == peer => return (bytes_moved, source),
+            Ok(Ok(_)) => {}
+            other => panic!("no resync-finished event about node {peer}: {other:?}"),
+        }
+    }
+}
+
+fn same_data(nodes: &[&Node]) {
+    let sums: Vec<u32> = nodes
+        .iter()
+        .map(|n| checksum(&n.store.as_ref().unwrap().content()))
+        .collect();
+    assert!(sums.iter().all(|s| *s == sums[0]), "replicas differ: {sums:x?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_node_receives_exactly_the_bytes_it_missed() {
+    let mut nodes = cluster(3, 64 * MIB, Protocol::C, &[]).await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    write_blocks(&p, 0..256).await;
+    p.flush().await.unwrap();
+    // Node 2 goes down in an orderly way and misses 300 distinct blocks plus a 1 MiB zeroing.
+    nodes[2].res.down().await.unwrap();
+    write_blocks(&p, 1000..1300).await;
+    write_blocks(&p, 1000..1100).await;
+    p.write_zeroes(40 * MIB, MIB, WriteFlags::default())
+        .await
+        .unwrap();
+    p.flush().await.unwrap();
+    let missed = 300 * 4096 + MIB;
+    assert_eq!(p.status().peer(2).unwrap().out_of_sync, missed);
+    let mut events = p.events();
+    nodes[2].restart().await;
+    let (moved, source) = finished(&mut events, 2).await;
+    assert!(source);
+    assert_eq!(moved, missed, "the resync moved exactly what node 2 missed");
+    in_sync(&nodes[0], 2).await;
+    in_sync(&nodes[2], 0).await;
+    // The other secondary also reaches node 2 again, without a second copy of the data.
+    in_sync(&nodes[2], 1).await;
+    in_sync(&nodes[1], 2).await;
+    p.flush().await.unwrap();
+    same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
+    for n in &nodes {
+        n.res.down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_primary_gets_its_activity_log_resynced_from_the_survivor() {
+    let mut nodes = cluster(2, 32 * MIB, Protocol::C, &[]).await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    write_blocks(&p, (0..2000).map(|i| i * 3 % 8192)).await;
+    // Power loss on the Primary: the process stops and its disk loses what it had not flushed.
+    p.halt().await;
+    nodes[0].store.as_ref().unwrap().crash();
+    nodes[0].restart().await;
+    in_sync(&nodes[1], 0).await;
+    in_sync(&nodes[0], 1).await;
+    same_data(&[&nodes[0], &nodes[1]]);
+    let last = nodes[0].store.as_ref().unwrap().content();
+    let i = 1999 * 3 % 8192;
+    assert!(
+        last[(i * 4096) as usize..((i + 1) * 4096) as usize] == block(i)[..],
+        "the acknowledged write is back"
+    );
+    for n in &nodes {
+        n.res.down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_writes_during_resync_finish_with_identical_data() {
+    let mut nodes = cluster_with(2, 64 * MIB, Protocol::C, &[], |_, cfg| {
+        cfg.resync.max_rate = 16 * MIB; // about two seconds for 32 MiB
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    nodes[1].res.down().await.unwrap();
+    write_blocks(&p, 0..8192).await; // 32 MiB out of sync
+    nodes[1].restart().await;
+    nodes[1]
+        .res
+        .wait_for(Duration::from_secs(20), |s| {
+            s.peer(0)
+                .is_some_and(|p| p.replication == ReplicationState::SyncTarget)
+        })
+        .await
+        .unwrap();
+    // Overwrite blocks the resync is moving, from 8 writers, while it runs.
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let res = p.clone();
+        tasks.push(tokio::spawn(async move {
+            for k in 0..300u64 {
+                let i = (k * 37 + w * 1013) % 8192;
+                let mut data = block(i + 100_000).to_vec();
+                data[0] = w as u8;
+                res.write(i * 4096, bytes::Bytes::from(data), WriteFlags::default())
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("no deadlock")
+            .unwrap();
+    }
+    in_sync(&nodes[1], 0).await;
+    p.flush().await.unwrap();
+    same_data(&[&nodes[0], &nodes[1]]);
+    for n in &nodes {
+        n.res.down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksum_resync_moves_only_blocks_that_differ() {
+    let mut nodes = cluster_with(2, 16 * MIB, Protocol::C, &[], |_, cfg| {
+        cfg.resync.csums = Some(DigestAlg::Sha256);
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    write_blocks(&p, 0..400).await;
+    p.flush().await.unwrap();
+    nodes[1].res.down().await.unwrap();
+    // 400 blocks rewritten while node 1 is away: 300 with the same content, 100 changed.
+    write_blocks(&p, 0..300).await;
+    for i in 300..400u64 {
+        p.write(i * 4096, block(i + 7777), WriteFlags::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(p.status().peer(1).unwrap().out_of_sync, 400 * 4096);
+    let mut events = p.events();
+    nodes[1].restart().await;
+    let (moved, _) = finished(&mut events, 1).await;
+    assert_eq!(moved, 100 * 4096, "only the changed blocks moved");
+    in_sync(&nodes[1], 0).await;
+    same_data(&[&nodes[0], &nodes[1]]);
+    for n in &nodes {
+        n.res.down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_resync_resumes_where_it_stopped() {
+    let mut nodes = cluster_with(2, 64 * MIB, Protocol::C, &[], |_, cfg| {
+        cfg.resync.max_rate = 8 * MIB;
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    nodes[1].res.down().await.unwrap();
+    write_blocks(&p, 0..4096).await; // 16 MiB
+    nodes[1].restart().await;
+    let dirty = 4096 * 4096;
+    nodes[1]
+        .res
+        .wait_for(Duration::from_secs(30), |s| {
+            s.peer(0)
+                .is_some_and(|p| p.out_of_sync < dirty * 3 / 4 && p.out_of_sync > 0)
+        })
+        .await
+        .unwrap();
+    let mut events = p.events();
+    p.cut(1);
+    // The rest moves after reconnecting; nothing already moved moves again (beyond what was in
+    // flight at the cut, at most the fill target).
+    let (moved, _) = finished(&mut events, 1).await;
+    assert!(
+        moved < dirty * 3 / 4 + (4 * MIB),
+        "{moved} bytes moved after the interruption"
+    );
+    in_sync(&nodes[1], 0).await;
+    same_data(&[&nodes[0], &nodes[1]]);
+    for n in &nodes {
+        n.res.down().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_gets_a_full_initial_sync() {
+    let mut nodes = cluster(2, 16 * MIB, Protocol::C, &[]).await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    write_blocks(&p, 0..64).await;
+    p.flush().await.unwrap();
+    // Node 1 is replaced by a blank disk with fresh metadata.
+    nodes[1].res.down().await.unwrap();
+    let (d, store, meta) = disk_with_meta(16 * MIB, 1, 1, false);
+    nodes[1].store = Some(store);
+    nodes[1].meta = Some(meta);
+    let mut events = p.events();
+    nodes[1].res = Resource::start(nodes[1].cfg.clone(), Some(d)).await.unwrap();
+    let (moved, source) = finished(&mut events, 1).await;
+    assert!(source);
+    assert_eq!(moved, 16 * MIB, "a full sync moves the whole device");
+    in_sync(&nodes[1], 0).await;
+    same_data(&[&nodes[0], &nodes[1]]);
+    for n in &nodes {
+        n.res.down().await.unwrap();
+    }
+}
