@@ -115,7 +115,7 @@ async fn a_crashed_primary_gets_its_activity_log_resynced_from_the_survivor() {
     in_sync(&nodes[0], 1).await;
     same_data(&[&nodes[0], &nodes[1]]);
     let last = nodes[0].store.as_ref().unwrap().content();
-    let i = 1999 * 3 % 8192;
+    let i = 1999 * 3;
     assert!(
         last[(i * 4096) as usize..((i + 1) * 4096) as usize] == block(i)[..],
         "the acknowledged write is back"

@@ -324,10 +324,10 @@ async fn connected(
     let sender = tokio::spawn(tasks::sender(Arc::clone(&link), rx, w));
     let receiver = tokio::spawn(tasks::receiver(Arc::clone(inner), Arc::clone(&link), r));
     let watchdog = tokio::spawn(tasks::watchdog(Arc::clone(inner), Arc::clone(&link)));
-    if let Some((r, full)) = resync {
-        if let Err(e) = r.start(full).await {
-            link.fail(&format!("starting the resync failed: {e}"));
-        }
+    if let Some((r, full)) = resync
+        && let Err(e) = r.start(full).await
+    {
+        link.fail(&format!("starting the resync failed: {e}"));
     }
     let mut dead = link.dead.subscribe();
     let reason = dead

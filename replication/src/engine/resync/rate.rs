@@ -59,10 +59,11 @@ impl RateControl {
             self.window_start = now;
             self.in_window = 0;
         }
-        if let Some(budget) = self.budget(app_active) {
-            if self.in_window > 0 && self.in_window + len > budget {
-                return Some(WINDOW.saturating_sub(now.duration_since(self.window_start)));
-            }
+        if let Some(budget) = self.budget(app_active)
+            && self.in_window > 0
+            && self.in_window + len > budget
+        {
+            return Some(WINDOW.saturating_sub(now.duration_since(self.window_start)));
         }
         self.in_window += len;
         None
