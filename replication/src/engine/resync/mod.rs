@@ -224,7 +224,7 @@ impl Resync {
             },
             bytes_left: left,
             rate,
-            eta_secs: if rate == 0 { 0 } else { left / rate },
+            eta_secs: left.checked_div(rate).unwrap_or(0),
             bytes_moved: self.moved.load(Ordering::Relaxed),
         }
     }
