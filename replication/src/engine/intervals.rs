@@ -1,37 +1,71 @@
-//! Byte-range locks on the node that originates writes.
+//! Byte-range locks, granted first come, first served among overlapping ranges.
 //!
-//! Two rules need them:
+//! Two rules need them on the node that originates writes:
 //! - **Overlapping application writes are serialized.** Two concurrent writes to the same block may
 //!   reach the local disk and a peer's disk in different orders, and the replicas would differ. A
 //!   write waits for every earlier overlapping write to complete (on every path), so it lands in a
 //!   later epoch and every peer applies the two in the same order (DRBD does the same).
 //! - **A resync read sees no write half done.** The source reads a range only when no write to it is
 //!   in flight, and holds new writes to it back until the data it read is queued to the target; a
-//!   write is therefore either in the data read, or queued to the target after it — and the target
-//!   applies overlapping requests in arrival order. A waiting resync read already blocks new writes,
-//!   so resync always makes progress under load.
+//!   write is therefore either in the data read, or queued to the target after it. A waiting resync
+//!   read already blocks new writes, so resync always makes progress under load.
 //!
-//! Locks are granted in request order among conflicting requests (a ticket queue), so neither side
-//! starves.
+//! On a receiving node the same structure applies requests from one connection in arrival order
+//! wherever they overlap (resync data and application writes).
+//!
+//! Ranges are indexed by start offset; an overlap query scans only the window as wide as the longest
+//! range currently held, so thousands of held 4 KiB ranges cost a handful of comparisons each.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
-#[derive(Debug)]
-struct Entry {
-    ticket: u64,
-    range: Range<u64>,
-}
-
 #[derive(Debug, Default)]
 struct State {
     next: u64,
-    entries: Vec<Entry>,
+    /// (start, ticket) → end.
+    held: BTreeMap<(u64, u64), u64>,
+    /// Range lengths held → how many, for the scan window.
+    lengths: BTreeMap<u64, usize>,
+    /// ticket → start, to find an entry again.
+    starts: BTreeMap<u64, u64>,
 }
 
-/// The range locks of one resource.
+impl State {
+    /// True when a range overlapping `range` is held with a ticket below `before`.
+    fn blocked(&self, range: &Range<u64>, before: u64) -> bool {
+        let longest = self.lengths.keys().next_back().copied().unwrap_or(0);
+        let from = range.start.saturating_sub(longest);
+        self.held
+            .range((from, 0)..(range.end, 0))
+            .any(|(&(start, ticket), &end)| ticket < before && start < range.end && range.start < end)
+    }
+
+    fn insert(&mut self, ticket: u64, range: &Range<u64>) {
+        self.held.insert((range.start, ticket), range.end);
+        *self.lengths.entry(range.end - range.start).or_insert(0) += 1;
+        self.starts.insert(ticket, range.start);
+    }
+
+    fn remove(&mut self, ticket: u64) {
+        let Some(start) = self.starts.remove(&ticket) else {
+            return;
+        };
+        if let Some(end) = self.held.remove(&(start, ticket)) {
+            let len = end - start;
+            if let Some(n) = self.lengths.get_mut(&len) {
+                *n -= 1;
+                if *n == 0 {
+                    self.lengths.remove(&len);
+                }
+            }
+        }
+    }
+}
+
+/// A set of range locks.
 #[derive(Debug, Default)]
 pub(crate) struct Intervals {
     state: Mutex<State>,
@@ -47,16 +81,9 @@ pub(crate) struct RangeGuard {
 
 impl Drop for RangeGuard {
     fn drop(&mut self) {
-        {
-            let mut st = self.owner.lock();
-            st.entries.retain(|e| e.ticket != self.ticket);
-        }
+        self.owner.lock().remove(self.ticket);
         self.owner.changed.notify_waiters();
     }
-}
-
-fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
-    a.start < b.end && b.start < a.end
 }
 
 impl Intervals {
@@ -80,11 +107,8 @@ impl Intervals {
         let mut st = self.lock();
         let ticket = st.next;
         st.next += 1;
-        let free = !st.entries.iter().any(|e| overlaps(&e.range, &range));
-        st.entries.push(Entry {
-            ticket,
-            range: range.clone(),
-        });
+        let free = !st.blocked(&range, ticket);
+        st.insert(ticket, &range);
         Pending {
             guard: RangeGuard {
                 owner: Arc::clone(self),
@@ -114,25 +138,11 @@ impl Pending {
         let ticket = self.guard.ticket;
         loop {
             let changed = owner.changed.notified();
-            // Granted when no earlier (lower ticket) entry overlaps: first come, first served.
-            let blocked = owner
-                .lock()
-                .entries
-                .iter()
-                .any(|e| e.ticket < ticket && overlaps(&e.range, &self.range));
-            if !blocked {
+            if !owner.lock().blocked(&self.range, ticket) {
                 return self.guard;
             }
             changed.await;
         }
-    }
-}
-
-impl Intervals {
-    /// Number of locks held or waited for (for tests).
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.lock().entries.len()
     }
 }
 
@@ -173,6 +183,17 @@ mod tests {
             .unwrap()
             .unwrap();
         drop(w2);
-        assert_eq!(iv.len(), 1, "only the disjoint write remains");
+        assert_eq!(iv.lock().held.len(), 1, "only the disjoint write remains");
+    }
+
+    #[test]
+    fn long_ranges_widen_the_scan_window() {
+        let iv = Arc::new(Intervals::default());
+        let big = iv.register(0..(1 << 20));
+        assert!(big.free);
+        let small = iv.register((1 << 20) - 4096..(1 << 20));
+        assert!(!small.free, "found although it starts long before");
+        let far = iv.register(2 << 20..(2 << 20) + 4096);
+        assert!(far.free);
     }
 }

@@ -75,6 +75,15 @@ impl Store {
         }
     }
 
+    /// True when a flush has nothing to do (memory-backed files: there is no cache below the page
+    /// cache to empty), so barriers can be acknowledged without a round trip.
+    pub fn flush_is_noop(&self) -> bool {
+        match &self.backend {
+            Backend::Uring(u) => u.is_memory_backed(),
+            Backend::Mem(_) => false,
+        }
+    }
+
     /// The injected-fault plan.
     #[cfg(feature = "fault-injection")]
     pub fn faults(&self) -> std::sync::MutexGuard<'_, fault::FaultPlan> {

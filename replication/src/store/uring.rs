@@ -100,6 +100,9 @@ pub struct UringStore {
     mode: Mode,
     block_size: usize,
     block_device: bool,
+    /// Serializes in-place writes to a memory-backed file: concurrent `pwrite`s to one tmpfs file
+    /// would spin on its inode lock in the kernel; waiting here sleeps instead.
+    memory_writes: Mutex<()>,
 }
 
 impl std::fmt::Debug for UringStore {
@@ -222,6 +225,7 @@ impl UringStore {
             mode,
             block_size,
             block_device,
+            memory_writes: Mutex::new(()),
         })
     }
 
@@ -291,6 +295,7 @@ impl UringStore {
     /// Writes `data` at `offset`; with `fua` it is durable on return.
     pub async fn write(&self, offset: u64, data: Bytes, fua: bool) -> io::Result<()> {
         if self.mode == Mode::Memory {
+            let _one = self.memory_writes.lock().unwrap_or_else(PoisonError::into_inner);
             return self.file.write_all_at(&data, offset);
         }
         let buf = if self.mode != Mode::Direct || is_aligned(&data, self.block_size) {
