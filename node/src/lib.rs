@@ -1,5 +1,8 @@
-//! replbd's per-host node. So far it holds the NBD front end ([`nbd`]), which serves a
-//! [`replbd_replication::BlockVolume`] to qemu, `qemu-img`/`qemu-io` and `nbd-client` on hosts
-//! without ublk; the node daemon will be built around it.
+//! replbd's per-host node: the `replbd-node` daemon that hosts every local resource, and its parts.
+//!
+//! - [`config`]: the TOML configuration file (standalone operation, like DRBD without LINSTOR);
+//! - [`nbd`]: the NBD front end that serves a [`replbd_replication::BlockVolume`] to qemu,
+//!   `qemu-img`/`qemu-io` and `nbd-client`.
 
+pub mod config;
 pub mod nbd;
