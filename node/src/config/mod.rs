@@ -48,9 +48,20 @@ pub fn parse(text: &str, path: &Path, hostname: Option<&str>) -> Result<NodeConf
     let raw: schema::RawFile = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
-            let message = e.message().trim_end().replace('\n', " ");
+            let mut message = e.message().trim_end().replace('\n', " ");
             match e.span() {
-                Some(span) => checker.at(span, message),
+                Some(span) => {
+                    // Some parser messages ("duplicate key") do not quote what they are about.
+                    let snippet = text.get(span.clone()).unwrap_or("").trim();
+                    if !message.contains('`')
+                        && !snippet.is_empty()
+                        && snippet.len() <= 40
+                        && !snippet.contains('\n')
+                    {
+                        message = format!("{message}: `{snippet}`");
+                    }
+                    checker.at(span, message)
+                }
                 None => checker.general(message),
             }
             return Err(ConfigError::Invalid {

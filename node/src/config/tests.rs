@@ -206,6 +206,20 @@ fn syntax_errors_name_the_line() {
 }
 
 #[test]
+fn duplicate_keys_name_the_key() {
+    let text = BASE.replace("id = 1\n", "id = 1\nid = 2\n");
+    let p = problem(&text);
+    assert_eq!(
+        p.line,
+        Some(line_of(&text, "id = 2", line_of(&text, "id = 1", 1)))
+    );
+    assert!(
+        p.message.contains("duplicate key") && p.message.contains("`id`"),
+        "{p}"
+    );
+}
+
+#[test]
 fn unknown_keys_are_rejected_with_their_line() {
     rejects(
         &BASE.replace("this-node", "this-nod"),

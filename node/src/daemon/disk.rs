@@ -68,7 +68,7 @@ pub enum DiskError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: MetaError,
+        source: Box<MetaError>,
     },
     /// The node is diskless: there is no metadata to change.
     #[error("this node is diskless in this resource: it has no metadata")]
@@ -208,7 +208,7 @@ pub fn new_current_uuid_clear_bitmap(spec: &ResourceSpec, uuid: u64) -> Result<(
     let meta_path = spec.volume.meta_path().unwrap_or_default();
     let metadata = |source| DiskError::Metadata {
         path: meta_path.clone(),
-        source,
+        source: Box::new(source),
     };
     let declared = disk.declare_up_to_date(uuid).map_err(metadata);
     // Close cleanly whatever happened, so the next `up` finds clean metadata.

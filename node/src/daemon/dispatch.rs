@@ -153,7 +153,7 @@ fn parse_uuid(text: Option<&str>) -> Result<u64, String> {
         )),
         Ok(u) if !digits.is_empty() && digits.len() <= 16 => Ok(u),
         _ => Err(format!(
-            "invalid UUID {t:?}: give up to 16 hex digits, e.g. 5EED5EED5EED5EED"
+            "invalid UUID {t:?}: give up to 16 hex digits, e.g. 5EED5EED5EED5EEC"
         )),
     }
 }
@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn uuids_are_hex() {
-        assert_eq!(parse_uuid(Some("5EED5EED5EED5EED")), Ok(0x5EED_5EED_5EED_5EED));
+        assert_eq!(parse_uuid(Some("5EED5EED5EED5EEC")), Ok(0x5EED_5EED_5EED_5EEC));
         assert_eq!(parse_uuid(Some("0x10")), Ok(16));
         assert!(
             parse_uuid(Some("5EED"))
