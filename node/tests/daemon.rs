@@ -207,16 +207,31 @@ fn events_stream_the_existing_state_then_every_change() {
     };
     let mut text = spawn_events(false);
     let mut json = spawn_events(true);
-    let mut text_lines = BufReader::new(text.stdout.take().unwrap()).lines();
-    let mut json_lines = BufReader::new(json.stdout.take().unwrap()).lines();
-    let mut next = |what: &str| {
+    // Lines arrive on channels, so a missing event fails the test after a timeout instead of
+    // blocking it.
+    let lines_of = |out: std::process::ChildStdout| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let text_lines = lines_of(text.stdout.take().unwrap());
+    let json_lines = lines_of(json.stdout.take().unwrap());
+    let seen = std::cell::RefCell::new(Vec::new());
+    let next = |what: &str| {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let line = text_lines.next().unwrap().unwrap();
-            if line == what {
-                return;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match text_lines.recv_timeout(left) {
+                Ok(line) if line == what => return,
+                Ok(line) => seen.borrow_mut().push(line),
+                Err(_) => panic!("no {what:?} within 30s; saw: {:#?}", seen.borrow()),
             }
-            assert!(std::time::Instant::now() < deadline, "no {what:?}");
         }
     };
     next("exists resource name:r0 role:Secondary");
@@ -237,7 +252,7 @@ fn events_stream_the_existing_state_then_every_change() {
 
     // The JSON stream carries the same events, typed.
     let events: Vec<serde_json::Value> = (0..8)
-        .map(|_| serde_json::from_str(&json_lines.next().unwrap().unwrap()).unwrap())
+        .map(|_| serde_json::from_str(&json_lines.recv_timeout(Duration::from_secs(30)).unwrap()).unwrap())
         .collect();
     assert_eq!(events[0]["action"], "exists");
     assert_eq!(events[0]["object"], "resource");

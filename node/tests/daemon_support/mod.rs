@@ -50,12 +50,29 @@ pub fn create_disk(path: &Path, id: u8, max_peers: usize) {
     .unwrap();
 }
 
-/// Whether the metadata on `path` is marked clean — what `replbd-meta dump --json` prints as
-/// `"clean"`.
+/// Whether the metadata on `path` is marked clean, read with the library; where the `replbd-meta`
+/// binary has been built beside `replbd-node` (a workspace build), its `dump --json` must say the
+/// same in `"clean"`.
 pub fn metadata_clean(path: &Path) -> bool {
     let dev = FileDevice::open_read_only(path).unwrap();
     let ins = replbd_bitmap::inspect(&dev).unwrap();
-    ins.superblock.flags.contains(NodeFlags::AL_CLEAN)
+    let clean = ins.superblock.flags.contains(NodeFlags::AL_CLEAN);
+    let meta_tool = Path::new(bin()).with_file_name("replbd-meta");
+    if meta_tool.exists() {
+        let out = Command::new(&meta_tool)
+            .args(["dump", "--json"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let dump: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            dump["clean"],
+            serde_json::Value::Bool(clean),
+            "replbd-meta dump --json disagrees"
+        );
+    }
+    clean
 }
 
 pub struct Node {
