@@ -1,5 +1,5 @@
 //! The checked configuration: what the daemon runs from. Every value here has been parsed and
-//! validated ([`super::validate`]), so the daemon never re-checks or re-parses text.
+//! validated (`config::validate`), so the daemon never re-checks or re-parses text.
 //!
 //! Only the resources this node takes part in are kept, each seen from this node: `this` is the
 //! local node, `peers` every other node with the options of the connection to it. Options the

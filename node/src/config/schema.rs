@@ -3,7 +3,7 @@
 //! Every table rejects keys it does not know (`deny_unknown_fields`), so a misspelt option is an
 //! error with its line instead of a silently ignored setting. Values that the validator checks are
 //! wrapped in [`Spanned`], which keeps their byte range in the file, so every error can name the
-//! line it is about. Nothing here checks meaning: that is [`super::validate`]'s job, which turns these
+//! line it is about. Nothing here checks meaning: that is `config::validate`'s job, which turns these
 //! types into the checked model of [`super::model`].
 //!
 //! The section names follow DRBD's configuration (`net`, `disk`, `options`, `handlers`, `on`-like
