@@ -1,0 +1,124 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// replbd's node daemon and its admin commands (drbdadm-like).
+#[derive(Parser)]
+#[command(name = "replbd-node", version, about)]
+pub struct Cli {
+    /// The daemon's admin socket.
+    #[arg(long, global = true, env = "REPLBD_ADMIN_SOCKET", default_value = replbd_node::admin::DEFAULT_SOCKET)]
+    pub admin_socket: PathBuf,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the daemon: host every resource of this node until SIGTERM or SIGINT.
+    Daemon {
+        /// The configuration file.
+        #[arg(long, env = "REPLBD_CONFIG", default_value = replbd_node::config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Serve Prometheus metrics on this address (`/metrics`, `/health`), e.g. 127.0.0.1:9942.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+        /// Bring every resource up at start.
+        #[arg(long)]
+        up_all: bool,
+    },
+    /// Check the configuration file and print what this node would host.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, env = "REPLBD_CONFIG", default_value = replbd_node::config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Show the status of one resource or all: role, disk, and each peer's connection and replication.
+    Status {
+        /// The resource (all when omitted).
+        resource: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring a resource up: attach the disk, start replication, connect to the peers.
+    Up {
+        /// The resource.
+        resource: String,
+    },
+    /// Take a resource down: stop the front end, demote, disconnect, close the metadata cleanly.
+    Down {
+        /// The resource.
+        resource: String,
+    },
+    /// Promote this node to Primary and start the resource's front end.
+    Primary {
+        /// The resource.
+        resource: String,
+        /// Promote even though the local data is not UpToDate, making it the newest.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stop the front end and demote this node to Secondary.
+    Secondary {
+        /// The resource.
+        resource: String,
+    },
+    /// Connect to a peer (or every peer) again.
+    Connect {
+        /// The resource.
+        resource: String,
+        /// The peer's node name (every peer when omitted).
+        peer: Option<String>,
+        /// Resolve a split brain by discarding this node's changes.
+        #[arg(long)]
+        discard_my_data: bool,
+    },
+    /// Disconnect from a peer (or every peer) and stay disconnected until `connect`.
+    Disconnect {
+        /// The resource.
+        resource: String,
+        /// The peer's node name (every peer when omitted).
+        peer: Option<String>,
+    },
+    /// Start an online verify against the peers.
+    Verify {
+        /// The resource.
+        resource: String,
+    },
+    /// Discard the local data and resync it from a peer.
+    Invalidate {
+        /// The resource.
+        resource: String,
+    },
+    /// Resync a peer's data from this node.
+    InvalidateRemote {
+        /// The resource.
+        resource: String,
+        /// The peer's node name.
+        peer: String,
+    },
+    /// Start a new data generation on a resource that is down. With --clear-bitmap: declare the
+    /// data UpToDate with every bitmap clear, skipping the initial sync of identical disks (run it
+    /// on every node with the same --uuid).
+    NewCurrentUuid {
+        /// The resource.
+        resource: String,
+        /// Clear every bitmap and declare the data UpToDate.
+        #[arg(long)]
+        clear_bitmap: bool,
+        /// The new current UUID (16 hex digits); random when omitted.
+        #[arg(long)]
+        uuid: Option<String>,
+    },
+    /// Print state changes as they happen (like `drbdsetup events2`), until interrupted.
+    Events {
+        /// Print JSON, one event per line.
+        #[arg(long)]
+        json: bool,
+    },
+}

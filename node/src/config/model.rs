@@ -1,0 +1,228 @@
+//! The checked configuration: what the daemon runs from. Every value here has been parsed and
+//! validated (`config::validate`), so the daemon never re-checks or re-parses text.
+//!
+//! Only the resources this node takes part in are kept, each seen from this node: `this` is the
+//! local node, `peers` every other node with the options of the connection to it. Options the
+//! engine does not use yet (resync rates, quorum, fencing, after-split-brain policies) are stored
+//! here already, parsed into `replbd_quorum`'s types, so they are validated today and can be wired
+//! into the engine without touching the file format.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use replbd_quorum::options::ConnectionOptions;
+use replbd_quorum::{QuorumConfig, split_brain::SplitBrainPolicies};
+use replbd_replication::engine::{PeerConfig, ReadBalancing, ResourceConfig, Timeouts};
+
+use crate::nbd::ListenAddr;
+
+/// The checked configuration of this node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The name of this node.
+    pub this_node: String,
+    /// The resources this node takes part in, in name order.
+    pub resources: Vec<ResourceSpec>,
+}
+
+impl NodeConfig {
+    /// The resource named `name`.
+    pub fn resource(&self, name: &str) -> Option<&ResourceSpec> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+}
+
+/// One node of a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// Its name.
+    pub name: String,
+    /// Its node id (0–63).
+    pub id: u8,
+    /// Its replication address.
+    pub address: SocketAddr,
+    /// It has no disk (a diskless client or tiebreaker).
+    pub diskless: bool,
+}
+
+/// A peer of this node in a resource, with the options of the connection to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// The peer.
+    pub node: NodeSpec,
+    /// The connection's options (resource `net` defaults, overridden by its `connection` table).
+    pub options: ConnectionOptions,
+}
+
+/// Where a volume's metadata lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetaDisk {
+    /// At the end of the backing disk.
+    Internal,
+    /// In a separate file or device.
+    External(PathBuf),
+}
+
+/// This node's volume of a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// Volume number (0).
+    pub number: u32,
+    /// Configured data size: what `create-metadata` creates and the least an attached disk holds.
+    pub size: Option<u64>,
+    /// The backing disk on this node (`None` on a diskless node).
+    pub disk: Option<PathBuf>,
+    /// Where the metadata is.
+    pub meta: MetaDisk,
+    /// Create metadata on `up` when the disk has none.
+    pub create_metadata: bool,
+    /// Peer bitmap slots for metadata created by the daemon.
+    pub max_peers: usize,
+    /// Activity-log extents for metadata created by the daemon.
+    pub al_extents: u32,
+}
+
+impl VolumeSpec {
+    /// The path holding the metadata (the disk itself for internal metadata).
+    pub fn meta_path(&self) -> Option<PathBuf> {
+        match &self.meta {
+            MetaDisk::Internal => self.disk.clone(),
+            MetaDisk::External(p) => Some(p.clone()),
+        }
+    }
+}
+
+/// Resync controller settings. Stored and validated; the engine's resync will use them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResyncSpec {
+    /// `c-max-rate`, bytes per second (default 100 MiB/s).
+    pub c_max_rate: u64,
+    /// `c-min-rate`, bytes per second (default 250 KiB/s).
+    pub c_min_rate: u64,
+    /// `c-fill-target`, bytes in flight (default 50 KiB).
+    pub c_fill_target: u64,
+    /// `c-plan-ahead` (default 2 s).
+    pub c_plan_ahead: Duration,
+}
+
+impl Default for ResyncSpec {
+    fn default() -> ResyncSpec {
+        ResyncSpec {
+            c_max_rate: 100 << 20,
+            c_min_rate: 250 << 10,
+            c_fill_target: 50 << 10,
+            c_plan_ahead: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Handler commands (run with `sh -c`). Stored; the engine's fencing will run them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HandlersSpec {
+    /// `fence-peer`.
+    pub fence_peer: Option<String>,
+    /// `unfence-peer`.
+    pub unfence_peer: Option<String>,
+    /// `pri-lost-after-sb`.
+    pub pri_lost_after_sb: Option<String>,
+    /// `quorum-lost`.
+    pub quorum_lost: Option<String>,
+}
+
+/// How the volume is offered to applications on this node while it is Primary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrontEndSpec {
+    /// `/dev/ublkbN` through the ublk front end.
+    Ublk,
+    /// An NBD export named after the resource.
+    Nbd(ListenAddr),
+    /// No front end (replication only, or a diskless tiebreaker).
+    None,
+}
+
+impl std::fmt::Display for FrontEndSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrontEndSpec::Ublk => f.write_str("ublk"),
+            FrontEndSpec::Nbd(a) => write!(f, "nbd {a}"),
+            FrontEndSpec::None => f.write_str("none"),
+        }
+    }
+}
+
+/// One resource as this node runs it.
+#[derive(Clone, Debug)]
+pub struct ResourceSpec {
+    /// The resource name.
+    pub name: String,
+    /// This node.
+    pub this: NodeSpec,
+    /// Every other node, in node-id order.
+    pub peers: Vec<PeerSpec>,
+    /// This node's volume.
+    pub volume: VolumeSpec,
+    /// The shared secret.
+    pub secret: Vec<u8>,
+    /// crc32c on every data payload.
+    pub data_integrity: bool,
+    /// After-split-brain and rr-conflict policies (the same on every connection).
+    pub split_brain: SplitBrainPolicies,
+    /// Connection timers.
+    pub timeouts: Timeouts,
+    /// `max-epoch-size`.
+    pub max_epoch_size: u32,
+    /// `max-buffers` in bytes.
+    pub max_buffers: u64,
+    /// Read balancing.
+    pub read_balancing: ReadBalancing,
+    /// Resync controller.
+    pub resync: ResyncSpec,
+    /// Quorum options.
+    pub quorum: QuorumConfig,
+    /// Handler commands.
+    pub handlers: HandlersSpec,
+    /// The front end.
+    pub front_end: FrontEndSpec,
+}
+
+impl ResourceSpec {
+    /// The peer named `name`.
+    pub fn peer_named(&self, name: &str) -> Option<&PeerSpec> {
+        self.peers.iter().find(|p| p.node.name == name)
+    }
+
+    /// The name of the node with id `id` (this node's or a peer's), or `node<ID>` if unknown.
+    pub fn node_name(&self, id: u8) -> String {
+        if id == self.this.id {
+            return self.this.name.clone();
+        }
+        self.peers
+            .iter()
+            .find(|p| p.node.id == id)
+            .map_or_else(|| format!("node{id}"), |p| p.node.name.clone())
+    }
+
+    /// The engine's configuration of this resource on this node.
+    pub fn engine_config(&self) -> ResourceConfig {
+        let mut cfg = ResourceConfig::new(&self.name, self.this.id, self.this.address, &self.secret);
+        cfg.peers = self
+            .peers
+            .iter()
+            .map(|p| PeerConfig {
+                node_id: p.node.id,
+                address: p.node.address,
+                protocol: p.options.protocol,
+                diskless: p.node.diskless,
+            })
+            .collect();
+        cfg.data_integrity = self.data_integrity;
+        cfg.read_balancing = self.read_balancing;
+        cfg.timeouts = self.timeouts;
+        cfg.max_epoch_size = self.max_epoch_size;
+        cfg.max_in_flight_bytes = self.max_buffers;
+        cfg
+    }
+}

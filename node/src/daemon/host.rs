@@ -1,0 +1,413 @@
+//! One resource on this node: a task that owns everything about it — the engine while it is up,
+//! the front end while it is Primary, the forwarding of its events — and applies the admin
+//! operations one at a time.
+//!
+//! Why a task per resource (crucible's single-owner style): operations on one resource must not
+//! interleave (a `down` must not run while a `primary` is binding the front end), but operations on
+//! different resources must not wait for each other. The task receives typed [`Op`]s over a
+//! channel and answers each; nothing else mutates its state. Readers (status, metrics, events) get
+//! a [`HostView`] snapshot through a `watch` channel and ask the engine for its status directly,
+//! so a slow operation never blocks a `status`.
+
+use std::sync::Arc;
+
+use replbd_quorum::Role;
+use replbd_replication::{BlockVolume, Resource};
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::disk::{self, DiskError};
+use super::engine_adapter::{self, NotSupportedYet};
+use crate::admin::event::{Action, NodeEvent};
+use crate::admin::report::{FrontEndReport, ResourceReport};
+use crate::config::ResourceSpec;
+use crate::frontend::{self, Running as FrontEnd};
+use crate::metrics::{IoMeter, MeteredVolume};
+use crate::nbd::NbdError;
+
+/// Why an operation on a resource failed. The message is what the admin command prints after
+/// `COMMAND RESOURCE: `.
+#[derive(Debug, Error)]
+pub enum HostError {
+    /// The resource must be up for this operation.
+    #[error("resource {resource} is down: run `replbd-node up {resource}` first")]
+    Down {
+        /// The resource.
+        resource: String,
+    },
+    /// The resource must be down for this operation.
+    #[error("resource {resource} is up: run `replbd-node down {resource}` first")]
+    Up {
+        /// The resource.
+        resource: String,
+    },
+    /// The disk could not be attached or its metadata changed.
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    /// The engine did not start.
+    #[error(transparent)]
+    Start(#[from] replbd_replication::engine::StartError),
+    /// The engine refused a role change.
+    #[error(transparent)]
+    Role(#[from] replbd_replication::engine::RoleError),
+    /// The engine refused another operation.
+    #[error("{0}")]
+    Engine(String),
+    /// The front end could not be bound; the role was not changed.
+    #[error("the front end could not start, so the node was not promoted: {0}")]
+    FrontEnd(#[from] NbdError),
+    /// The engine does not offer the operation yet.
+    #[error(transparent)]
+    NotSupported(#[from] NotSupportedYet),
+    /// The daemon is stopping.
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+/// An operation on a resource; peers are node ids (the dispatcher resolved the names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Attach, start the engine, connect.
+    Up,
+    /// Stop the front end, demote, disconnect, close the metadata.
+    Down,
+    /// Bind the front end, promote, serve.
+    Primary {
+        /// Promote data that is not UpToDate.
+        force: bool,
+    },
+    /// Stop the front end, demote.
+    Secondary,
+    /// Connect to a peer or all.
+    Connect {
+        /// The peer's node id, or all.
+        peer: Option<u8>,
+        /// Discard this node's changes after a split brain.
+        discard_my_data: bool,
+    },
+    /// Disconnect from a peer or all.
+    Disconnect {
+        /// The peer's node id, or all.
+        peer: Option<u8>,
+    },
+    /// Online verify.
+    Verify,
+    /// Resync the local data from a peer.
+    Invalidate,
+    /// Resync a peer's data from this node.
+    InvalidateRemote {
+        /// The peer's node id.
+        peer: u8,
+    },
+    /// `new-current-uuid --clear-bitmap` with this UUID (resource down).
+    NewCurrentUuid {
+        /// The new current UUID.
+        uuid: u64,
+    },
+}
+
+/// What readers see of a resource.
+#[derive(Clone)]
+pub struct HostView {
+    /// The engine, while up.
+    pub engine: Option<Resource>,
+    /// The front end's state.
+    pub front_end: FrontEndReport,
+}
+
+struct Envelope {
+    op: Op,
+    reply: oneshot::Sender<Result<String, HostError>>,
+}
+
+/// The handle of a resource's task.
+#[derive(Clone)]
+pub struct HostHandle {
+    spec: Arc<ResourceSpec>,
+    tx: mpsc::Sender<Envelope>,
+    view: watch::Receiver<HostView>,
+}
+
+impl HostHandle {
+    /// Starts the task of resource `spec` (down), counting its I/O with `meter` and publishing its
+    /// events on `events`.
+    pub fn spawn(spec: ResourceSpec, meter: IoMeter, events: broadcast::Sender<NodeEvent>) -> HostHandle {
+        let spec = Arc::new(spec);
+        let (tx, rx) = mpsc::channel(16);
+        let (view_tx, view) = watch::channel(HostView {
+            engine: None,
+            front_end: frontend::report(&spec.front_end, None),
+        });
+        let host = Host {
+            spec: Arc::clone(&spec),
+            meter,
+            events,
+            view: view_tx,
+            up: None,
+        };
+        tokio::spawn(host.run(rx));
+        HostHandle { spec, tx, view }
+    }
+
+    /// The resource's configuration.
+    pub fn spec(&self) -> &ResourceSpec {
+        &self.spec
+    }
+
+    /// Applies `op` and returns what was done.
+    pub async fn call(&self, op: Op) -> Result<String, HostError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Envelope { op, reply })
+            .await
+            .map_err(|_| HostError::ShuttingDown)?;
+        answer.await.map_err(|_| HostError::ShuttingDown)?
+    }
+
+    /// The resource's status now.
+    pub fn report(&self) -> ResourceReport {
+        let view = self.view.borrow().clone();
+        match &view.engine {
+            Some(engine) => {
+                ResourceReport::build(&self.spec, &engine.status(), engine.size(), view.front_end)
+            }
+            None => ResourceReport::down(&self.spec, view.front_end),
+        }
+    }
+}
+
+/// A resource that is up.
+struct UpState {
+    engine: Resource,
+    front_end: Option<FrontEnd>,
+    forwarder: JoinHandle<()>,
+}
+
+/// The task's state: the single owner of everything about the resource.
+struct Host {
+    spec: Arc<ResourceSpec>,
+    meter: IoMeter,
+    events: broadcast::Sender<NodeEvent>,
+    view: watch::Sender<HostView>,
+    up: Option<UpState>,
+}
+
+impl Host {
+    async fn run(mut self, mut rx: mpsc::Receiver<Envelope>) {
+        while let Some(Envelope { op, reply }) = rx.recv().await {
+            let result = self.apply(op).await;
+            let _ = reply.send(result);
+        }
+        // Every handle is gone: the daemon is stopping. Leave the metadata clean.
+        if self.up.is_some() {
+            let _ = self.down().await;
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn publish(&self) {
+        let up = self.up.as_ref();
+        self.view.send_replace(HostView {
+            engine: up.map(|u| u.engine.clone()),
+            front_end: frontend::report(&self.spec.front_end, up.and_then(|u| u.front_end.as_ref())),
+        });
+    }
+
+    fn engine(&self) -> Result<&Resource, HostError> {
+        self.up
+            .as_ref()
+            .map(|u| &u.engine)
+            .ok_or_else(|| HostError::Down {
+                resource: self.spec.name.clone(),
+            })
+    }
+
+    fn peer_name(&self, peer: Option<u8>) -> String {
+        peer.map_or_else(|| "every peer".to_owned(), |p| self.spec.node_name(p))
+    }
+
+    async fn apply(&mut self, op: Op) -> Result<String, HostError> {
+        let name = self.name().to_owned();
+        match op {
+            Op::Up => self.bring_up().await,
+            Op::Down => self.down().await,
+            Op::Primary { force } => self.primary(force).await,
+            Op::Secondary => self.secondary().await,
+            Op::Connect {
+                peer,
+                discard_my_data,
+            } => {
+                let engine = self.engine()?;
+                if discard_my_data {
+                    engine_adapter::connect_discarding_my_data(engine, peer).await?;
+                } else {
+                    engine.connect(peer).map_err(HostError::Engine)?;
+                }
+                info!(resource = %name, peer = %self.peer_name(peer), "connecting");
+                Ok(format!("{name}: connecting to {}", self.peer_name(peer)))
+            }
+            Op::Disconnect { peer } => {
+                self.engine()?.disconnect(peer).map_err(HostError::Engine)?;
+                info!(resource = %name, peer = %self.peer_name(peer), "disconnected by the administrator");
+                Ok(format!("{name}: disconnected from {}", self.peer_name(peer)))
+            }
+            Op::Verify => {
+                engine_adapter::verify(self.engine()?).await?;
+                Ok(format!("{name}: verify started"))
+            }
+            Op::Invalidate => {
+                engine_adapter::invalidate(self.engine()?).await?;
+                Ok(format!("{name}: local data invalidated"))
+            }
+            Op::InvalidateRemote { peer } => {
+                engine_adapter::invalidate_remote(self.engine()?, peer).await?;
+                Ok(format!(
+                    "{name}: data of {} invalidated",
+                    self.spec.node_name(peer)
+                ))
+            }
+            Op::NewCurrentUuid { uuid } => {
+                if self.up.is_some() {
+                    return Err(HostError::Up { resource: name });
+                }
+                let spec = Arc::clone(&self.spec);
+                tokio::task::spawn_blocking(move || disk::new_current_uuid_clear_bitmap(&spec, uuid))
+                    .await
+                    .map_err(|e| HostError::Engine(format!("the metadata task failed: {e}")))??;
+                Ok(format!(
+                    "{name}: new current UUID {uuid:016X}, bitmaps cleared, data UpToDate; run the same command with --uuid {uuid:016X} on every other node"
+                ))
+            }
+        }
+    }
+
+    async fn bring_up(&mut self) -> Result<String, HostError> {
+        let name = self.name().to_owned();
+        if self.up.is_some() {
+            return Ok(format!("{name} is already up"));
+        }
+        let spec = Arc::clone(&self.spec);
+        let disk = tokio::task::spawn_blocking(move || disk::attach(&spec))
+            .await
+            .map_err(|e| HostError::Engine(format!("the attach task failed: {e}")))??;
+        let meta = disk.as_ref().map(|d| Arc::clone(d.metadata()));
+        let engine = match Resource::start(self.spec.engine_config(), disk).await {
+            Ok(engine) => engine,
+            Err(e) => {
+                // The engine never ran: close the metadata as attach found it.
+                if let Some(meta) = meta {
+                    let _ = meta.close();
+                }
+                return Err(e.into());
+            }
+        };
+        let forwarder = tokio::spawn(forward_events(
+            Arc::clone(&self.spec),
+            engine.events(),
+            self.events.clone(),
+        ));
+        let role = engine.status().role;
+        self.up = Some(UpState {
+            engine,
+            front_end: None,
+            forwarder,
+        });
+        self.publish();
+        let _ = self
+            .events
+            .send(NodeEvent::lifecycle(Action::Create, &name, Some(role)));
+        info!(resource = %name, volume = self.spec.volume.number, "resource up");
+        Ok(format!("{name} is up"))
+    }
+
+    async fn down(&mut self) -> Result<String, HostError> {
+        let name = self.name().to_owned();
+        let Some(up) = self.up.take() else {
+            return Ok(format!("{name} is already down"));
+        };
+        if let Some(fe) = up.front_end {
+            fe.stop(&name).await;
+        }
+        let result = up.engine.down().await;
+        up.forwarder.abort();
+        self.publish();
+        let _ = self
+            .events
+            .send(NodeEvent::lifecycle(Action::Destroy, &name, None));
+        match result {
+            Ok(()) => {
+                info!(resource = %name, "resource down, metadata clean");
+                Ok(format!("{name} is down"))
+            }
+            Err(e) => {
+                warn!(resource = %name, error = %e, "resource down with an error");
+                Err(HostError::Engine(e))
+            }
+        }
+    }
+
+    async fn primary(&mut self, force: bool) -> Result<String, HostError> {
+        let name = self.name().to_owned();
+        let engine = self.engine()?.clone();
+        let serving = self.up.as_ref().is_some_and(|u| u.front_end.is_some());
+        if serving && engine.status().role == Role::Primary {
+            return Ok(format!("{name} is already Primary"));
+        }
+        let volume = Arc::new(MeteredVolume::new(Arc::new(engine.clone()), self.meter.clone()));
+        let prepared = frontend::prepare(&self.spec.front_end, &name, volume).await?;
+        if let Err(e) = engine.primary(force).await {
+            prepared.discard().await;
+            return Err(e.into());
+        }
+        let running = prepared.start(&name);
+        let note = match &running {
+            FrontEnd::UblkUnavailable => format!("; {}", frontend::UBLK_UNAVAILABLE),
+            FrontEnd::Nbd { address, .. } => format!("; NBD export {name} at {address}"),
+            FrontEnd::None => String::new(),
+        };
+        if let Some(up) = self.up.as_mut() {
+            up.front_end = Some(running);
+        }
+        self.publish();
+        info!(resource = %name, force, "promoted to Primary");
+        Ok(format!("{name} is Primary{note}"))
+    }
+
+    async fn secondary(&mut self) -> Result<String, HostError> {
+        let name = self.name().to_owned();
+        let engine = self.engine()?.clone();
+        if let Some(fe) = self.up.as_mut().and_then(|u| u.front_end.take()) {
+            fe.stop(&name).await;
+        }
+        self.publish();
+        engine.secondary().await?;
+        info!(resource = %name, "demoted to Secondary");
+        Ok(format!("{name} is Secondary"))
+    }
+}
+
+/// Republishes a resource's engine events on the node's event channel, with node names.
+async fn forward_events(
+    spec: Arc<ResourceSpec>,
+    mut from: broadcast::Receiver<replbd_replication::engine::Event>,
+    to: broadcast::Sender<NodeEvent>,
+) {
+    loop {
+        match from.recv().await {
+            Ok(e) => {
+                for event in NodeEvent::from_engine(&spec, &e) {
+                    let _ = to.send(event);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!(resource = %spec.name, missed = n, "event forwarding fell behind; some state changes were not forwarded");
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The node daemon: hosts every resource of this node's configuration and answers admin requests.
+//!
+//! - [`host`]: one task per resource, the single owner of its engine and front end;
+//! - [`disk`]: attaching the local disk, creating metadata, `new-current-uuid`;
+//! - [`engine_adapter`]: the admin operations the engine does not offer yet (one place to wire them);
+//! - [`dispatch`](Daemon::handle): an admin [`Request`] → the resource's [`Op`], names → node ids;
+//! - [`run`]: the process — configuration, admin socket, metrics endpoint, signals, shutdown.
+
+pub mod disk;
+mod dispatch;
+pub mod engine_adapter;
+pub mod host;
+pub mod run;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tracing::{info, warn};
+
+use crate::admin::event::NodeEvent;
+use crate::admin::protocol::{Reply, Request};
+use crate::admin::report::ResourceReport;
+use crate::config::NodeConfig;
+use crate::metrics::Metrics;
+pub use host::{HostError, HostHandle, Op};
+
+/// Longest a resource may take to go down at shutdown before the daemon stops waiting for it.
+const DOWN_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The resources of this node and what they report.
+pub struct Daemon {
+    config: NodeConfig,
+    hosts: BTreeMap<String, HostHandle>,
+    events: broadcast::Sender<NodeEvent>,
+    metrics: Arc<Metrics>,
+}
+
+impl Daemon {
+    /// Starts one task per configured resource (every resource down). Needs a tokio runtime.
+    pub fn new(config: NodeConfig, metrics: Arc<Metrics>) -> Daemon {
+        let events = broadcast::channel(4096).0;
+        let hosts = config
+            .resources
+            .iter()
+            .map(|spec| {
+                let meter = metrics.io_meter(&spec.name, spec.volume.number);
+                (
+                    spec.name.clone(),
+                    HostHandle::spawn(spec.clone(), meter, events.clone()),
+                )
+            })
+            .collect();
+        Daemon {
+            config,
+            hosts,
+            events,
+            metrics,
+        }
+    }
+
+    /// The configuration the daemon runs from.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The resource named `name`.
+    pub fn host(&self, name: &str) -> Option<&HostHandle> {
+        self.hosts.get(name)
+    }
+
+    /// Every resource's status, in name order.
+    pub fn reports(&self) -> Vec<ResourceReport> {
+        self.hosts.values().map(HostHandle::report).collect()
+    }
+
+    /// Refreshes the state metrics.
+    pub fn refresh_metrics(&self) {
+        self.metrics.update(&self.reports());
+    }
+
+    /// A subscription to state changes, and the `exists` events describing the state now (ending
+    /// with `exists -`). Subscribing first means no change is lost between the two.
+    pub fn subscribe(&self) -> (broadcast::Receiver<NodeEvent>, Vec<NodeEvent>) {
+        let rx = self.events.subscribe();
+        let mut initial: Vec<NodeEvent> = self.reports().iter().flat_map(NodeEvent::exists).collect();
+        initial.push(NodeEvent::end_of_initial_state());
+        (rx, initial)
+    }
+
+    /// Brings every resource up (`--up-all`); failures are logged, not fatal.
+    pub async fn up_all(&self) {
+        for (name, host) in &self.hosts {
+            match host.call(Op::Up).await {
+                Ok(_) => {}
+                Err(e) => warn!(resource = %name, error = %e, "up failed"),
+            }
+        }
+    }
+
+    /// Takes every resource down, all at once (front ends stopped, demoted, metadata clean).
+    pub async fn shutdown(&self) {
+        let mut downs = tokio::task::JoinSet::new();
+        for (name, host) in &self.hosts {
+            let (name, host) = (name.clone(), host.clone());
+            downs.spawn(async move {
+                match tokio::time::timeout(DOWN_TIMEOUT, host.call(Op::Down)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => warn!(resource = %name, error = %e, "down at shutdown failed"),
+                    Err(_) => warn!(resource = %name, "down at shutdown did not finish in time"),
+                }
+            });
+        }
+        while downs.join_next().await.is_some() {}
+        info!("every resource is down");
+    }
+
+    /// Answers one admin request (except `events`, which the admin server streams itself).
+    pub async fn handle(&self, request: Request) -> Reply {
+        dispatch::handle(self, request).await
+    }
+}

@@ -1,0 +1,119 @@
+//! The `replbd-node daemon` process: load the configuration, open the admin socket and the metrics
+//! endpoint, bring resources up if asked, and on SIGTERM or SIGINT take every resource down cleanly
+//! before exiting.
+//!
+//! A clean shutdown stops each front end (in-flight requests finish), demotes, disconnects, and
+//! closes the metadata so it is marked clean. SIGKILL cannot be caught: the metadata then stays
+//! marked in use, and the next `up` replays the activity log (every extent that may have been
+//! written is marked out of sync for every peer) — nothing here has to help with that.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::Daemon;
+use crate::admin::server::{self, AdminSocketError};
+use crate::config::{self, ConfigError};
+use crate::metrics::{Metrics, http};
+
+/// How the daemon is started.
+#[derive(Clone, Debug)]
+pub struct DaemonOptions {
+    /// The configuration file.
+    pub config: PathBuf,
+    /// The admin socket.
+    pub admin_socket: PathBuf,
+    /// The metrics endpoint, if any.
+    pub metrics: Option<SocketAddr>,
+    /// Bring every resource up at start.
+    pub up_all: bool,
+}
+
+/// Why the daemon could not run.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The admin socket could not be opened.
+    #[error(transparent)]
+    AdminSocket(#[from] AdminSocketError),
+    /// The metrics endpoint could not be bound.
+    #[error("cannot listen for metrics on {addr}: {source} (is another daemon using the port?)")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(opts: DaemonOptions) -> Result<(), RunError> {
+    let config = config::load(&opts.config)?;
+    info!(node = %config.this_node, config = %opts.config.display(), resources = config.resources.len(), "replbd-node starting");
+    for r in &config.resources {
+        info!(
+            resource = %r.name, node_id = r.this.id, address = %r.this.address, peers = r.peers.len(),
+            front_end = %r.front_end, diskless = r.this.diskless, "resource configured"
+        );
+    }
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let metrics = Arc::new(Metrics::new(&config.this_node));
+    let daemon = Arc::new(Daemon::new(config, Arc::clone(&metrics)));
+    let (stop_tx, stop) = watch::channel(false);
+
+    let listener = server::bind(&opts.admin_socket)?;
+    let metrics_task = match opts.metrics {
+        Some(addr) => {
+            let l = http::bind(addr)
+                .await
+                .map_err(|source| RunError::Metrics { addr, source })?;
+            let d = Arc::clone(&daemon);
+            let refresh: http::Refresh = Arc::new(move || d.refresh_metrics());
+            Some(tokio::spawn(http::serve(l, metrics, refresh, stop.clone())))
+        }
+        None => None,
+    };
+    let admin_task = tokio::spawn(server::serve(
+        listener,
+        opts.admin_socket.clone(),
+        Arc::clone(&daemon),
+        stop.clone(),
+    ));
+    if opts.up_all {
+        // In the background, so a signal during a slow attach is still handled; each resource's
+        // task queues the shutdown's `down` behind its `up`.
+        let d = Arc::clone(&daemon);
+        tokio::spawn(async move { d.up_all().await });
+    }
+    info!(admin_socket = %opts.admin_socket.display(), metrics = ?opts.metrics, "replbd-node ready");
+
+    let signal_name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    info!(signal = signal_name, "shutting down: taking every resource down");
+    stop_tx.send_replace(true);
+    daemon.shutdown().await;
+    if admin_task.await.is_err() {
+        warn!("the admin socket task failed");
+    }
+    if let Some(t) = metrics_task
+        && t.await.is_err()
+    {
+        warn!("the metrics task failed");
+    }
+    info!("replbd-node stopped");
+    Ok(())
+}
