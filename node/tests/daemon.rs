@@ -176,8 +176,11 @@ fn a_killed_primary_recovers_its_activity_log_on_restart() {
     c.ok(0, &["up", "r0"]);
     let log = c.log(0);
     assert!(log.contains("metadata was not closed cleanly"), "{log}");
-    let s = c.wait_status(0, "reconnected", |s| {
+    // The activity log's extents resync from the survivors (the crashed Primary is their target),
+    // then the node is UpToDate again.
+    let s = c.wait_status(0, "reconnected and resynced", |s| {
         s.peers.iter().all(|p| p.connection == ConnectionState::Connected)
+            && s.disk == Some(DiskState::UpToDate)
     });
     assert_eq!(s.disk, Some(DiskState::UpToDate));
     // The survivors did not change role; the restarted node can serve again.

@@ -158,6 +158,16 @@ impl NodeEvent {
                 change(connection(*peer, None, Some(*role), None)),
                 change(peer_device(*peer, None, Some(*disk))),
             ],
+            // A finished resync leaves nothing out of sync with that peer.
+            Event::ResyncFinished { peer, .. } => vec![change(Object::PeerDevice {
+                name: name.clone(),
+                peer_node_id: *peer,
+                conn_name: spec.node_name(*peer),
+                volume,
+                replication: None,
+                peer_disk: None,
+                out_of_sync_bytes: Some(0),
+            })],
         }
     }
 
