@@ -1,0 +1,1 @@
+//! replbd controller and CLI.
