@@ -13,3 +13,6 @@
 
 pub mod model;
 pub mod placement;
+pub mod cluster;
+pub mod reports;
+pub mod store;
