@@ -14,9 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use crate::model::{
-    DEFAULT_GROUP, Node, Props, Resource, ResourceDefinition, ResourceGroup, StoragePool,
-};
+use crate::model::{DEFAULT_GROUP, Node, Props, Resource, ResourceDefinition, ResourceGroup, StoragePool};
 
 /// One persisted object, or its deletion (`value: None`).
 #[derive(Clone, Debug, PartialEq, Eq)]

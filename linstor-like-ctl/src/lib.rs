@@ -11,8 +11,9 @@
 //! | [`cli`] | the `replbd` command line: nouns, verbs, tables, JSON |
 //! | [`demo`] | `replbd demo`: a three-node cluster on loopback, end to end |
 
+pub mod cluster;
+pub mod controller;
 pub mod model;
 pub mod placement;
-pub mod cluster;
 pub mod reports;
 pub mod store;

@@ -28,7 +28,9 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// The database was written by a newer replbd.
-    #[error("the database {path} has schema version {found}, newer than this controller's {supported}: upgrade replbd-controller")]
+    #[error(
+        "the database {path} has schema version {found}, newer than this controller's {supported}: upgrade replbd-controller"
+    )]
     TooNew {
         /// The database file.
         path: String,

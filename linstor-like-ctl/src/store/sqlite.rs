@@ -170,7 +170,9 @@ impl SqliteStore {
     pub fn reports(&self) -> Result<Vec<ErrorReport>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT id, time, origin, context, message, details FROM error_reports ORDER BY time, id")
+            .prepare(
+                "SELECT id, time, origin, context, message, details FROM error_reports ORDER BY time, id",
+            )
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
