@@ -35,7 +35,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Reply {
         Ok(h) => h,
         Err(e) => return e,
     };
-    let op = match operation(host, request) {
+    let op = match operation(&host, request) {
         Ok(Some(op)) => op,
         Ok(None) => {
             return Reply::Status {
@@ -92,14 +92,9 @@ fn operation(host: &HostHandle, request: Request) -> Result<Option<Op>, String> 
     Ok(Some(op))
 }
 
-fn find<'a>(daemon: &'a Daemon, command: &str, resource: &str) -> Result<&'a HostHandle, Reply> {
+fn find(daemon: &Daemon, command: &str, resource: &str) -> Result<HostHandle, Reply> {
     daemon.host(resource).ok_or_else(|| {
-        let known: Vec<&str> = daemon
-            .config()
-            .resources
-            .iter()
-            .map(|r| r.name.as_str())
-            .collect();
+        let known = daemon.host_names();
         let known = if known.is_empty() {
             "none".to_owned()
         } else {

@@ -13,7 +13,7 @@ pub mod host;
 pub mod run;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -30,9 +30,12 @@ pub use host::{HostError, HostHandle, Op};
 const DOWN_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The resources of this node and what they report.
+///
+/// Resources come from the configuration file, and — on a node driven by a controller — are added
+/// and removed at run time by the agent ([`Daemon::add_host`], [`Daemon::remove_host`]).
 pub struct Daemon {
     config: NodeConfig,
-    hosts: BTreeMap<String, HostHandle>,
+    hosts: RwLock<BTreeMap<String, HostHandle>>,
     events: broadcast::Sender<NodeEvent>,
     metrics: Arc<Metrics>,
 }
@@ -54,10 +57,43 @@ impl Daemon {
             .collect();
         Daemon {
             config,
-            hosts,
+            hosts: RwLock::new(hosts),
             events,
             metrics,
         }
+    }
+
+    fn hosts(&self) -> BTreeMap<String, HostHandle> {
+        self.hosts.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The names of every hosted resource.
+    pub fn host_names(&self) -> Vec<String> {
+        self.hosts.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+    }
+
+    /// Starts hosting `spec` (down); fails if a resource of that name is hosted already.
+    pub fn add_host(&self, spec: crate::config::ResourceSpec) -> Result<HostHandle, String> {
+        let mut hosts = self.hosts.write().unwrap_or_else(PoisonError::into_inner);
+        if hosts.contains_key(&spec.name) {
+            return Err(format!("resource {} is already hosted on this node", spec.name));
+        }
+        let meter = self.metrics.io_meter(&spec.name, spec.volume.number);
+        let name = spec.name.clone();
+        let handle = HostHandle::spawn(spec, meter, self.events.clone());
+        hosts.insert(name, handle.clone());
+        Ok(handle)
+    }
+
+    /// Takes resource `name` down and stops hosting it; `None` if it is not hosted.
+    pub async fn remove_host(&self, name: &str) -> Option<Result<String, HostError>> {
+        let host = self.hosts.write().unwrap_or_else(PoisonError::into_inner).remove(name)?;
+        Some(host.call(Op::Down).await)
+    }
+
+    /// The event channel every resource publishes on.
+    pub fn events(&self) -> broadcast::Sender<NodeEvent> {
+        self.events.clone()
     }
 
     /// The configuration the daemon runs from.
@@ -66,13 +102,13 @@ impl Daemon {
     }
 
     /// The resource named `name`.
-    pub fn host(&self, name: &str) -> Option<&HostHandle> {
-        self.hosts.get(name)
+    pub fn host(&self, name: &str) -> Option<HostHandle> {
+        self.hosts.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
     }
 
     /// Every resource's status, in name order.
     pub fn reports(&self) -> Vec<ResourceReport> {
-        self.hosts.values().map(HostHandle::report).collect()
+        self.hosts().values().map(HostHandle::report).collect()
     }
 
     /// Refreshes the state metrics.
@@ -91,7 +127,7 @@ impl Daemon {
 
     /// Brings every resource up (`--up-all`); failures are logged, not fatal.
     pub async fn up_all(&self) {
-        for (name, host) in &self.hosts {
+        for (name, host) in &self.hosts() {
             match host.call(Op::Up).await {
                 Ok(_) => {}
                 Err(e) => warn!(resource = %name, error = %e, "up failed"),
@@ -102,8 +138,7 @@ impl Daemon {
     /// Takes every resource down, all at once (front ends stopped, demoted, metadata clean).
     pub async fn shutdown(&self) {
         let mut downs = tokio::task::JoinSet::new();
-        for (name, host) in &self.hosts {
-            let (name, host) = (name.clone(), host.clone());
+        for (name, host) in self.hosts() {
             downs.spawn(async move {
                 match tokio::time::timeout(DOWN_TIMEOUT, host.call(Op::Down)).await {
                     Ok(Ok(_)) => {}

@@ -32,6 +32,21 @@ pub struct DaemonOptions {
     pub metrics: Option<SocketAddr>,
     /// Bring every resource up at start.
     pub up_all: bool,
+    /// Serve the node agent for a controller.
+    pub agent: Option<AgentOptions>,
+}
+
+/// How the node agent is served.
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The node's name, if fixed.
+    pub node_name: Option<String>,
+    /// Run-time files (NBD sockets).
+    pub state_dir: PathBuf,
+    /// TLS with client certificates.
+    pub tls: Option<crate::agent::tls::TlsFiles>,
 }
 
 /// Why the daemon could not run.
@@ -52,6 +67,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The agent could not start.
+    #[error(transparent)]
+    Agent(#[from] crate::agent::service::ServeError),
     /// Signal handlers could not be installed.
     #[error("cannot install the signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -59,7 +77,22 @@ pub enum RunError {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: DaemonOptions) -> Result<(), RunError> {
-    let config = config::load(&opts.config)?;
+    let config = match (&opts.agent, config::load(&opts.config)) {
+        (_, Ok(c)) => c,
+        // A node driven by a controller needs no configuration file.
+        (Some(agent), Err(ConfigError::Read { source, .. })) if source.kind() == std::io::ErrorKind::NotFound => {
+            config::NodeConfig {
+                path: opts.config.clone(),
+                this_node: agent
+                    .node_name
+                    .clone()
+                    .or_else(config::hostname)
+                    .unwrap_or_else(|| "localhost".to_owned()),
+                resources: Vec::new(),
+            }
+        }
+        (_, Err(e)) => return Err(e.into()),
+    };
     info!(node = %config.this_node, config = %opts.config.display(), resources = config.resources.len(), "replbd-node starting");
     for r in &config.resources {
         info!(
@@ -91,6 +124,14 @@ pub async fn run(opts: DaemonOptions) -> Result<(), RunError> {
         Arc::clone(&daemon),
         stop.clone(),
     ));
+    let agent_task = match &opts.agent {
+        Some(a) => {
+            let name = a.node_name.clone().or_else(|| (!daemon.config().resources.is_empty()).then(|| daemon.config().this_node.clone()));
+            let agent = Arc::new(crate::agent::Agent::new(Arc::clone(&daemon), a.state_dir.clone(), name));
+            Some(crate::agent::service::serve(agent, a.listen, a.tls.clone(), stop.clone()).await?)
+        }
+        None => None,
+    };
     if opts.up_all {
         // In the background, so a signal during a slow attach is still handled; each resource's
         // task queues the shutdown's `down` behind its `up`.
@@ -108,6 +149,11 @@ pub async fn run(opts: DaemonOptions) -> Result<(), RunError> {
     daemon.shutdown().await;
     if admin_task.await.is_err() {
         warn!("the admin socket task failed");
+    }
+    if let Some(t) = agent_task
+        && t.await.is_err()
+    {
+        warn!("the agent task failed");
     }
     if let Some(t) = metrics_task
         && t.await.is_err()

@@ -30,6 +30,26 @@ pub enum Command {
         /// Bring every resource up at start.
         #[arg(long)]
         up_all: bool,
+        /// Serve the node agent a controller drives on this address (e.g. 0.0.0.0:3366). Without
+        /// a configuration file the node then hosts only what the controller gives it.
+        #[arg(long, value_name = "ADDR")]
+        agent: Option<SocketAddr>,
+        /// The node's name in the cluster (default: the configuration's this-node, else the host
+        /// name); a controller that calls the node otherwise is refused.
+        #[arg(long, value_name = "NAME")]
+        node_name: Option<String>,
+        /// Where the agent keeps run-time files (NBD sockets).
+        #[arg(long, value_name = "DIR", default_value = "/run/replbd")]
+        state_dir: PathBuf,
+        /// TLS for the agent: this node's certificate (PEM); needs --agent-tls-key and --agent-tls-ca.
+        #[arg(long, value_name = "FILE", requires_all = ["agent_tls_key", "agent_tls_ca"])]
+        agent_tls_cert: Option<PathBuf>,
+        /// TLS for the agent: this node's private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "agent_tls_cert")]
+        agent_tls_key: Option<PathBuf>,
+        /// TLS for the agent: the CA that signs the controllers' client certificates (PEM).
+        #[arg(long, value_name = "FILE", requires = "agent_tls_cert")]
+        agent_tls_ca: Option<PathBuf>,
     },
     /// Check the configuration file and print what this node would host.
     CheckConfig {

@@ -8,7 +8,7 @@ use replbd_node::admin::client::{AdminClient, ClientError};
 use replbd_node::admin::protocol::{Reply, Request};
 use replbd_node::admin::render::status_text;
 use replbd_node::config;
-use replbd_node::daemon::run::{DaemonOptions, run as run_daemon};
+use replbd_node::daemon::run::{AgentOptions, DaemonOptions, run as run_daemon};
 
 use crate::cli::{Cli, Command};
 
@@ -55,12 +55,28 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             config,
             metrics,
             up_all,
+            agent,
+            node_name,
+            state_dir,
+            agent_tls_cert,
+            agent_tls_key,
+            agent_tls_ca,
         } => {
+            let tls = match (agent_tls_cert, agent_tls_key, agent_tls_ca) {
+                (Some(cert), Some(key), Some(ca)) => Some(replbd_node::agent::tls::TlsFiles { cert, key, ca }),
+                _ => None,
+            };
             return daemon(DaemonOptions {
                 config,
                 admin_socket: socket,
                 metrics,
                 up_all,
+                agent: agent.map(|listen| AgentOptions {
+                    listen,
+                    node_name,
+                    state_dir,
+                    tls,
+                }),
             });
         }
         Command::CheckConfig { config } => return check_config(&config),
