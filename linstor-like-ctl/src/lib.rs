@@ -12,7 +12,9 @@
 //! | [`demo`] | `replbd demo`: a three-node cluster on loopback, end to end |
 
 pub mod cluster;
+pub mod cli;
 pub mod controller;
+pub mod demo;
 pub mod model;
 pub mod placement;
 pub mod reports;
