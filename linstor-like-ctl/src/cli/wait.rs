@@ -1,5 +1,5 @@
-//! `resource wait-sync`: polls the resource until every diskful replica is UpToDate and every
-//! diskless one is up, printing each replica's state as it changes (`SyncTarget(43.00%)`), so a
+//! `resource wait-sync`: polls the resource until every diskful replica is UpToDate, every
+//! diskless one is up, and all of them are connected with replication established, printing each replica's state as it changes (`SyncTarget(43.00%)`), so a
 //! long resync shows progress.
 
 use std::collections::BTreeMap;
@@ -12,8 +12,11 @@ use tonic::transport::Channel;
 
 use super::Failure;
 
+/// In sync: UpToDate (diskless: up) and connected to every peer, every peer established.
 fn done(r: &pb::Resource) -> bool {
     matches!(r.state.as_str(), "UpToDate" | "Diskless" | "TieBreaker")
+        && r.conns == "Ok"
+        && r.connections.iter().all(|c| c.replication == "Established")
 }
 
 /// Waits for `resource` to be in sync, up to `timeout`.
@@ -36,7 +39,18 @@ pub async fn until_synced(
         if l.resources.is_empty() {
             return Err(Failure::new(format!("resource {resource} has no replicas (resource list -r {resource})")));
         }
-        let now: BTreeMap<String, String> = l.resources.iter().map(|r| (r.node.clone(), r.state.clone())).collect();
+        let now: BTreeMap<String, String> = l
+            .resources
+            .iter()
+            .map(|r| {
+                let s = if r.conns.is_empty() || r.conns == "Ok" {
+                    r.state.clone()
+                } else {
+                    format!("{} {}", r.state, r.conns)
+                };
+                (r.node.clone(), s)
+            })
+            .collect();
         if progress && now != last {
             let line: Vec<String> = now.iter().map(|(n, s)| format!("{n}: {s}")).collect();
             let mut e = std::io::stderr().lock();

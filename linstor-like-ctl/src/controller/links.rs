@@ -173,6 +173,12 @@ async fn push(
         .into_inner();
     pushed.pools = pools;
     pushed.resources = want;
+    if let Some(state) = reply.state {
+        let mut rt = ctl.runtime.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = rt.nodes.get_mut(node) {
+            n.state = Some(state);
+        }
+    }
     for r in reply.results.iter().filter(|r| !r.error.is_empty()) {
         ctl.report(node, &format!("applying resource {}", r.name), &r.error, "").await;
         // A failed resource is pushed again with the next sync.

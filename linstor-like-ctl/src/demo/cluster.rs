@@ -272,6 +272,29 @@ impl Cluster {
         }
     }
 
+    /// Waits until the Conns of `resource` on `node` name `peer` (it noticed the peer is gone).
+    pub async fn wait_conns(&self, resource: &str, node: &str, peer: &str, timeout: Duration) -> Result<(), Failure> {
+        let start = Instant::now();
+        let mut c = self.client().await?;
+        loop {
+            let l = c
+                .resource_list(pb::ResourceListRequest {
+                    resources: vec![resource.into()],
+                    nodes: vec![node.into()],
+                })
+                .await?
+                .into_inner();
+            let conns = l.resources.first().map(|r| r.conns.clone()).unwrap_or_default();
+            if conns.contains(&format!("({peer})")) {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                return Err(Failure::new(format!("{resource} on {node} still shows Conns {conns:?} after {}s", timeout.as_secs())));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The device (NBD URL) of `resource` on `node` once it is served there.
     pub async fn device_of(&self, resource: &str, node: &str) -> Result<String, Failure> {
         let start = Instant::now();

@@ -24,6 +24,10 @@ use crate::cli::{Failure, out};
 pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     let started = Instant::now();
     let size = crate::model::size::parse(&args.size).map_err(Failure::new)?;
+    crate::model::size::check_volume(size).map_err(Failure::new)?;
+    if size < 16 << 20 {
+        return Err(Failure::new("the demo writes 8 MiB: give --size of at least 16MiB"));
+    }
     let bins = binaries()?;
     let qemu_io = which("qemu-io").ok_or_else(|| {
         Failure::new("qemu-io is not installed: the demo writes through the NBD front end with it (install qemu-utils, e.g. scripts/install-deps.sh)")
@@ -37,7 +41,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     };
     say(&format!("demo: working in {}", dir.display()));
     let mut cluster = Cluster::start(&bins, &dir).await?;
-    let result = steps(&mut cluster, &qemu_io, size).await;
+    let result = steps(&mut cluster, &qemu_io, &args.size).await;
     match (&result, args.keep) {
         (Ok(()), true) => {
             cluster.detach();
@@ -152,8 +156,7 @@ fn qemu_io(qemu: &Path, device: &str, command: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn steps(c: &mut Cluster, qemu: &Path, size: u64) -> Result<(), Failure> {
-    let size_text = format!("{}B", size);
+async fn steps(c: &mut Cluster, qemu: &Path, size_text: &str) -> Result<(), Failure> {
     for (name, addr) in c.node_addrs() {
         replbd(c, &["node", "create", &name, &addr]).await?;
     }
@@ -165,7 +168,7 @@ async fn steps(c: &mut Cluster, qemu: &Path, size: u64) -> Result<(), Failure> {
     }
     replbd(c, &["storage-pool", "list"]).await?;
     replbd(c, &["resource-definition", "create", "demo"]).await?;
-    replbd(c, &["volume-definition", "create", "demo", &size_text]).await?;
+    replbd(c, &["volume-definition", "create", "demo", size_text]).await?;
     replbd(c, &["resource", "create", "demo", "--auto-place", "3"]).await?;
     replbd(c, &["resource", "wait-sync", "demo", "--timeout", "60"]).await?;
     replbd(c, &["resource", "list"]).await?;
@@ -185,6 +188,7 @@ async fn steps(c: &mut Cluster, qemu: &Path, size: u64) -> Result<(), Failure> {
     say("\ndemo: stopping node n3 (SIGTERM)");
     c.stop_node("n3").await?;
     c.wait_state("demo", "n3", "Unknown", Duration::from_secs(30)).await?;
+    c.wait_conns("demo", "n1", "n3", Duration::from_secs(30)).await?;
     replbd(c, &["resource", "list"]).await?;
     qemu_io(qemu, &dev1, "write -P 0xcd 4M 4M")?;
     say("\ndemo: restarting node n3: it resyncs the 4 MiB it missed");

@@ -141,7 +141,10 @@ impl Agent {
         }
         let me = Arc::clone(self);
         let _ = tokio::task::spawn_blocking(move || me.refresh_pools()).await;
-        ApplyReply { results }
+        ApplyReply {
+            results,
+            state: Some(service::snapshot(self)),
+        }
     }
 
     /// Takes `name` down and deletes its volumes.

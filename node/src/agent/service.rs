@@ -28,12 +28,13 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct AgentService {
     agent: Arc<Agent>,
+    stop: watch::Receiver<bool>,
 }
 
 impl AgentService {
-    /// The service of `agent`.
-    pub fn new(agent: Arc<Agent>) -> AgentService {
-        AgentService { agent }
+    /// The service of `agent`; its state streams end when `stop` becomes true.
+    pub fn new(agent: Arc<Agent>, stop: watch::Receiver<bool>) -> AgentService {
+        AgentService { agent, stop }
     }
 }
 
@@ -157,6 +158,7 @@ impl NodeAgent for AgentService {
         let (tx, rx) = mpsc::channel(4);
         let agent = Arc::clone(&self.agent);
         let mut events = agent.daemon().events().subscribe();
+        let mut stop = self.stop.clone();
         tokio::spawn(async move {
             let mut last_pools = tokio::time::Instant::now();
             loop {
@@ -178,6 +180,8 @@ impl NodeAgent for AgentService {
                         while events.try_recv().is_ok() {}
                     }
                     _ = tokio::time::sleep(HEARTBEAT) => {}
+                    // Ending the stream lets the server shut down (it waits for open calls).
+                    _ = stop.changed() => break,
                 }
             }
         });
@@ -221,8 +225,9 @@ pub async fn serve(
     let a = Arc::clone(&agent);
     tokio::task::spawn_blocking(move || a.refresh_pools());
     info!(address = %addr, tls = tls.is_some(), "agent listening for the controller");
+    let streams_stop = stop.clone();
     Ok(tokio::spawn(async move {
-        let svc = NodeAgentServer::new(AgentService::new(agent));
+        let svc = NodeAgentServer::new(AgentService::new(agent, streams_stop));
         let r = builder
             .serve_with_incoming_shutdown(svc, TcpListenerStream::new(listener), async move {
                 let _ = stop.wait_for(|s| *s).await;
