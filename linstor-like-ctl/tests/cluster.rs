@@ -1,0 +1,191 @@
+//! A controller and three node daemons as real processes on loopback, driven through the `replbd`
+//! CLI binary: the whole lifecycle with data written through NBD and a node outage with resync;
+//! a controller restart keeping its SQLite state; bad input with clear errors; metrics and health.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Cluster, free_port, http_get, qemu_io};
+
+#[test]
+fn lifecycle_through_the_cli() {
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut c = Cluster::start(3, &["--http", &http], &[]);
+    c.register_nodes("file");
+    let out = c.ok(&["n", "l"]);
+    assert!(out.contains("| Node ") && out.contains("| Online |"), "{out}");
+    let pools = c.json(&["sp", "l"]);
+    let p1 = pools.as_array().unwrap().iter().find(|p| p["name"] == "pool1" && p["node"] == "n1").unwrap();
+    assert_eq!(p1["driver"], "FILE");
+    assert!(p1["free_bytes"].as_u64().unwrap() > 0);
+
+    c.ok(&["rd", "c", "r0"]);
+    c.ok(&["vd", "c", "r0", "32MiB"]);
+    let out = c.ok(&["r", "c", "r0", "--auto-place", "3"]);
+    assert_eq!(out.matches("SUCCESS: n").count(), 3, "{out}");
+    c.ok(&["resource", "wait-sync", "r0", "--timeout", "60"]);
+    let list = c.ok(&["resource", "list"]);
+    assert!(
+        list.contains("| ResourceName | Node | Port | Usage  | Conns |    State | CreatedOn"),
+        "{list}"
+    );
+    assert_eq!(list.matches("| UpToDate |").count(), 3, "{list}");
+
+    // Data through the front end of n1.
+    c.ok(&["resource", "primary", "n1", "r0"]);
+    let dev1 = c.device("r0", "n1");
+    qemu_io(&dev1, "write -P 0x5a 0 2M");
+    assert_eq!(c.replica("r0", "n1")["usage"], "InUse");
+
+    // n3 stops: the controller shows it Unknown, its peers show the broken connection.
+    c.node("n3").stop();
+    c.wait(Duration::from_secs(20), "n3 is Unknown and n1 misses it", || {
+        c.replica("r0", "n3")["state"] == "Unknown"
+            && c.replica("r0", "n1")["conns"].as_str().unwrap_or_default().contains("(n3)")
+    });
+    let nodes = c.ok(&["node", "list"]);
+    assert!(nodes.contains("OFFLINE"), "{nodes}");
+    let list = c.ok(&["resource", "list"]);
+    assert!(list.contains("Unknown"), "{list}");
+    qemu_io(&dev1, "write -P 0xa5 2M 2M");
+
+    // n3 returns, resyncs and is UpToDate again; the data is all there.
+    c.node("n3").restart();
+    c.ok(&["resource", "wait-sync", "r0", "--timeout", "90"]);
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(c.replica("r0", n)["state"], "UpToDate");
+    }
+    c.ok(&["resource", "secondary", "n1", "r0"]);
+    c.ok(&["resource", "primary", "n3", "r0"]);
+    let dev3 = c.device("r0", "n3");
+    qemu_io(&dev3, "read -P 0x5a 0 2M");
+    qemu_io(&dev3, "read -P 0xa5 2M 2M");
+    c.ok(&["resource", "secondary", "n3", "r0"]);
+
+    let vols = c.ok(&["volume", "list"]);
+    assert!(vols.contains("| Resource | Node | StoragePool | VolNr | DeviceName"), "{vols}");
+    let metrics = http_get(&http, "/metrics");
+    assert!(metrics.contains("replbd_controller_nodes{state=\"online\"} 3"), "{metrics}");
+    assert!(metrics.contains("replbd_controller_resources{state=\"UpToDate\"} 3"), "{metrics}");
+    assert!(http_get(&http, "/health").contains("ok"));
+
+    // Deleting the definition removes every replica and its volume file.
+    c.ok(&["resource-definition", "delete", "r0"]);
+    assert!(c.json(&["resource", "list"]).as_array().unwrap().is_empty());
+    for n in ["n1", "n2", "n3"] {
+        let f = c.path().join(format!("pool-{n}/r0_00000.img"));
+        assert!(!f.exists(), "{} was not deleted", f.display());
+    }
+}
+
+#[test]
+fn two_replicas_get_a_tiebreaker_and_plus_one_extends() {
+    let c = Cluster::start(3, &[], &[]);
+    c.register_nodes("filethin");
+    c.ok(&["resource-group", "create", "rg1", "--place-count", "2"]);
+    let out = c.ok(&["resource-group", "spawn-resources", "rg1", "r1", "16MiB"]);
+    assert!(out.contains("diskless tiebreaker"), "{out}");
+    c.ok(&["resource", "wait-sync", "r1", "--timeout", "60"]);
+    let list = c.json(&["resource", "list", "-r", "r1"]);
+    let states: Vec<&str> = list.as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
+    assert_eq!(states.iter().filter(|s| **s == "UpToDate").count(), 2, "{states:?}");
+    assert_eq!(states.iter().filter(|s| **s == "TieBreaker").count(), 1, "{states:?}");
+    // +1 on a node that already has the diskless tiebreaker is not possible: only n-with-tb left
+    // does not count as a new diskful node, so the request names why.
+    let err = c.fails(&["resource", "create", "r1", "--auto-place", "+1"]);
+    assert!(err.contains("cannot place 1 more diskful replica(s) of r1"), "{err}");
+}
+
+#[test]
+fn controller_restart_keeps_all_state() {
+    let mut c = Cluster::start(3, &[], &[]);
+    c.register_nodes("filethin");
+    c.ok(&["rd", "c", "keep"]);
+    c.ok(&["vd", "c", "keep", "16MiB"]);
+    c.ok(&["r", "c", "keep", "--auto-place", "3"]);
+    c.ok(&["node", "set-property", "n1", "zone", "a", "--aux"]);
+    c.ok(&["resource", "wait-sync", "keep", "--timeout", "60"]);
+    let before = (
+        c.json(&["node", "list"]),
+        c.json(&["resource-definition", "list"]),
+        c.json(&["volume-definition", "list"]),
+    );
+    let ids_before: Vec<u64> = c
+        .json(&["resource", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node_id"].as_u64().unwrap())
+        .collect();
+    let ctl = c.controller.as_mut().unwrap();
+    ctl.stop();
+    ctl.restart();
+    c.wait(Duration::from_secs(20), "the controller is back", || {
+        c.cli(&["controller", "version"]).status.success()
+    });
+    c.wait(Duration::from_secs(30), "every node is Online again", || {
+        c.json(&["node", "list"]).as_array().unwrap().iter().all(|n| n["state"] == "Online")
+    });
+    assert_eq!(c.json(&["node", "list"]), before.0);
+    assert_eq!(c.json(&["resource-definition", "list"]), before.1);
+    assert_eq!(c.json(&["volume-definition", "list"]), before.2);
+    let ids_after: Vec<u64> = c
+        .json(&["resource", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids_after, ids_before);
+    c.ok(&["resource", "wait-sync", "keep", "--timeout", "60"]);
+    let props = c.ok(&["node", "list-properties", "n1"]);
+    assert!(props.contains("Aux/zone") && props.contains("| a "), "{props}");
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let c = Cluster::start(2, &[], &[]);
+    c.register_nodes("filethin");
+    let e = c.fails(&["node", "delete", "n9"]);
+    assert!(e.contains("node n9 does not exist (known: n1, n2)"), "{e}");
+    assert!(e.contains("error report"), "{e}");
+    let e = c.fails(&["node", "create", "n1", "127.0.0.1"]);
+    assert!(e.contains("node n1 already exists"), "{e}");
+    let e = c.fails(&["node", "create", "9bad", "127.0.0.1"]);
+    assert!(e.contains("must start with a letter"), "{e}");
+    c.ok(&["rd", "c", "r0"]);
+    let e = c.fails(&["rd", "c", "r0"]);
+    assert!(e.contains("resource definition r0 already exists"), "{e}");
+    let e = c.fails(&["vd", "c", "r0", "10XB"]);
+    assert!(e.contains("invalid size unit"), "{e}");
+    let e = c.fails(&["vd", "c", "r0", "0B"]);
+    assert!(e.contains("size of 0"), "{e}");
+    let e = c.fails(&["vd", "c", "r0", "64"]);
+    assert!(e.contains("has no unit"), "{e}");
+    c.ok(&["vd", "c", "r0", "16MiB"]);
+    let e = c.fails(&["r", "c", "r0", "--auto-place", "3"]);
+    assert!(e.contains("cannot place 3 more diskful replica(s) of r0: only 2 node(s) qualify (n1, n2)"), "{e}");
+    let e = c.fails(&["r", "c", "n7", "r0"]);
+    assert!(e.contains("node n7 does not exist"), "{e}");
+    let e = c.fails(&["sp", "c", "file", "n1", "p2", "relative/dir"]);
+    assert!(e.contains("absolute path"), "{e}");
+    let e = c.fails(&["sp", "c", "zfs", "n1", "z1", "tank"]);
+    assert!(e.contains("zfs"), "{e}");
+    let e = c.fails(&["resource", "primary", "n1", "nope"]);
+    assert!(e.contains("resource nope on node n1 does not exist"), "{e}");
+    let reports = c.json(&["error-reports", "list"]);
+    assert!(reports.as_array().unwrap().len() >= 5, "{reports}");
+    let id = reports[0]["id"].as_str().unwrap().to_owned();
+    let shown = c.ok(&["error-reports", "show", &id]);
+    assert!(shown.contains(&id) && shown.contains("Message:"), "{shown}");
+    // No controller at all: exit status 3 and the reason.
+    let o = std::process::Command::new(support::replbd())
+        .args(["--controllers", &format!("127.0.0.1:{}", free_port()), "node", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no active controller"));
+}
