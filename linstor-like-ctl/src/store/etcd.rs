@@ -143,19 +143,32 @@ impl Election {
         let mut client = etcd.lease.clone();
         let period = Duration::from_millis((ttl_s as u64 * 1000) / 3);
         tokio::spawn(async move {
+            // The first request goes out before the call: etcd answers the call only once it has
+            // a request to answer.
+            if tx.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
+                return;
+            }
             let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-            let mut responses = match client.lease_keep_alive(stream).await {
-                Ok(r) => r.into_inner(),
-                Err(e) => {
+            let call = tokio::time::timeout(Duration::from_secs(ttl_s as u64), client.lease_keep_alive(stream));
+            let mut responses = match call.await {
+                Ok(Ok(r)) => r.into_inner(),
+                Ok(Err(e)) => {
                     warn!(lease, error = %e.message(), "etcd lease keep-alive could not start");
                     lost_tx.send_replace(true);
                     return;
                 }
+                Err(_) => {
+                    warn!(lease, "etcd lease keep-alive did not start in time");
+                    lost_tx.send_replace(true);
+                    return;
+                }
             };
+            let mut first = true;
             loop {
-                if tx.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
+                if !first && tx.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
                     break;
                 }
+                first = false;
                 match tokio::time::timeout(Duration::from_secs(ttl_s as u64), responses.message()).await {
                     Ok(Ok(Some(r))) if r.ttl > 0 => {}
                     other => {

@@ -1,0 +1,269 @@
+//! Highly available controllers on a real etcd server (started here on loopback with a temporary
+//! data directory), failover when the active controller dies; and TLS with client certificates
+//! on both control connections (CLI → controller, controller → agent).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{Proc, controller_bin, free_port, replbd};
+
+fn etcd_binary() -> Option<PathBuf> {
+    ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+fn cli(controllers: &str, args: &[&str]) -> std::process::Output {
+    Command::new(replbd()).arg("--controllers").arg(controllers).args(args).output().unwrap()
+}
+
+fn wait(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn active_id(controllers: &str) -> Option<String> {
+    let o = cli(controllers, &["-m", "controller", "version"]);
+    if !o.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+    Some(v["controller_id"].as_str()?.to_owned())
+}
+
+fn controller(dir: &Path, id: &str, listen: &str, etcd: &str) -> Proc {
+    Proc::spawn(
+        &controller_bin(),
+        ["--listen", listen, "--etcd", etcd, "--lease-ttl", "2s", "--id", id, "--etcd-prefix", "/replbd-test"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        &dir.join(format!("{id}.log")),
+    )
+}
+
+#[test]
+fn etcd_store_and_failover_between_two_controllers() {
+    let Some(etcd) = etcd_binary() else {
+        println!("SKIPPED: etcd is not installed (Debian's etcd-server; scripts/install-deps.sh installs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (client_port, peer_port) = (free_port(), free_port());
+    let client_url = format!("http://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let _etcd = Proc::spawn(
+        &etcd,
+        vec![
+            "--name".into(),
+            "t".into(),
+            "--data-dir".into(),
+            dir.path().join("etcd").display().to_string(),
+            "--listen-client-urls".into(),
+            client_url.clone(),
+            "--advertise-client-urls".into(),
+            client_url.clone(),
+            "--listen-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-cluster".into(),
+            format!("t={peer_url}"),
+        ],
+        &dir.path().join("etcd.log"),
+    );
+    let etcd_ep = format!("127.0.0.1:{client_port}");
+    wait(Duration::from_secs(20), "etcd listens", || std::net::TcpStream::connect(&etcd_ep).is_ok());
+
+    let (a1, a2) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let both = format!("{a1},{a2}");
+    let mut c1 = controller(dir.path(), "c1", &a1, &etcd_ep);
+    wait(Duration::from_secs(20), "c1 is active", || active_id(&a1).as_deref() == Some("c1"));
+    let _c2 = controller(dir.path(), "c2", &a2, &etcd_ep);
+    // The standby refuses with a clear reason, and clients move on to the active one.
+    wait(Duration::from_secs(10), "c2 answers as a standby", || {
+        let o = cli(&a2, &["node", "list"]);
+        String::from_utf8_lossy(&o.stderr).contains("not the active controller (the active one is c1)")
+    });
+    assert_eq!(active_id(&both).as_deref(), Some("c1"));
+    for args in [
+        &["node", "create", "n1", "127.0.0.1", "--port", "1"][..],
+        &["resource-definition", "create", "r0"][..],
+        &["volume-definition", "create", "r0", "16MiB"][..],
+    ] {
+        let o = cli(&both, args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    // The active controller dies without a word: c2 takes over within the lease TTL, with the state.
+    c1.kill();
+    wait(Duration::from_secs(20), "c2 is active", || active_id(&both).as_deref() == Some("c2"));
+    let o = cli(&both, &["-m", "resource-definition", "list"]);
+    let rds: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rds[0]["name"], "r0");
+    let o = cli(&both, &["-m", "volume-definition", "list"]);
+    let vds: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(vds[0]["size_bytes"], 16 << 20);
+    let o = cli(&both, &["-m", "node", "list"]);
+    let nodes: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(nodes[0]["name"], "n1");
+    let v = cli(&both, &["controller", "version"]);
+    assert!(String::from_utf8_lossy(&v.stdout).contains("store: etcd"), "{v:?}");
+
+    // c1 comes back as a standby.
+    c1.restart();
+    wait(Duration::from_secs(10), "c1 answers as a standby", || {
+        String::from_utf8_lossy(&cli(&a1, &["node", "list"]).stderr).contains("not the active controller")
+    });
+    assert_eq!(active_id(&both).as_deref(), Some("c2"));
+}
+
+/// A CA and certificates it signs, as PEM files in `dir`.
+fn make_certs(dir: &Path) -> (PathBuf, [(PathBuf, PathBuf); 3]) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    let mk = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    };
+    (ca_path, [mk("replbd-controller"), mk("replbd-node"), mk("admin")])
+}
+
+#[test]
+fn tls_with_client_certificates_on_every_control_connection() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, [(ctl_cert, ctl_key), (node_cert, node_key), (admin_cert, admin_key)]) = make_certs(certs.path());
+    let s = |p: &PathBuf| p.display().to_string();
+    let controller_extra = [
+        "--tls-cert".to_owned(),
+        s(&ctl_cert),
+        "--tls-key".into(),
+        s(&ctl_key),
+        "--tls-ca".into(),
+        s(&ca),
+        "--agent-tls-cert".into(),
+        s(&ctl_cert),
+        "--agent-tls-key".into(),
+        s(&ctl_key),
+        "--agent-tls-ca".into(),
+        s(&ca),
+        "--agent-tls-server-name".into(),
+        "replbd-node".into(),
+    ];
+    let node_extra = [
+        "--agent-tls-cert".to_owned(),
+        s(&node_cert),
+        "--agent-tls-key".into(),
+        s(&node_key),
+        "--agent-tls-ca".into(),
+        s(&ca),
+    ];
+    let ce: Vec<&str> = controller_extra.iter().map(String::as_str).collect();
+    let ne: Vec<&str> = node_extra.iter().map(String::as_str).collect();
+    let tls_args = [
+        "--tls-cert".to_owned(),
+        s(&admin_cert),
+        "--tls-key".into(),
+        s(&admin_key),
+        "--tls-ca".into(),
+        s(&ca),
+        "--tls-server-name".into(),
+        "replbd-controller".into(),
+    ];
+    let ta: Vec<&str> = tls_args.iter().map(String::as_str).collect();
+    let c = StartTls::start(&ce, &ne, &ta);
+    let (name, addr) = (c.node_name.clone(), c.node_addr.clone());
+    let ok = |args: &[&str]| {
+        let o = Command::new(replbd())
+            .args(["--controllers", &c.controller_addr])
+            .args(&ta)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    ok(&["node", "create", &name, &addr]);
+    wait(Duration::from_secs(30), "the node is Online over TLS", || ok(&["node", "list"]).contains("Online"));
+    // Without a client certificate the controller cannot be used, and the CLI says why.
+    let o = cli(&c.controller_addr, &["node", "list"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no active controller"));
+}
+
+/// A controller and one node with TLS, waited for with certificates.
+struct StartTls {
+    _dir: tempfile::TempDir,
+    controller_addr: String,
+    node_name: String,
+    node_addr: String,
+    _procs: Vec<Proc>,
+}
+
+impl StartTls {
+    fn start(controller_extra: &[&str], node_extra: &[&str], tls: &[&str]) -> StartTls {
+        let dir = tempfile::tempdir().unwrap();
+        let controller_addr = format!("127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "--listen".to_owned(),
+            controller_addr.clone(),
+            "--db".into(),
+            dir.path().join("c.db").display().to_string(),
+        ];
+        args.extend(controller_extra.iter().map(|s| (*s).to_owned()));
+        let ctl = Proc::spawn(&controller_bin(), args, &dir.path().join("controller.log"));
+        let node_addr = format!("{}.1", support::loopback_prefix());
+        let nd = dir.path().join("n1");
+        std::fs::create_dir_all(&nd).unwrap();
+        let mut nargs: Vec<String> = vec![
+            "--admin-socket".into(),
+            nd.join("admin.sock").display().to_string(),
+            "daemon".into(),
+            "--config".into(),
+            nd.join("none.toml").display().to_string(),
+            "--agent".into(),
+            format!("{node_addr}:3366"),
+            "--state-dir".into(),
+            nd.join("run").display().to_string(),
+        ];
+        nargs.extend(node_extra.iter().map(|s| (*s).to_owned()));
+        let node = Proc::spawn(&support::node_bin(), nargs, &dir.path().join("n1.log"));
+        wait(Duration::from_secs(20), "the TLS controller answers", || {
+            Command::new(replbd())
+                .args(["--controllers", &controller_addr])
+                .args(tls)
+                .args(["controller", "version"])
+                .status()
+                .unwrap()
+                .success()
+        });
+        StartTls {
+            _dir: dir,
+            controller_addr,
+            node_name: "n1".into(),
+            node_addr,
+            _procs: vec![ctl, node],
+        }
+    }
+}
