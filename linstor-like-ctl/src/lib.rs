@@ -11,8 +11,8 @@
 //! | [`cli`] | the `replbd` command line: nouns, verbs, tables, JSON |
 //! | [`demo`] | `replbd demo`: a three-node cluster on loopback, end to end |
 
-pub mod cluster;
 pub mod cli;
+pub mod cluster;
 pub mod controller;
 pub mod demo;
 pub mod model;

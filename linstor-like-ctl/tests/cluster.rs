@@ -18,7 +18,12 @@ fn lifecycle_through_the_cli() {
     let out = c.ok(&["n", "l"]);
     assert!(out.contains("| Node ") && out.contains("| Online |"), "{out}");
     let pools = c.json(&["sp", "l"]);
-    let p1 = pools.as_array().unwrap().iter().find(|p| p["name"] == "pool1" && p["node"] == "n1").unwrap();
+    let p1 = pools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "pool1" && p["node"] == "n1")
+        .unwrap();
     assert_eq!(p1["driver"], "FILE");
     assert!(p1["free_bytes"].as_u64().unwrap() > 0);
 
@@ -44,7 +49,10 @@ fn lifecycle_through_the_cli() {
     c.node("n3").stop();
     c.wait(Duration::from_secs(20), "n3 is Unknown and n1 misses it", || {
         c.replica("r0", "n3")["state"] == "Unknown"
-            && c.replica("r0", "n1")["conns"].as_str().unwrap_or_default().contains("(n3)")
+            && c.replica("r0", "n1")["conns"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("(n3)")
     });
     let nodes = c.ok(&["node", "list"]);
     assert!(nodes.contains("OFFLINE"), "{nodes}");
@@ -66,10 +74,19 @@ fn lifecycle_through_the_cli() {
     c.ok(&["resource", "secondary", "n3", "r0"]);
 
     let vols = c.ok(&["volume", "list"]);
-    assert!(vols.contains("| Resource | Node | StoragePool | VolNr | DeviceName"), "{vols}");
+    assert!(
+        vols.contains("| Resource | Node | StoragePool | VolNr | DeviceName"),
+        "{vols}"
+    );
     let metrics = http_get(&http, "/metrics");
-    assert!(metrics.contains("replbd_controller_nodes{state=\"online\"} 3"), "{metrics}");
-    assert!(metrics.contains("replbd_controller_resources{state=\"UpToDate\"} 3"), "{metrics}");
+    assert!(
+        metrics.contains("replbd_controller_nodes{state=\"online\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("replbd_controller_resources{state=\"UpToDate\"} 3"),
+        "{metrics}"
+    );
     assert!(http_get(&http, "/health").contains("ok"));
 
     // Deleting the definition removes every replica and its volume file.
@@ -90,13 +107,29 @@ fn two_replicas_get_a_tiebreaker_and_plus_one_extends() {
     assert!(out.contains("diskless tiebreaker"), "{out}");
     c.ok(&["resource", "wait-sync", "r1", "--timeout", "60"]);
     let list = c.json(&["resource", "list", "-r", "r1"]);
-    let states: Vec<&str> = list.as_array().unwrap().iter().map(|r| r["state"].as_str().unwrap()).collect();
-    assert_eq!(states.iter().filter(|s| **s == "UpToDate").count(), 2, "{states:?}");
-    assert_eq!(states.iter().filter(|s| **s == "TieBreaker").count(), 1, "{states:?}");
+    let states: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "UpToDate").count(),
+        2,
+        "{states:?}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| **s == "TieBreaker").count(),
+        1,
+        "{states:?}"
+    );
     // +1 on a node that already has the diskless tiebreaker is not possible: only n-with-tb left
     // does not count as a new diskful node, so the request names why.
     let err = c.fails(&["resource", "create", "r1", "--auto-place", "+1"]);
-    assert!(err.contains("cannot place 1 more diskful replica(s) of r1"), "{err}");
+    assert!(
+        err.contains("cannot place 1 more diskful replica(s) of r1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -127,7 +160,11 @@ fn controller_restart_keeps_all_state() {
         c.cli(&["controller", "version"]).status.success()
     });
     c.wait(Duration::from_secs(30), "every node is Online again", || {
-        c.json(&["node", "list"]).as_array().unwrap().iter().all(|n| n["state"] == "Online")
+        c.json(&["node", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["state"] == "Online")
     });
     assert_eq!(c.json(&["node", "list"]), before.0);
     assert_eq!(c.json(&["resource-definition", "list"]), before.1);
@@ -167,7 +204,10 @@ fn bad_input_gives_clear_errors() {
     assert!(e.contains("has no unit"), "{e}");
     c.ok(&["vd", "c", "r0", "16MiB"]);
     let e = c.fails(&["r", "c", "r0", "--auto-place", "3"]);
-    assert!(e.contains("cannot place 3 more diskful replica(s) of r0: only 2 node(s) qualify (n1, n2)"), "{e}");
+    assert!(
+        e.contains("cannot place 3 more diskful replica(s) of r0: only 2 node(s) qualify (n1, n2)"),
+        "{e}"
+    );
     let e = c.fails(&["r", "c", "n7", "r0"]);
     assert!(e.contains("node n7 does not exist"), "{e}");
     let e = c.fails(&["sp", "c", "file", "n1", "p2", "relative/dir"]);
@@ -183,7 +223,12 @@ fn bad_input_gives_clear_errors() {
     assert!(shown.contains(&id) && shown.contains("Message:"), "{shown}");
     // No controller at all: exit status 3 and the reason.
     let o = std::process::Command::new(support::replbd())
-        .args(["--controllers", &format!("127.0.0.1:{}", free_port()), "node", "list"])
+        .args([
+            "--controllers",
+            &format!("127.0.0.1:{}", free_port()),
+            "node",
+            "list",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3));

@@ -20,13 +20,21 @@ fn etcd_binary() -> Option<PathBuf> {
 }
 
 fn cli(controllers: &str, args: &[&str]) -> std::process::Output {
-    Command::new(replbd()).arg("--controllers").arg(controllers).args(args).output().unwrap()
+    Command::new(replbd())
+        .arg("--controllers")
+        .arg(controllers)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn wait(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting until {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting until {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -43,10 +51,21 @@ fn active_id(controllers: &str) -> Option<String> {
 fn controller(dir: &Path, id: &str, listen: &str, etcd: &str) -> Proc {
     Proc::spawn(
         &controller_bin(),
-        ["--listen", listen, "--etcd", etcd, "--lease-ttl", "2s", "--id", id, "--etcd-prefix", "/replbd-test"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect(),
+        [
+            "--listen",
+            listen,
+            "--etcd",
+            etcd,
+            "--lease-ttl",
+            "2s",
+            "--id",
+            id,
+            "--etcd-prefix",
+            "/replbd-test",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
         &dir.join(format!("{id}.log")),
     )
 }
@@ -54,7 +73,9 @@ fn controller(dir: &Path, id: &str, listen: &str, etcd: &str) -> Proc {
 #[test]
 fn etcd_store_and_failover_between_two_controllers() {
     let Some(etcd) = etcd_binary() else {
-        println!("SKIPPED: etcd is not installed (Debian's etcd-server; scripts/install-deps.sh installs it)");
+        println!(
+            "SKIPPED: etcd is not installed (Debian's etcd-server; scripts/install-deps.sh installs it)"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -82,12 +103,19 @@ fn etcd_store_and_failover_between_two_controllers() {
         &dir.path().join("etcd.log"),
     );
     let etcd_ep = format!("127.0.0.1:{client_port}");
-    wait(Duration::from_secs(20), "etcd listens", || std::net::TcpStream::connect(&etcd_ep).is_ok());
+    wait(Duration::from_secs(20), "etcd listens", || {
+        std::net::TcpStream::connect(&etcd_ep).is_ok()
+    });
 
-    let (a1, a2) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let (a1, a2) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
     let both = format!("{a1},{a2}");
     let mut c1 = controller(dir.path(), "c1", &a1, &etcd_ep);
-    wait(Duration::from_secs(20), "c1 is active", || active_id(&a1).as_deref() == Some("c1"));
+    wait(Duration::from_secs(20), "c1 is active", || {
+        active_id(&a1).as_deref() == Some("c1")
+    });
     let _c2 = controller(dir.path(), "c2", &a2, &etcd_ep);
     // The standby refuses with a clear reason, and clients move on to the active one.
     wait(Duration::from_secs(10), "c2 answers as a standby", || {
@@ -101,12 +129,18 @@ fn etcd_store_and_failover_between_two_controllers() {
         &["volume-definition", "create", "r0", "16MiB"][..],
     ] {
         let o = cli(&both, args);
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 
     // The active controller dies without a word: c2 takes over within the lease TTL, with the state.
     c1.kill();
-    wait(Duration::from_secs(20), "c2 is active", || active_id(&both).as_deref() == Some("c2"));
+    wait(Duration::from_secs(20), "c2 is active", || {
+        active_id(&both).as_deref() == Some("c2")
+    });
     let o = cli(&both, &["-m", "resource-definition", "list"]);
     let rds: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rds[0]["name"], "r0");
@@ -117,7 +151,10 @@ fn etcd_store_and_failover_between_two_controllers() {
     let nodes: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(nodes[0]["name"], "n1");
     let v = cli(&both, &["controller", "version"]);
-    assert!(String::from_utf8_lossy(&v.stdout).contains("store: etcd"), "{v:?}");
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("store: etcd"),
+        "{v:?}"
+    );
 
     // c1 comes back as a standby.
     c1.restart();
@@ -140,7 +177,10 @@ fn make_certs(dir: &Path) -> (PathBuf, [(PathBuf, PathBuf); 3]) {
     let mk = |name: &str| {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(vec![name.to_owned()]).unwrap();
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         let cert = p.signed_by(&key, &issuer).unwrap();
         let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
         std::fs::write(&c, cert.pem()).unwrap();
@@ -153,7 +193,14 @@ fn make_certs(dir: &Path) -> (PathBuf, [(PathBuf, PathBuf); 3]) {
 #[test]
 fn tls_with_client_certificates_on_every_control_connection() {
     let certs = tempfile::tempdir().unwrap();
-    let (ca, [(ctl_cert, ctl_key), (node_cert, node_key), (admin_cert, admin_key)]) = make_certs(certs.path());
+    let (
+        ca,
+        [
+            (ctl_cert, ctl_key),
+            (node_cert, node_key),
+            (admin_cert, admin_key),
+        ],
+    ) = make_certs(certs.path());
     let s = |p: &PathBuf| p.display().to_string();
     let controller_extra = [
         "--tls-cert".to_owned(),
@@ -201,11 +248,17 @@ fn tls_with_client_certificates_on_every_control_connection() {
             .args(args)
             .output()
             .unwrap();
-        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     ok(&["node", "create", &name, &addr]);
-    wait(Duration::from_secs(30), "the node is Online over TLS", || ok(&["node", "list"]).contains("Online"));
+    wait(Duration::from_secs(30), "the node is Online over TLS", || {
+        ok(&["node", "list"]).contains("Online")
+    });
     // Without a client certificate the controller cannot be used, and the CLI says why.
     let o = cli(&c.controller_addr, &["node", "list"]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");

@@ -23,7 +23,11 @@ struct Cli {
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
     /// The SQLite database (ignored with --etcd).
-    #[arg(long, env = "REPLBD_CONTROLLER_DB", default_value = "/var/lib/replbd/controller.db")]
+    #[arg(
+        long,
+        env = "REPLBD_CONTROLLER_DB",
+        default_value = "/var/lib/replbd/controller.db"
+    )]
     db: PathBuf,
     /// Keep the state in etcd instead (comma-separated endpoints); several controllers may share
     /// it, one active at a time.
@@ -72,7 +76,9 @@ fn duration(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("REPLBD_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("REPLBD_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let store = match cli.etcd {

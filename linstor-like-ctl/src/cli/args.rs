@@ -10,7 +10,12 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "replbd", version, about, propagate_version = true)]
 pub struct Cli {
     /// Controllers to try, in order (comma separated HOST[:PORT]).
-    #[arg(long, global = true, env = "REPLBD_CONTROLLERS", default_value = "127.0.0.1:3370")]
+    #[arg(
+        long,
+        global = true,
+        env = "REPLBD_CONTROLLERS",
+        default_value = "127.0.0.1:3370"
+    )]
     pub controllers: String,
     /// Print JSON instead of tables.
     #[arg(short = 'm', long = "machine-readable", global = true)]

@@ -13,7 +13,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 #[derive(Debug, Error)]
 pub enum ConnectError {
     /// None answered as the active controller.
-    #[error("no active controller at {tried}: {reasons} (is replbd-controller running? set --controllers or REPLBD_CONTROLLERS)")]
+    #[error(
+        "no active controller at {tried}: {reasons} (is replbd-controller running? set --controllers or REPLBD_CONTROLLERS)"
+    )]
     NoController {
         /// The addresses tried.
         tried: String,
@@ -56,10 +58,15 @@ pub async fn connect(controllers: &str, tls: &Tls) -> Result<ControllerClient<Ch
         } else {
             format!("{c}:{}", replbd_proto::DEFAULT_CONTROLLER_PORT)
         };
-        let host = hostport.rsplit_once(':').map_or(hostport.as_str(), |(h, _)| h).to_owned();
+        let host = hostport
+            .rsplit_once(':')
+            .map_or(hostport.as_str(), |(h, _)| h)
+            .to_owned();
         let scheme = if tls.files.is_some() { "https" } else { "http" };
         let mut endpoint = match Channel::from_shared(format!("{scheme}://{hostport}")) {
-            Ok(e) => e.connect_timeout(Duration::from_secs(3)).timeout(Duration::from_secs(600)),
+            Ok(e) => e
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(600)),
             Err(e) => {
                 reasons.push(format!("{c}: {e}"));
                 continue;
@@ -81,7 +88,9 @@ pub async fn connect(controllers: &str, tls: &Tls) -> Result<ControllerClient<Ch
         let channel = match endpoint.connect().await {
             Ok(ch) => ch,
             Err(e) => {
-                let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
+                let cause = std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
                 reasons.push(format!("{c}: {e} ({cause})"));
                 continue;
             }

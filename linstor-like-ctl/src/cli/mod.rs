@@ -106,7 +106,9 @@ fn reply(json: bool, r: pb::Reply) -> Result<(), Failure> {
     }
     let errors = r.messages.iter().filter(|m| m.starts_with("ERROR")).count();
     if errors > 0 {
-        return Err(Failure::new(format!("{errors} part(s) of the request failed (see above)")));
+        return Err(Failure::new(format!(
+            "{errors} part(s) of the request failed (see above)"
+        )));
     }
     Ok(())
 }
@@ -118,14 +120,21 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         files: match (cli.tls_cert, cli.tls_key, cli.tls_ca) {
             (Some(c), Some(k), Some(a)) => Some((c, k, a)),
             (None, None, None) => None,
-            _ => return Err(Failure::new("TLS needs all of --tls-cert, --tls-key and --tls-ca")),
+            _ => {
+                return Err(Failure::new(
+                    "TLS needs all of --tls-cert, --tls-key and --tls-ca",
+                ));
+            }
         },
         server_name: cli.tls_server_name,
     };
-    let mut c: ControllerClient<Channel> = client::connect(&cli.controllers, &tls).await.map_err(|e| Failure {
-        message: e.to_string(),
-        code: 3,
-    })?;
+    let mut c: ControllerClient<Channel> =
+        client::connect(&cli.controllers, &tls)
+            .await
+            .map_err(|e| Failure {
+                message: e.to_string(),
+                code: 3,
+            })?;
     match cli.command {
         Noun::Demo(_) => Err(Failure::new("demo is run by the binary")),
         Noun::Node { verb } => match verb {
@@ -152,11 +161,20 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             NodeVerb::Delete { name } => reply(json, c.node_delete(pb::NodeRef { name }).await?.into_inner()),
             NodeVerb::Lost { name } => reply(json, c.node_lost(pb::NodeRef { name }).await?.into_inner()),
-            NodeVerb::Evacuate { name } => reply(json, c.node_evacuate(pb::NodeRef { name }).await?.into_inner()),
-            NodeVerb::Restore { name } => reply(json, c.node_restore(pb::NodeRef { name }).await?.into_inner()),
+            NodeVerb::Evacuate { name } => {
+                reply(json, c.node_evacuate(pb::NodeRef { name }).await?.into_inner())
+            }
+            NodeVerb::Restore { name } => {
+                reply(json, c.node_restore(pb::NodeRef { name }).await?.into_inner())
+            }
             NodeVerb::SetProperty(p) => {
                 let name = p.name.clone();
-                reply(json, c.property_set(prop_request("node", &name, "", p)).await?.into_inner())
+                reply(
+                    json,
+                    c.property_set(prop_request("node", &name, "", p))
+                        .await?
+                        .into_inner(),
+                )
             }
             NodeVerb::ListProperties { name } => {
                 let t = pb::PropertyTarget {
@@ -192,7 +210,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             PoolVerb::Delete { node, name } => reply(
                 json,
-                c.storage_pool_delete(pb::StoragePoolRef { node, name }).await?.into_inner(),
+                c.storage_pool_delete(pb::StoragePoolRef { node, name })
+                    .await?
+                    .into_inner(),
             ),
         },
         Noun::ResourceGroup { verb } => match verb {
@@ -232,14 +252,20 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 render::groups(json, &c.resource_group_list(pb::Empty {}).await?.into_inner());
                 Ok(())
             }
-            GroupVerb::Delete { name } => reply(json, c.resource_group_delete(pb::NameRef { name }).await?.into_inner()),
+            GroupVerb::Delete { name } => reply(
+                json,
+                c.resource_group_delete(pb::NameRef { name }).await?.into_inner(),
+            ),
             GroupVerb::SpawnResources {
                 group,
                 name,
                 sizes,
                 definition_only,
             } => {
-                let sizes = sizes.iter().map(|s| parse_size(s)).collect::<Result<Vec<_>, _>>()?;
+                let sizes = sizes
+                    .iter()
+                    .map(|s| parse_size(s))
+                    .collect::<Result<Vec<_>, _>>()?;
                 reply(
                     json,
                     c.resource_group_spawn(pb::SpawnRequest {
@@ -254,7 +280,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
             GroupVerb::SetProperty(p) => {
                 let name = p.name.clone();
-                reply(json, c.property_set(prop_request("resource-group", &name, "", p)).await?.into_inner())
+                reply(
+                    json,
+                    c.property_set(prop_request("resource-group", &name, "", p))
+                        .await?
+                        .into_inner(),
+                )
             }
         },
         Noun::ResourceDefinition { verb } => match verb {
@@ -274,18 +305,25 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 .into_inner(),
             ),
             DefinitionVerb::List => {
-                render::definitions(json, &c.resource_definition_list(pb::Empty {}).await?.into_inner());
+                render::definitions(
+                    json,
+                    &c.resource_definition_list(pb::Empty {}).await?.into_inner(),
+                );
                 Ok(())
             }
             DefinitionVerb::Delete { name } => reply(
                 json,
-                c.resource_definition_delete(pb::NameRef { name }).await?.into_inner(),
+                c.resource_definition_delete(pb::NameRef { name })
+                    .await?
+                    .into_inner(),
             ),
             DefinitionVerb::SetProperty(p) => {
                 let name = p.name.clone();
                 reply(
                     json,
-                    c.property_set(prop_request("resource-definition", &name, "", p)).await?.into_inner(),
+                    c.property_set(prop_request("resource-definition", &name, "", p))
+                        .await?
+                        .into_inner(),
                 )
             }
             DefinitionVerb::ListProperties { name } => {
@@ -299,7 +337,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             }
         },
         Noun::VolumeDefinition { verb } => match verb {
-            VolumeDefinitionVerb::Create { resource, size, vlmnr } => {
+            VolumeDefinitionVerb::Create {
+                resource,
+                size,
+                vlmnr,
+            } => {
                 let size_bytes = parse_size(&size)?;
                 reply(
                     json,
@@ -317,7 +359,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 render::volume_definitions(json, &c.volume_definition_list(pb::Empty {}).await?.into_inner());
                 Ok(())
             }
-            VolumeDefinitionVerb::SetSize { resource, number, size } => {
+            VolumeDefinitionVerb::SetSize {
+                resource,
+                number,
+                size,
+            } => {
                 let size_bytes = parse_size(&size)?;
                 reply(
                     json,
@@ -340,7 +386,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Noun::Resource { verb } => resource(json, &mut c, verb).await,
         Noun::Volume { verb } => match verb {
             VolumeVerb::List { resources, nodes } => {
-                let v = c.volume_list(pb::ResourceListRequest { resources, nodes }).await?.into_inner();
+                let v = c
+                    .volume_list(pb::ResourceListRequest { resources, nodes })
+                    .await?
+                    .into_inner();
                 render::volumes(json, &v);
                 Ok(())
             }
@@ -351,7 +400,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 Ok(())
             }
             ReportVerb::Show { id } => {
-                render::report(json, &c.error_report_show(pb::NameRef { name: id }).await?.into_inner());
+                render::report(
+                    json,
+                    &c.error_report_show(pb::NameRef { name: id }).await?.into_inner(),
+                );
                 Ok(())
             }
         },
@@ -375,7 +427,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     value,
                     aux: false,
                 };
-                reply(json, c.property_set(prop_request("controller", "", "", p)).await?.into_inner())
+                reply(
+                    json,
+                    c.property_set(prop_request("controller", "", "", p))
+                        .await?
+                        .into_inner(),
+                )
             }
             ControllerVerb::ListProperties => {
                 let t = pb::PropertyTarget {
@@ -417,26 +474,37 @@ async fn resource(json: bool, c: &mut ControllerClient<Channel>, verb: ResourceV
                 };
                 req.auto_place = true;
                 req.auto_place_additional = additional;
-                req.place_count = n
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| Failure::new(format!("--auto-place {a:?}: give a count like 3 or +1")))?;
+                req.place_count =
+                    n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        Failure::new(format!("--auto-place {a:?}: give a count like 3 or +1"))
+                    })?;
                 req.placement = Some(placement(p, None));
             } else if req.nodes.is_empty() {
-                return Err(Failure::new("name the nodes (resource create NODE... RESOURCE) or use --auto-place N"));
+                return Err(Failure::new(
+                    "name the nodes (resource create NODE... RESOURCE) or use --auto-place N",
+                ));
             }
             reply(json, c.resource_create(req).await?.into_inner())
         }
         ResourceVerb::List { resources, nodes } => {
-            let l = c.resource_list(pb::ResourceListRequest { resources, nodes }).await?.into_inner();
+            let l = c
+                .resource_list(pb::ResourceListRequest { resources, nodes })
+                .await?
+                .into_inner();
             render::resources(json, &l);
             Ok(())
         }
-        ResourceVerb::Delete { node, resource } => {
-            reply(json, c.resource_delete(pb::ResourceRef { node, resource }).await?.into_inner())
-        }
-        ResourceVerb::Primary { node, resource, force } => reply(
+        ResourceVerb::Delete { node, resource } => reply(
+            json,
+            c.resource_delete(pb::ResourceRef { node, resource })
+                .await?
+                .into_inner(),
+        ),
+        ResourceVerb::Primary {
+            node,
+            resource,
+            force,
+        } => reply(
             json,
             c.resource_set_role(pb::ResourceSetRoleRequest {
                 node,

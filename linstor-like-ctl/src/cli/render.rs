@@ -21,7 +21,12 @@ pub fn timestamp(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn print_json(v: Value) {
@@ -43,8 +48,17 @@ pub fn nodes(json: bool, l: &pb::NodeListReply) {
         .nodes
         .iter()
         .map(|n| {
-            let state = if n.evacuating && n.state == "Online" { "Online(EVACUATE)".into() } else { n.state.clone() };
-            vec![n.name.clone(), n.node_type.clone(), format!("{}:{} (PLAIN)", n.address, n.port), state]
+            let state = if n.evacuating && n.state == "Online" {
+                "Online(EVACUATE)".into()
+            } else {
+                n.state.clone()
+            };
+            vec![
+                n.name.clone(),
+                n.node_type.clone(),
+                format!("{}:{} (PLAIN)", n.address, n.port),
+                state,
+            ]
         })
         .collect();
     out(&render(&["Node", "NodeType", "Addresses", "State"], &rows, &[]));
@@ -79,7 +93,16 @@ pub fn pools(json: bool, l: &pb::StoragePoolListReply) {
         })
         .collect();
     out(&render(
-        &["StoragePool", "Node", "Driver", "PoolName", "FreeCapacity", "TotalCapacity", "CanSnapshots", "State"],
+        &[
+            "StoragePool",
+            "Node",
+            "Driver",
+            "PoolName",
+            "FreeCapacity",
+            "TotalCapacity",
+            "CanSnapshots",
+            "State",
+        ],
         &rows,
         &["FreeCapacity", "TotalCapacity"],
     ));
@@ -117,7 +140,10 @@ pub fn groups(json: bool, l: &pb::ResourceGroupListReply) {
                 sel.push(format!("ReplicasOnSame: {}", p.replicas_on_same.join(", ")));
             }
             if !p.replicas_on_different.is_empty() {
-                sel.push(format!("ReplicasOnDifferent: {}", p.replicas_on_different.join(", ")));
+                sel.push(format!(
+                    "ReplicasOnDifferent: {}",
+                    p.replicas_on_different.join(", ")
+                ));
             }
             if !p.do_not_place_with.is_empty() {
                 sel.push(format!("DoNotPlaceWith: {}", p.do_not_place_with.join(", ")));
@@ -125,10 +151,19 @@ pub fn groups(json: bool, l: &pb::ResourceGroupListReply) {
             if p.diskless_on_remaining {
                 sel.push("DisklessOnRemaining: True".into());
             }
-            vec![g.name.clone(), sel.join("; "), String::new(), g.description.clone()]
+            vec![
+                g.name.clone(),
+                sel.join("; "),
+                String::new(),
+                g.description.clone(),
+            ]
         })
         .collect();
-    out(&render(&["ResourceGroup", "SelectFilter", "VlmNrs", "Description"], &rows, &[]));
+    out(&render(
+        &["ResourceGroup", "SelectFilter", "VlmNrs", "Description"],
+        &rows,
+        &[],
+    ));
 }
 
 /// `resource-definition list`.
@@ -145,9 +180,20 @@ pub fn definitions(json: bool, l: &pb::ResourceDefinitionListReply) {
     let rows: Vec<Vec<String>> = l
         .definitions
         .iter()
-        .map(|d| vec![d.name.clone(), d.group.clone(), d.port.to_string(), d.state.clone()])
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.group.clone(),
+                d.port.to_string(),
+                d.state.clone(),
+            ]
+        })
         .collect();
-    out(&render(&["ResourceName", "ResourceGroup", "Port", "State"], &rows, &["Port"]));
+    out(&render(
+        &["ResourceName", "ResourceGroup", "Port", "State"],
+        &rows,
+        &["Port"],
+    ));
 }
 
 /// `volume-definition list`.
@@ -164,9 +210,20 @@ pub fn volume_definitions(json: bool, l: &pb::VolumeDefinitionListReply) {
     let rows: Vec<Vec<String>> = l
         .volumes
         .iter()
-        .map(|v| vec![v.resource.clone(), v.number.to_string(), human(v.size_bytes), v.state.clone()])
+        .map(|v| {
+            vec![
+                v.resource.clone(),
+                v.number.to_string(),
+                human(v.size_bytes),
+                v.state.clone(),
+            ]
+        })
         .collect();
-    out(&render(&["ResourceName", "VolumeNr", "Size", "State"], &rows, &["Size"]));
+    out(&render(
+        &["ResourceName", "VolumeNr", "Size", "State"],
+        &rows,
+        &["Size"],
+    ));
 }
 
 fn volume_json(v: &pb::Volume) -> Value {
@@ -204,7 +261,15 @@ pub fn resources(json: bool, l: &pb::ResourceListReply) {
         })
         .collect();
     out(&render(
-        &["ResourceName", "Node", "Port", "Usage", "Conns", "State", "CreatedOn"],
+        &[
+            "ResourceName",
+            "Node",
+            "Port",
+            "Usage",
+            "Conns",
+            "State",
+            "CreatedOn",
+        ],
         &rows,
         &["State"],
     ));
@@ -229,7 +294,11 @@ pub fn volumes(json: bool, l: &pb::VolumeListReply) {
                 v.storage_pool.clone(),
                 v.number.to_string(),
                 v.device.clone(),
-                if v.allocated_bytes > 0 { human(v.allocated_bytes) } else { String::new() },
+                if v.allocated_bytes > 0 {
+                    human(v.allocated_bytes)
+                } else {
+                    String::new()
+                },
                 if v.in_use { "InUse".into() } else { "Unused".into() },
                 v.state.clone(),
                 v.repl.clone(),
@@ -237,7 +306,17 @@ pub fn volumes(json: bool, l: &pb::VolumeListReply) {
         })
         .collect();
     out(&render(
-        &["Resource", "Node", "StoragePool", "VolNr", "DeviceName", "Allocated", "InUse", "State", "Repl"],
+        &[
+            "Resource",
+            "Node",
+            "StoragePool",
+            "VolNr",
+            "DeviceName",
+            "Allocated",
+            "InUse",
+            "State",
+            "Repl",
+        ],
         &rows,
         &["Allocated", "State"],
     ));
@@ -271,7 +350,14 @@ pub fn reports(json: bool, l: &pb::ErrorReportListReply) {
     let rows: Vec<Vec<String>> = l
         .reports
         .iter()
-        .map(|r| vec![r.id.clone(), timestamp(r.time), r.origin.clone(), r.message.clone()])
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                timestamp(r.time),
+                r.origin.clone(),
+                r.message.clone(),
+            ]
+        })
         .collect();
     out(&render(&["Id", "Datetime", "Node", "Exception"], &rows, &[]));
 }

@@ -45,7 +45,11 @@ mod tests {
 
     #[test]
     fn aligned_columns() {
-        let t = render(&["Node", "State"], &[vec!["n1".into(), "Online".into()]], &["State"]);
+        let t = render(
+            &["Node", "State"],
+            &[vec!["n1".into(), "Online".into()]],
+            &["State"],
+        );
         assert_eq!(
             t,
             "+------+--------+\n| Node |  State |\n+======+========+\n| n1   | Online |\n+------+--------+\n"

@@ -37,7 +37,9 @@ pub async fn until_synced(
             .await?
             .into_inner();
         if l.resources.is_empty() {
-            return Err(Failure::new(format!("resource {resource} has no replicas (resource list -r {resource})")));
+            return Err(Failure::new(format!(
+                "resource {resource} has no replicas (resource list -r {resource})"
+            )));
         }
         let now: BTreeMap<String, String> = l
             .resources
@@ -54,7 +56,12 @@ pub async fn until_synced(
         if progress && now != last {
             let line: Vec<String> = now.iter().map(|(n, s)| format!("{n}: {s}")).collect();
             let mut e = std::io::stderr().lock();
-            let _ = writeln!(e, "{resource}: {} ({:.0}s)", line.join(", "), start.elapsed().as_secs_f64());
+            let _ = writeln!(
+                e,
+                "{resource}: {} ({:.0}s)",
+                line.join(", "),
+                start.elapsed().as_secs_f64()
+            );
             last = now.clone();
         }
         if l.resources.iter().all(done) {

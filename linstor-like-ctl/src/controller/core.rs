@@ -124,7 +124,10 @@ impl Controller {
 
     /// Runs `decide` over the current state and persists and applies its changes, one request at
     /// a time.
-    pub async fn commit(&self, decide: impl FnOnce(&Cluster) -> Result<Outcome, ApiError>) -> Result<Outcome, ApiError> {
+    pub async fn commit(
+        &self,
+        decide: impl FnOnce(&Cluster) -> Result<Outcome, ApiError>,
+    ) -> Result<Outcome, ApiError> {
         let _one_at_a_time = self.write.lock().await;
         let outcome = decide(&self.cluster())?;
         let rows: Vec<_> = outcome.changes.iter().map(Change::row).collect();
@@ -180,7 +183,10 @@ impl Controller {
                         .map(|p| PoolInfo {
                             name: p.name.clone(),
                             driver: p.driver,
-                            free: r.pool(&p.name).filter(|s| s.error.is_empty()).map(|s| s.free_bytes),
+                            free: r
+                                .pool(&p.name)
+                                .filter(|s| s.error.is_empty())
+                                .map(|s| s.free_bytes),
                         })
                         .collect(),
                     resources: c.resources_on(&n.name).map(|r| r.name.clone()).collect(),
@@ -199,16 +205,27 @@ impl Controller {
 
     /// Stops the link of `node`.
     pub async fn remove_link(&self, node: &str) {
-        let tx = self.links.lock().unwrap_or_else(PoisonError::into_inner).remove(node);
+        let tx = self
+            .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(node);
         if let Some(tx) = tx {
             let _ = tx.send(LinkMsg::Stop).await;
         }
-        self.runtime.write().unwrap_or_else(PoisonError::into_inner).nodes.remove(node);
+        self.runtime
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .nodes
+            .remove(node);
     }
 
     /// Whether `node` has a link task.
     pub fn has_link(&self, node: &str) -> bool {
-        self.links.lock().unwrap_or_else(PoisonError::into_inner).contains_key(node)
+        self.links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(node)
     }
 
     /// Pushes the desired state to every node and collects the results.

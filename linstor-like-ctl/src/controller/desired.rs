@@ -34,7 +34,9 @@ fn secret(hex: &str) -> Vec<u8> {
 pub fn resources(c: &Cluster, node: &str) -> BTreeMap<String, DesiredResource> {
     let mut out = BTreeMap::new();
     for r in c.resources_on(node) {
-        let Some(d) = c.definitions.get(&r.name) else { continue };
+        let Some(d) = c.definitions.get(&r.name) else {
+            continue;
+        };
         let members: Vec<Member> = c
             .resources_of(&r.name)
             .filter_map(|m| {
@@ -54,13 +56,18 @@ pub fn resources(c: &Cluster, node: &str) -> BTreeMap<String, DesiredResource> {
             .map(|v| DesiredVolume {
                 number: v.number,
                 size_bytes: v.size,
-                pool: r.volumes.get(&v.number).map(|x| x.pool.clone()).unwrap_or_default(),
+                pool: r
+                    .volumes
+                    .get(&v.number)
+                    .map(|x| x.pool.clone())
+                    .unwrap_or_default(),
             })
             .collect();
-        let pool_diskless = r
-            .volumes
-            .values()
-            .any(|v| c.pools.get(&(node.to_owned(), v.pool.clone())).is_some_and(|p| p.driver == Driver::Diskless));
+        let pool_diskless = r.volumes.values().any(|v| {
+            c.pools
+                .get(&(node.to_owned(), v.pool.clone()))
+                .is_some_and(|p| p.driver == Driver::Diskless)
+        });
         out.insert(
             r.name.clone(),
             DesiredResource {

@@ -33,7 +33,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         'h' => (&t[..t.len() - 1], 3600),
         _ => (t, 1),
     };
-    num.trim().parse::<u64>().ok().map(|n| Duration::from_secs(n * mult))
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .map(|n| Duration::from_secs(n * mult))
 }
 
 /// Whether replica `name` on `node` reports UpToDate.
@@ -69,7 +72,10 @@ pub async fn tick(ctl: &Arc<Controller>) {
         c.nodes.keys().filter(|n| !rt.node(n).online()).count()
     };
     if !candidates.is_empty() && (offline as f64) * 100.0 / (total as f64) > max_pct {
-        warn!(offline, total, "not evicting: too many nodes are offline at once (a network problem?)");
+        warn!(
+            offline,
+            total, "not evicting: too many nodes are offline at once (a network problem?)"
+        );
     } else {
         for node in candidates {
             evict(ctl, &node, threshold).await;
@@ -117,7 +123,8 @@ async fn evict(ctl: &Arc<Controller>, node: &str, after: Duration) {
                         Err(e) => o.messages.push(format!("no replacement: {e}")),
                     }
                 }
-                o.changes.push(Change::DeleteResource(name.clone(), node_s.clone()));
+                o.changes
+                    .push(Change::DeleteResource(name.clone(), node_s.clone()));
                 Ok::<Outcome, ApiError>(o)
             })
             .await;

@@ -39,8 +39,12 @@ pub fn metrics_text(active: &Active) -> String {
         for n in c.nodes.keys() {
             if rt.node(n).online() { on += 1 } else { off += 1 }
         }
-        nodes.get_or_create(&vec![("state".into(), "online".into())]).set(on);
-        nodes.get_or_create(&vec![("state".into(), "offline".into())]).set(off);
+        nodes
+            .get_or_create(&vec![("state".into(), "online".into())])
+            .set(on);
+        nodes
+            .get_or_create(&vec![("state".into(), "offline".into())])
+            .set(off);
         let mut by_state: BTreeMap<String, i64> = BTreeMap::new();
         for r in c.resources.values() {
             let n = rt.node(&r.node);
@@ -55,8 +59,16 @@ pub fn metrics_text(active: &Active) -> String {
     failures.inc_by(ctl.counters.placement_failures.load(Ordering::Relaxed));
     evictions.inc_by(ctl.counters.evictions.load(Ordering::Relaxed));
     reg.register("nodes", "Nodes by agent connection state", nodes);
-    reg.register("resources", "Replicas by state as `resource list` shows it", resources);
-    reg.register("placement_failures", "Auto-placements that could not be met", failures);
+    reg.register(
+        "resources",
+        "Replicas by state as `resource list` shows it",
+        resources,
+    );
+    reg.register(
+        "placement_failures",
+        "Auto-placements that could not be met",
+        failures,
+    );
     reg.register("evictions", "Replicas re-placed by auto-evict", evictions);
     let mut out = String::new();
     if encode(&mut out, &reg).is_err() {
@@ -79,16 +91,26 @@ async fn handle(mut s: TcpStream, active: &Active) -> std::io::Result<()> {
     };
     tokio::time::timeout(Duration::from_secs(5), read)
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request head not received in time"))??;
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "request head not received in time")
+        })??;
     let head = String::from_utf8_lossy(&buf[..n]);
     let path = head.split_whitespace().nth(1).unwrap_or("/");
     let (status, ctype, body) = match path {
-        "/metrics" => ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", metrics_text(active)),
+        "/metrics" => (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            metrics_text(active),
+        ),
         "/health" => match active.get() {
             Ok(_) => ("200 OK", "text/plain", "ok\n".to_owned()),
             Err(_) => ("503 Service Unavailable", "text/plain", "standby\n".to_owned()),
         },
-        _ => ("404 Not Found", "text/plain", "try /metrics or /health\n".to_owned()),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /health\n".to_owned(),
+        ),
     };
     let resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -53,7 +53,11 @@ enum End {
 async fn run(ctl: Arc<Controller>, node: String, mut rx: mpsc::Receiver<LinkMsg>) {
     let mut backoff = Duration::from_millis(500);
     loop {
-        let target = ctl.cluster().nodes.get(&node).map(|n| (n.address.clone(), n.port));
+        let target = ctl
+            .cluster()
+            .nodes
+            .get(&node)
+            .map(|n| (n.address.clone(), n.port));
         let Some((address, port)) = target else { return };
         match connect(&ctl, &node, &address, port).await {
             Ok((client, stream)) => {
@@ -97,13 +101,19 @@ async fn connect(
 ) -> Result<(NodeAgentClient<Channel>, Streaming<NodeState>), String> {
     let tls = &ctl.settings.agent_tls;
     let scheme = if tls.files.is_some() { "https" } else { "http" };
-    let host = if address.contains(':') { format!("[{address}]") } else { address.to_owned() };
+    let host = if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address.to_owned()
+    };
     let mut endpoint = Channel::from_shared(format!("{scheme}://{host}:{port}"))
         .map_err(|e| format!("bad address: {e}"))?
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(120));
     if let Some((cert, key, ca)) = &tls.files {
-        let read = |p: &std::path::PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let read = |p: &std::path::PathBuf| {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
         let cfg = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(read(ca)?))
             .identity(Identity::from_pem(read(cert)?, read(key)?))
@@ -111,8 +121,17 @@ async fn connect(
         endpoint = endpoint.tls_config(cfg).map_err(|e| format!("TLS: {e}"))?;
     }
     let channel = endpoint.connect().await.map_err(|e| {
-        let text = format!("{e}: {}", std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default());
-        if text.contains("refused") { "connection refused".to_owned() } else { text }
+        let text = format!(
+            "{e}: {}",
+            std::error::Error::source(&e)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        if text.contains("refused") {
+            "connection refused".to_owned()
+        } else {
+            text
+        }
     })?;
     let mut client = NodeAgentClient::new(channel);
     client
@@ -156,7 +175,12 @@ async fn push(
     let delete: Vec<String> = if full {
         Vec::new()
     } else {
-        pushed.resources.keys().filter(|n| !want.contains_key(*n)).cloned().collect()
+        pushed
+            .resources
+            .keys()
+            .filter(|n| !want.contains_key(*n))
+            .cloned()
+            .collect()
     };
     if !full && changed.is_empty() && delete.is_empty() && pools == pushed.pools {
         return Ok(Vec::new());
@@ -180,7 +204,8 @@ async fn push(
         }
     }
     for r in reply.results.iter().filter(|r| !r.error.is_empty()) {
-        ctl.report(node, &format!("applying resource {}", r.name), &r.error, "").await;
+        ctl.report(node, &format!("applying resource {}", r.name), &r.error, "")
+            .await;
         // A failed resource is pushed again with the next sync.
         pushed.resources.remove(&r.name);
     }

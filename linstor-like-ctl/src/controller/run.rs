@@ -95,7 +95,9 @@ pub enum RunError {
 }
 
 fn server_tls(t: &TlsFiles) -> Result<ServerTlsConfig, RunError> {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| RunError::Tls(format!("cannot read {}: {e}", p.display())));
+    let read = |p: &PathBuf| {
+        std::fs::read(p).map_err(|e| RunError::Tls(format!("cannot read {}: {e}", p.display())))
+    };
     Ok(ServerTlsConfig::new()
         .identity(Identity::from_pem(read(&t.cert)?, read(&t.key)?))
         .client_ca_root(Certificate::from_pem(read(&t.ca)?)))
@@ -106,10 +108,15 @@ pub async fn run(opts: Options, stop: impl Future<Output = ()> + Send + 'static)
     let active = Active::default();
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .map_err(|source| RunError::Bind { addr: opts.listen, source })?;
+        .map_err(|source| RunError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
     let mut builder = tonic::transport::Server::builder();
     if let Some(t) = &opts.tls {
-        builder = builder.tls_config(server_tls(t)?).map_err(|e| RunError::Tls(e.to_string()))?;
+        builder = builder
+            .tls_config(server_tls(t)?)
+            .map_err(|e| RunError::Tls(e.to_string()))?;
     }
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let svc = ControllerServer::new(Service::new(active.clone()));
@@ -146,7 +153,10 @@ pub async fn run(opts: Options, stop: impl Future<Output = ()> + Send + 'static)
             info!(id = %opts.settings.id, "standby: campaigning for the etcd leader lease");
             let election = campaign.await?;
             let lost = election.lost();
-            (Store::Etcd(EtcdStore::new(election, prefix)), Some(lost))
+            (
+                Store::Etcd(Box::new(EtcdStore::new(election, prefix))),
+                Some(lost),
+            )
         }
     };
     let ctl = Controller::open(store, opts.settings.clone()).await?;

@@ -44,7 +44,11 @@ impl Active {
     pub fn get(&self) -> Result<Arc<Controller>, ApiError> {
         let g = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         g.0.clone().ok_or_else(|| ApiError::Standby {
-            leader: if g.1.is_empty() { "unknown".into() } else { g.1.clone() },
+            leader: if g.1.is_empty() {
+                "unknown".into()
+            } else {
+                g.1.clone()
+            },
         })
     }
 }
@@ -67,7 +71,9 @@ impl Service {
                 if matches!(e, ApiError::Placement(_)) {
                     ctl.placement_failed();
                 }
-                let id = ctl.report("controller", context, &e.to_string(), &format!("{e:?}")).await;
+                let id = ctl
+                    .report("controller", context, &e.to_string(), &format!("{e:?}"))
+                    .await;
                 return Status::new(e.code(), format!("{e} (error report {id})"));
             }
             return Status::new(e.code(), e.to_string());
@@ -76,7 +82,9 @@ impl Service {
     }
 
     fn ctl(&self) -> Result<Arc<Controller>, Status> {
-        self.active.get().map_err(|e| Status::new(e.code(), e.to_string()))
+        self.active
+            .get()
+            .map_err(|e| Status::new(e.code(), e.to_string()))
     }
 
     /// Runs a change: decide, persist, start/stop links, push to the agents, report.
@@ -105,7 +113,10 @@ impl Service {
                     touched.insert((node.clone(), name.clone()));
                     pushes = true;
                 }
-                Change::PutPool(_) | Change::DeletePool(..) | Change::PutDefinition(_) | Change::DeleteDefinition(_) => {
+                Change::PutPool(_)
+                | Change::DeletePool(..)
+                | Change::PutDefinition(_)
+                | Change::DeleteDefinition(_) => {
                     pushes = true;
                 }
                 _ => {}
@@ -121,7 +132,8 @@ impl Service {
                                 messages.push(format!("SUCCESS: {node}: {}", r.message));
                             } else {
                                 let id = ctl.report(node, &context, &r.error, "").await;
-                                messages.push(format!("ERROR: {node}: {name}: {} (error report {id})", r.error));
+                                messages
+                                    .push(format!("ERROR: {node}: {name}: {} (error report {id})", r.error));
                             }
                         }
                     }
@@ -180,7 +192,11 @@ impl Api for Service {
             Ok(t) => t,
             Err(e) => return Err(self.fail(&context, e).await),
         };
-        let p = if r.port == 0 { u32::from(replbd_proto::DEFAULT_AGENT_PORT) } else { r.port };
+        let p = if r.port == 0 {
+            u32::from(replbd_proto::DEFAULT_AGENT_PORT)
+        } else {
+            r.port
+        };
         let port = match port(p) {
             Ok(p) => p,
             Err(e) => return Err(self.fail(&context, e).await),
@@ -223,24 +239,31 @@ impl Api for Service {
 
     async fn node_delete(&self, req: Request<pb::NodeRef>) -> Result<Response<pb::Reply>, Status> {
         let name = req.into_inner().name;
-        self.change(format!("node delete {name}"), move |c| ops::node_delete(c, &name)).await
+        self.change(format!("node delete {name}"), move |c| ops::node_delete(c, &name))
+            .await
     }
 
     async fn node_lost(&self, req: Request<pb::NodeRef>) -> Result<Response<pb::Reply>, Status> {
         let name = req.into_inner().name;
-        self.change(format!("node lost {name}"), move |c| ops::node_lost(c, &name)).await
+        self.change(format!("node lost {name}"), move |c| ops::node_lost(c, &name))
+            .await
     }
 
     async fn node_evacuate(&self, req: Request<pb::NodeRef>) -> Result<Response<pb::Reply>, Status> {
         let name = req.into_inner().name;
         let infos = self.ctl()?.node_infos();
-        self.change(format!("node evacuate {name}"), move |c| ops::node_evacuate(c, &infos, &name))
-            .await
+        self.change(format!("node evacuate {name}"), move |c| {
+            ops::node_evacuate(c, &infos, &name)
+        })
+        .await
     }
 
     async fn node_restore(&self, req: Request<pb::NodeRef>) -> Result<Response<pb::Reply>, Status> {
         let name = req.into_inner().name;
-        self.change(format!("node restore {name}"), move |c| ops::node_restore(c, &name)).await
+        self.change(format!("node restore {name}"), move |c| {
+            ops::node_restore(c, &name)
+        })
+        .await
     }
 
     async fn storage_pool_create(
@@ -294,14 +317,20 @@ impl Api for Service {
         if !status.error.is_empty() {
             let e = ApiError::Agent {
                 node: r.node.clone(),
-                message: format!("storage pool {} ({}) is not usable: {}", r.name, driver, status.error),
+                message: format!(
+                    "storage pool {} ({}) is not usable: {}",
+                    r.name, driver, status.error
+                ),
             };
             return Err(self.fail(&context, e).await);
         }
         self.change(context, move |c| ops::pool_create(c, pool)).await
     }
 
-    async fn storage_pool_list(&self, _: Request<pb::Empty>) -> Result<Response<pb::StoragePoolListReply>, Status> {
+    async fn storage_pool_list(
+        &self,
+        _: Request<pb::Empty>,
+    ) -> Result<Response<pb::StoragePoolListReply>, Status> {
         let ctl = self.ctl()?;
         let c = ctl.cluster();
         let rt = ctl.runtime();
@@ -338,7 +367,10 @@ impl Api for Service {
         Ok(Response::new(pb::StoragePoolListReply { pools }))
     }
 
-    async fn storage_pool_delete(&self, req: Request<pb::StoragePoolRef>) -> Result<Response<pb::Reply>, Status> {
+    async fn storage_pool_delete(
+        &self,
+        req: Request<pb::StoragePoolRef>,
+    ) -> Result<Response<pb::Reply>, Status> {
         let r = req.into_inner();
         self.change(format!("storage-pool delete {} {}", r.node, r.name), move |c| {
             ops::pool_delete(c, &r.node, &r.name)
@@ -346,7 +378,10 @@ impl Api for Service {
         .await
     }
 
-    async fn resource_group_create(&self, req: Request<pb::ResourceGroupRequest>) -> Result<Response<pb::Reply>, Status> {
+    async fn resource_group_create(
+        &self,
+        req: Request<pb::ResourceGroupRequest>,
+    ) -> Result<Response<pb::Reply>, Status> {
         let r = req.into_inner();
         let g = ResourceGroup {
             name: r.name.clone(),
@@ -354,11 +389,16 @@ impl Api for Service {
             placement: placement(r.placement),
             props: r.props.into_iter().collect(),
         };
-        self.change(format!("resource-group create {}", r.name), move |c| ops::group_create(c, g))
-            .await
+        self.change(format!("resource-group create {}", r.name), move |c| {
+            ops::group_create(c, g)
+        })
+        .await
     }
 
-    async fn resource_group_modify(&self, req: Request<pb::ResourceGroupRequest>) -> Result<Response<pb::Reply>, Status> {
+    async fn resource_group_modify(
+        &self,
+        req: Request<pb::ResourceGroupRequest>,
+    ) -> Result<Response<pb::Reply>, Status> {
         let r = req.into_inner();
         let g = ResourceGroup {
             name: r.name.clone(),
@@ -366,11 +406,16 @@ impl Api for Service {
             placement: placement(r.placement),
             props: r.props.into_iter().collect(),
         };
-        self.change(format!("resource-group modify {}", r.name), move |c| ops::group_modify(c, g))
-            .await
+        self.change(format!("resource-group modify {}", r.name), move |c| {
+            ops::group_modify(c, g)
+        })
+        .await
     }
 
-    async fn resource_group_list(&self, _: Request<pb::Empty>) -> Result<Response<pb::ResourceGroupListReply>, Status> {
+    async fn resource_group_list(
+        &self,
+        _: Request<pb::Empty>,
+    ) -> Result<Response<pb::ResourceGroupListReply>, Status> {
         let ctl = self.ctl()?;
         let groups = ctl
             .cluster()
@@ -388,11 +433,16 @@ impl Api for Service {
 
     async fn resource_group_delete(&self, req: Request<pb::NameRef>) -> Result<Response<pb::Reply>, Status> {
         let name = req.into_inner().name;
-        self.change(format!("resource-group delete {name}"), move |c| ops::group_delete(c, &name))
-            .await
+        self.change(format!("resource-group delete {name}"), move |c| {
+            ops::group_delete(c, &name)
+        })
+        .await
     }
 
-    async fn resource_group_spawn(&self, req: Request<pb::SpawnRequest>) -> Result<Response<pb::Reply>, Status> {
+    async fn resource_group_spawn(
+        &self,
+        req: Request<pb::SpawnRequest>,
+    ) -> Result<Response<pb::Reply>, Status> {
         let r = req.into_inner();
         let context = format!("resource-group spawn {} {}", r.group, r.resource);
         let infos = self.ctl()?.node_infos();
@@ -450,8 +500,10 @@ impl Api for Service {
             Err(e) => return Err(self.fail(&context, e).await),
         };
         let props = r.props.into_iter().collect();
-        self.change(context, move |c| ops::definition_create(c, &r.name, &r.group, p, props))
-            .await
+        self.change(context, move |c| {
+            ops::definition_create(c, &r.name, &r.group, p, props)
+        })
+        .await
     }
 
     async fn resource_definition_list(
@@ -474,7 +526,10 @@ impl Api for Service {
         Ok(Response::new(pb::ResourceDefinitionListReply { definitions }))
     }
 
-    async fn resource_definition_delete(&self, req: Request<pb::NameRef>) -> Result<Response<pb::Reply>, Status> {
+    async fn resource_definition_delete(
+        &self,
+        req: Request<pb::NameRef>,
+    ) -> Result<Response<pb::Reply>, Status> {
         let name = req.into_inner().name;
         self.change(format!("resource-definition delete {name}"), move |c| {
             ops::definition_delete(c, &name)
@@ -520,9 +575,10 @@ impl Api for Service {
         req: Request<pb::VolumeDefinitionSetSizeRequest>,
     ) -> Result<Response<pb::Reply>, Status> {
         let r = req.into_inner();
-        self.change(format!("volume-definition set-size {} {}", r.resource, r.number), move |c| {
-            ops::volume_set_size(c, &r.resource, r.number, r.size_bytes)
-        })
+        self.change(
+            format!("volume-definition set-size {} {}", r.resource, r.number),
+            move |c| ops::volume_set_size(c, &r.resource, r.number, r.size_bytes),
+        )
         .await
     }
 
@@ -531,13 +587,17 @@ impl Api for Service {
         req: Request<pb::VolumeDefinitionRef>,
     ) -> Result<Response<pb::Reply>, Status> {
         let r = req.into_inner();
-        self.change(format!("volume-definition delete {} {}", r.resource, r.number), move |c| {
-            ops::volume_delete(c, &r.resource, r.number)
-        })
+        self.change(
+            format!("volume-definition delete {} {}", r.resource, r.number),
+            move |c| ops::volume_delete(c, &r.resource, r.number),
+        )
         .await
     }
 
-    async fn resource_create(&self, req: Request<pb::ResourceCreateRequest>) -> Result<Response<pb::Reply>, Status> {
+    async fn resource_create(
+        &self,
+        req: Request<pb::ResourceCreateRequest>,
+    ) -> Result<Response<pb::Reply>, Status> {
         let r = req.into_inner();
         let infos = self.ctl()?.node_infos();
         let wher = if r.auto_place {
@@ -557,11 +617,16 @@ impl Api for Service {
             }
         };
         let context = format!("resource create {}", r.resource);
-        self.change(context, move |c| ops::resource_create(c, &infos, &r.resource, wher))
-            .await
+        self.change(context, move |c| {
+            ops::resource_create(c, &infos, &r.resource, wher)
+        })
+        .await
     }
 
-    async fn resource_list(&self, req: Request<pb::ResourceListRequest>) -> Result<Response<pb::ResourceListReply>, Status> {
+    async fn resource_list(
+        &self,
+        req: Request<pb::ResourceListRequest>,
+    ) -> Result<Response<pb::ResourceListReply>, Status> {
         let r = req.into_inner();
         let ctl = self.ctl()?;
         let c = ctl.cluster();
@@ -574,8 +639,16 @@ impl Api for Service {
             .map(|x| {
                 let n = rt.node(&x.node);
                 let d = c.definitions.get(&x.name);
-                let sizes: Vec<(u32, u64)> = d.map(|d| d.volumes.values().map(|v| (v.number, v.size)).collect()).unwrap_or_default();
-                view::resource(x, d.map_or(0, |d| d.port), n.online(), n.resource(&x.name), &sizes)
+                let sizes: Vec<(u32, u64)> = d
+                    .map(|d| d.volumes.values().map(|v| (v.number, v.size)).collect())
+                    .unwrap_or_default();
+                view::resource(
+                    x,
+                    d.map_or(0, |d| d.port),
+                    n.online(),
+                    n.resource(&x.name),
+                    &sizes,
+                )
             })
             .collect();
         Ok(Response::new(pb::ResourceListReply { resources }))
@@ -589,12 +662,18 @@ impl Api for Service {
         .await
     }
 
-    async fn resource_set_role(&self, req: Request<pb::ResourceSetRoleRequest>) -> Result<Response<pb::Reply>, Status> {
+    async fn resource_set_role(
+        &self,
+        req: Request<pb::ResourceSetRoleRequest>,
+    ) -> Result<Response<pb::Reply>, Status> {
         let r = req.into_inner();
         let verb = if r.primary { "primary" } else { "secondary" };
         let context = format!("resource {verb} {} {}", r.node, r.resource);
         let ctl = self.ctl()?;
-        let known = ctl.cluster().resources.contains_key(&(r.resource.clone(), r.node.clone()));
+        let known = ctl
+            .cluster()
+            .resources
+            .contains_key(&(r.resource.clone(), r.node.clone()));
         if !known {
             let e = ApiError::NotFound {
                 kind: "resource",
@@ -631,23 +710,34 @@ impl Api for Service {
         }
     }
 
-    async fn volume_list(&self, req: Request<pb::ResourceListRequest>) -> Result<Response<pb::VolumeListReply>, Status> {
+    async fn volume_list(
+        &self,
+        req: Request<pb::ResourceListRequest>,
+    ) -> Result<Response<pb::VolumeListReply>, Status> {
         let list = self.resource_list(req).await?.into_inner();
         Ok(Response::new(pb::VolumeListReply {
             volumes: list.resources.into_iter().flat_map(|r| r.volumes).collect(),
         }))
     }
 
-    async fn property_set(&self, req: Request<pb::PropertySetRequest>) -> Result<Response<pb::Reply>, Status> {
+    async fn property_set(
+        &self,
+        req: Request<pb::PropertySetRequest>,
+    ) -> Result<Response<pb::Reply>, Status> {
         let r = req.into_inner();
         let t = r.target.unwrap_or_default();
         let set = r.set.into_iter().collect();
         let context = format!("{} set-property {}", t.kind, t.name);
-        self.change(context, move |c| ops::props_set(c, &t.kind, &t.name, &t.node, &set, &r.delete))
-            .await
+        self.change(context, move |c| {
+            ops::props_set(c, &t.kind, &t.name, &t.node, &set, &r.delete)
+        })
+        .await
     }
 
-    async fn property_list(&self, req: Request<pb::PropertyTarget>) -> Result<Response<pb::PropertyListReply>, Status> {
+    async fn property_list(
+        &self,
+        req: Request<pb::PropertyTarget>,
+    ) -> Result<Response<pb::PropertyListReply>, Status> {
         let t = req.into_inner();
         let ctl = self.ctl()?;
         let props = property_list_of(&ctl.cluster(), &t);
@@ -657,7 +747,10 @@ impl Api for Service {
         }
     }
 
-    async fn error_report_list(&self, _: Request<pb::Empty>) -> Result<Response<pb::ErrorReportListReply>, Status> {
+    async fn error_report_list(
+        &self,
+        _: Request<pb::Empty>,
+    ) -> Result<Response<pb::ErrorReportListReply>, Status> {
         let ctl = self.ctl()?;
         let reports = match ctl.store().reports().await {
             Ok(r) => r,
@@ -668,72 +761,91 @@ impl Api for Service {
         }))
     }
 
-    async fn error_report_show(&self, req: Request<pb::NameRef>) -> Result<Response<pb::ErrorReport>, Status> {
+    async fn error_report_show(
+        &self,
+        req: Request<pb::NameRef>,
+    ) -> Result<Response<pb::ErrorReport>, Status> {
         let id = req.into_inner().name;
         let ctl = self.ctl()?;
-        let reports = ctl.store().reports().await.map_err(|e| Status::internal(e.to_string()))?;
+        let reports = ctl
+            .store()
+            .reports()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         match reports.into_iter().find(|r| r.id == id) {
             Some(r) => Ok(Response::new(report_pb(r))),
-            None => Err(Status::not_found(format!("error report {id} does not exist (see error-reports list)"))),
+            None => Err(Status::not_found(format!(
+                "error report {id} does not exist (see error-reports list)"
+            ))),
         }
     }
 }
 
-fn property_list_of(c: &crate::cluster::Cluster, t: &pb::PropertyTarget) -> Result<Vec<pb::Property>, ApiError> {
-        let not_found = |kind: &'static str| ApiError::NotFound {
-            kind,
-            name: t.name.clone(),
-            hint: String::new(),
-        };
-        let layers: Result<Vec<(&str, &crate::model::Props)>, ApiError> = match t.kind.as_str() {
-            "controller" => Ok(vec![("controller", &c.props)]),
-            "node" => c.nodes.get(&t.name).map(|n| vec![("node", &n.props)]).ok_or_else(|| not_found("node")),
-            "storage-pool" => c
-                .pools
-                .get(&(t.node.clone(), t.name.clone()))
-                .map(|p| vec![("storage-pool", &p.props)])
-                .ok_or_else(|| not_found("storage pool")),
-            "resource-group" => c
-                .groups
-                .get(&t.name)
-                .map(|g| vec![("resource-group", &g.props)])
-                .ok_or_else(|| not_found("resource group")),
-            "resource-definition" => c
-                .definitions
-                .get(&t.name)
-                .map(|d| {
-                    let mut l = vec![("controller", &c.props)];
-                    if let Some(g) = c.groups.get(&d.group) {
-                        l.push(("resource-group", &g.props));
-                    }
-                    l.push(("resource-definition", &d.props));
-                    l
-                })
-                .ok_or_else(|| not_found("resource definition")),
-            "resource" => match (c.resources.get(&(t.name.clone(), t.node.clone())), c.definitions.get(&t.name)) {
-                (Some(r), Some(d)) => {
-                    let mut l = vec![("controller", &c.props)];
-                    if let Some(g) = c.groups.get(&d.group) {
-                        l.push(("resource-group", &g.props));
-                    }
-                    l.push(("resource-definition", &d.props));
-                    l.push(("resource", &r.props));
-                    Ok(l)
+fn property_list_of(
+    c: &crate::cluster::Cluster,
+    t: &pb::PropertyTarget,
+) -> Result<Vec<pb::Property>, ApiError> {
+    let not_found = |kind: &'static str| ApiError::NotFound {
+        kind,
+        name: t.name.clone(),
+        hint: String::new(),
+    };
+    let layers: Result<Vec<(&str, &crate::model::Props)>, ApiError> = match t.kind.as_str() {
+        "controller" => Ok(vec![("controller", &c.props)]),
+        "node" => c
+            .nodes
+            .get(&t.name)
+            .map(|n| vec![("node", &n.props)])
+            .ok_or_else(|| not_found("node")),
+        "storage-pool" => c
+            .pools
+            .get(&(t.node.clone(), t.name.clone()))
+            .map(|p| vec![("storage-pool", &p.props)])
+            .ok_or_else(|| not_found("storage pool")),
+        "resource-group" => c
+            .groups
+            .get(&t.name)
+            .map(|g| vec![("resource-group", &g.props)])
+            .ok_or_else(|| not_found("resource group")),
+        "resource-definition" => c
+            .definitions
+            .get(&t.name)
+            .map(|d| {
+                let mut l = vec![("controller", &c.props)];
+                if let Some(g) = c.groups.get(&d.group) {
+                    l.push(("resource-group", &g.props));
                 }
-                _ => Err(not_found("resource")),
-            },
-            other => Err(ApiError::Invalid(format!("unknown object kind {other:?}"))),
-        };
-        layers.map(|layers| {
-            effective(&layers)
-                .into_iter()
-                .map(|(key, (value, source))| pb::Property {
-                    key,
-                    value,
-                    source: source.to_owned(),
-                })
-                .collect()
-        })
+                l.push(("resource-definition", &d.props));
+                l
+            })
+            .ok_or_else(|| not_found("resource definition")),
+        "resource" => match (
+            c.resources.get(&(t.name.clone(), t.node.clone())),
+            c.definitions.get(&t.name),
+        ) {
+            (Some(r), Some(d)) => {
+                let mut l = vec![("controller", &c.props)];
+                if let Some(g) = c.groups.get(&d.group) {
+                    l.push(("resource-group", &g.props));
+                }
+                l.push(("resource-definition", &d.props));
+                l.push(("resource", &r.props));
+                Ok(l)
+            }
+            _ => Err(not_found("resource")),
+        },
+        other => Err(ApiError::Invalid(format!("unknown object kind {other:?}"))),
+    };
+    layers.map(|layers| {
+        effective(&layers)
+            .into_iter()
+            .map(|(key, (value, source))| pb::Property {
+                key,
+                value,
+                source: source.to_owned(),
+            })
+            .collect()
+    })
 }
 
 fn report_pb(r: crate::reports::ErrorReport) -> pb::ErrorReport {

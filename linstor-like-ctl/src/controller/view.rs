@@ -41,7 +41,11 @@ pub fn state(r: &Resource, online: bool, st: Option<&ResourceState>) -> String {
         .iter()
         .find(|p| p.replication == "SyncTarget" || p.replication == "PausedSyncT")
     {
-        let pct = if p.done_percent >= 0.0 { p.done_percent } else { 0.0 };
+        let pct = if p.done_percent >= 0.0 {
+            p.done_percent
+        } else {
+            0.0
+        };
         return format!("{}({pct:.2}%)", p.replication);
     }
     st.disk.clone()
@@ -58,7 +62,11 @@ pub fn conns(online: bool, st: Option<&ResourceState>) -> String {
         .filter(|p| p.connection != "Connected")
         .map(|p| format!("{}({})", p.connection, p.node))
         .collect();
-    if bad.is_empty() { "Ok".to_owned() } else { bad.join(",") }
+    if bad.is_empty() {
+        "Ok".to_owned()
+    } else {
+        bad.join(",")
+    }
 }
 
 /// The Repl column of a volume: `Established(2)` when every peer replicates normally, else each
@@ -78,7 +86,13 @@ pub fn repl(online: bool, st: Option<&ResourceState>) -> String {
 }
 
 /// The resource as listed.
-pub fn resource(r: &Resource, port: u16, online: bool, st: Option<&ResourceState>, sizes: &[(u32, u64)]) -> pb::Resource {
+pub fn resource(
+    r: &Resource,
+    port: u16,
+    online: bool,
+    st: Option<&ResourceState>,
+    sizes: &[(u32, u64)],
+) -> pb::Resource {
     let shown = st.filter(|_| online);
     let state = state(r, online, st);
     let role = shown.map(|s| s.role.clone()).unwrap_or_default();
@@ -94,7 +108,11 @@ pub fn resource(r: &Resource, port: u16, online: bool, st: Option<&ResourceState
             resource: r.name.clone(),
             node: r.node.clone(),
             number: v.number,
-            storage_pool: if r.diskless() { "DfltDisklessStorPool".into() } else { v.pool.clone() },
+            storage_pool: if r.diskless() {
+                "DfltDisklessStorPool".into()
+            } else {
+                v.pool.clone()
+            },
             device: shown.map(|s| s.device.clone()).unwrap_or_default(),
             allocated_bytes: shown.map_or(0, |s| s.allocated_bytes),
             size_bytes: sizes.iter().find(|(n, _)| *n == v.number).map_or(0, |(_, s)| *s),
@@ -187,12 +205,30 @@ mod tests {
         assert_eq!(state(&r, true, None), "Unknown");
         assert_eq!(state(&r, true, Some(&up("UpToDate", vec![]))), "UpToDate");
         assert_eq!(
-            state(&r, true, Some(&up("Inconsistent", vec![peer("n2", "Connected", "SyncTarget", 43.0)]))),
+            state(
+                &r,
+                true,
+                Some(&up(
+                    "Inconsistent",
+                    vec![peer("n2", "Connected", "SyncTarget", 43.0)]
+                ))
+            ),
             "SyncTarget(43.00%)"
         );
-        assert_eq!(state(&res(&[ResourceFlag::Diskless]), true, Some(&up("Diskless", vec![]))), "Diskless");
         assert_eq!(
-            state(&res(&[ResourceFlag::Diskless, ResourceFlag::TieBreaker]), true, Some(&up("Diskless", vec![]))),
+            state(
+                &res(&[ResourceFlag::Diskless]),
+                true,
+                Some(&up("Diskless", vec![]))
+            ),
+            "Diskless"
+        );
+        assert_eq!(
+            state(
+                &res(&[ResourceFlag::Diskless, ResourceFlag::TieBreaker]),
+                true,
+                Some(&up("Diskless", vec![]))
+            ),
             "TieBreaker"
         );
         let mut failed = up("", vec![]);
@@ -205,7 +241,10 @@ mod tests {
     fn conns_and_repl() {
         let st = up(
             "UpToDate",
-            vec![peer("n2", "Connected", "Established", -1.0), peer("n3", "Connecting", "Off", -1.0)],
+            vec![
+                peer("n2", "Connected", "Established", -1.0),
+                peer("n3", "Connecting", "Off", -1.0),
+            ],
         );
         assert_eq!(conns(true, Some(&st)), "Connecting(n3)");
         assert_eq!(repl(true, Some(&st)), "Established(n2),Off(n3)");

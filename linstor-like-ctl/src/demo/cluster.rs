@@ -21,11 +21,15 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(bin: &Path, args: &[String], log: &Path) -> Result<Proc, Failure> {
-        let file = std::fs::File::create(log).map_err(|e| Failure::new(format!("create {}: {e}", log.display())))?;
+        let file =
+            std::fs::File::create(log).map_err(|e| Failure::new(format!("create {}: {e}", log.display())))?;
         let err = file.try_clone().map_err(|e| Failure::new(e.to_string()))?;
         let child = Command::new(bin)
             .args(args)
-            .env("REPLBD_LOG", std::env::var("REPLBD_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "REPLBD_LOG",
+                std::env::var("REPLBD_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(err)
@@ -84,8 +88,11 @@ pub struct Cluster {
 }
 
 fn free_port() -> Result<u16, Failure> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Failure::new(format!("no free port: {e}")))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| Failure::new(e.to_string()))
+    let l =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Failure::new(format!("no free port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Failure::new(e.to_string()))
 }
 
 impl Cluster {
@@ -151,7 +158,10 @@ impl Cluster {
 
     /// Node names and addresses.
     pub fn node_addrs(&self) -> Vec<(String, String)> {
-        self.nodes.iter().map(|(n, p)| (n.clone(), p.address.clone())).collect()
+        self.nodes
+            .iter()
+            .map(|(n, p)| (n.clone(), p.address.clone()))
+            .collect()
     }
 
     /// Every process id.
@@ -200,7 +210,12 @@ impl Cluster {
         self.detached = true;
     }
 
-    async fn client(&self) -> Result<replbd_proto::controller::controller_client::ControllerClient<tonic::transport::Channel>, Failure> {
+    async fn client(
+        &self,
+    ) -> Result<
+        replbd_proto::controller::controller_client::ControllerClient<tonic::transport::Channel>,
+        Failure,
+    > {
         client::connect(&self.controller_addr, &client::Tls::default())
             .await
             .map_err(|e| Failure::new(e.to_string()))
@@ -234,7 +249,11 @@ impl Cluster {
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                let states: Vec<String> = l.nodes.iter().map(|n| format!("{}: {}", n.name, n.state)).collect();
+                let states: Vec<String> = l
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{}: {}", n.name, n.state))
+                    .collect();
                 return Err(Failure::new(format!(
                     "nodes not online after {}s: {} (logs in {})",
                     timeout.as_secs(),
@@ -247,7 +266,13 @@ impl Cluster {
     }
 
     /// Waits until `resource` on `node` shows `state`.
-    pub async fn wait_state(&self, resource: &str, node: &str, state: &str, timeout: Duration) -> Result<(), Failure> {
+    pub async fn wait_state(
+        &self,
+        resource: &str,
+        node: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
         let start = Instant::now();
         let mut c = self.client().await?;
         loop {
@@ -273,7 +298,13 @@ impl Cluster {
     }
 
     /// Waits until the Conns of `resource` on `node` name `peer` (it noticed the peer is gone).
-    pub async fn wait_conns(&self, resource: &str, node: &str, peer: &str, timeout: Duration) -> Result<(), Failure> {
+    pub async fn wait_conns(
+        &self,
+        resource: &str,
+        node: &str,
+        peer: &str,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
         let start = Instant::now();
         let mut c = self.client().await?;
         loop {
@@ -289,7 +320,10 @@ impl Cluster {
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                return Err(Failure::new(format!("{resource} on {node} still shows Conns {conns:?} after {}s", timeout.as_secs())));
+                return Err(Failure::new(format!(
+                    "{resource} on {node} still shows Conns {conns:?} after {}s",
+                    timeout.as_secs()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -26,7 +26,9 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     let size = crate::model::size::parse(&args.size).map_err(Failure::new)?;
     crate::model::size::check_volume(size).map_err(Failure::new)?;
     if size < 16 << 20 {
-        return Err(Failure::new("the demo writes 8 MiB: give --size of at least 16MiB"));
+        return Err(Failure::new(
+            "the demo writes 8 MiB: give --size of at least 16MiB",
+        ));
     }
     let bins = binaries()?;
     let qemu_io = which("qemu-io").ok_or_else(|| {
@@ -34,7 +36,8 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     })?;
     let (dir, temp) = match &args.dir {
         Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| Failure::new(format!("cannot create {}: {e}", d.display())))?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| Failure::new(format!("cannot create {}: {e}", d.display())))?;
             (d.clone(), false)
         }
         None => (make_temp_dir()?, true),
@@ -51,7 +54,12 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
                 bins.replbd.display(),
                 bins.replbd.display(),
                 cluster.device_hint,
-                cluster.pids().iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+                cluster
+                    .pids()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 dir.display()
             ));
         }
@@ -65,7 +73,10 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         }
     }
     result?;
-    say(&format!("demo: finished in {:.1}s", started.elapsed().as_secs_f64()));
+    say(&format!(
+        "demo: finished in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
     out("demo: ok");
     Ok(())
 }
@@ -118,7 +129,10 @@ fn make_temp_dir() -> Result<PathBuf, Failure> {
             return Ok(d);
         }
     }
-    Err(Failure::new(format!("cannot create a directory in {}", base.display())))
+    Err(Failure::new(format!(
+        "cannot create a directory in {}",
+        base.display()
+    )))
 }
 
 /// Prints a demo line.
@@ -164,7 +178,18 @@ async fn steps(c: &mut Cluster, qemu: &Path, size_text: &str) -> Result<(), Fail
     replbd(c, &["node", "list"]).await?;
     for (name, _) in c.node_addrs() {
         let pool = c.dir.join(format!("pool-{name}"));
-        replbd(c, &["storage-pool", "create", "file", &name, "pool1", &pool.display().to_string()]).await?;
+        replbd(
+            c,
+            &[
+                "storage-pool",
+                "create",
+                "file",
+                &name,
+                "pool1",
+                &pool.display().to_string(),
+            ],
+        )
+        .await?;
     }
     replbd(c, &["storage-pool", "list"]).await?;
     replbd(c, &["resource-definition", "create", "demo"]).await?;
@@ -174,9 +199,13 @@ async fn steps(c: &mut Cluster, qemu: &Path, size_text: &str) -> Result<(), Fail
     replbd(c, &["resource", "list"]).await?;
 
     if Path::new("/dev/ublk-control").exists() {
-        say("\ndemo: this kernel has ublk, but controller-managed volumes are served over NBD in this build: writing through NBD with qemu-io");
+        say(
+            "\ndemo: this kernel has ublk, but controller-managed volumes are served over NBD in this build: writing through NBD with qemu-io",
+        );
     } else {
-        say("\ndemo: this kernel has no ublk (/dev/ublk-control is missing): writing through the NBD front end with qemu-io");
+        say(
+            "\ndemo: this kernel has no ublk (/dev/ublk-control is missing): writing through the NBD front end with qemu-io",
+        );
     }
     replbd(c, &["resource", "primary", "n1", "demo"]).await?;
     let dev1 = c.device_of("demo", "n1").await?;
@@ -187,7 +216,8 @@ async fn steps(c: &mut Cluster, qemu: &Path, size_text: &str) -> Result<(), Fail
 
     say("\ndemo: stopping node n3 (SIGTERM)");
     c.stop_node("n3").await?;
-    c.wait_state("demo", "n3", "Unknown", Duration::from_secs(30)).await?;
+    c.wait_state("demo", "n3", "Unknown", Duration::from_secs(30))
+        .await?;
     c.wait_conns("demo", "n1", "n3", Duration::from_secs(30)).await?;
     replbd(c, &["resource", "list"]).await?;
     qemu_io(qemu, &dev1, "write -P 0xcd 4M 4M")?;

@@ -51,7 +51,7 @@ pub fn check_volume(size: u64) -> Result<(), String> {
     if size == 0 {
         return Err("a volume size of 0 is not allowed: give a size of at least 4KiB".into());
     }
-    if size % 4096 != 0 {
+    if !size.is_multiple_of(4096) {
         return Err(format!(
             "a volume size must be a multiple of 4KiB; {} is not (use {})",
             size,

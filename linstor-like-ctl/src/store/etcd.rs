@@ -149,7 +149,8 @@ impl Election {
                 return;
             }
             let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-            let call = tokio::time::timeout(Duration::from_secs(ttl_s as u64), client.lease_keep_alive(stream));
+            let call =
+                tokio::time::timeout(Duration::from_secs(ttl_s as u64), client.lease_keep_alive(stream));
             let mut responses = match call.await {
                 Ok(Ok(r)) => r.into_inner(),
                 Ok(Err(e)) => {

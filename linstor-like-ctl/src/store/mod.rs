@@ -59,8 +59,8 @@ pub enum StoreError {
 pub enum Store {
     /// SQLite.
     Sqlite(sqlite::SqliteStore),
-    /// etcd.
-    Etcd(etcd::EtcdStore),
+    /// etcd (boxed: its client is much larger than the SQLite handle).
+    Etcd(Box<etcd::EtcdStore>),
 }
 
 impl Store {

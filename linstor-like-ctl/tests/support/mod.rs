@@ -30,12 +30,19 @@ pub fn node_bin() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A random loopback /24 prefix, `127.A.B`.
 pub fn loopback_prefix() -> String {
-    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
         ^ std::process::id().wrapping_mul(2_654_435_761);
     format!("127.{}.{}", 10 + n % 240, 1 + (n / 240) % 250)
 }
@@ -49,7 +56,11 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(bin: &Path, args: Vec<String>, log: &Path) -> Proc {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         let child = Command::new(bin)
             .args(&args)
             .env("REPLBD_LOG", "info")
@@ -67,7 +78,10 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: &str) {
-        Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
     }
 
     /// SIGTERM and wait (SIGKILL after 30 s).
@@ -155,7 +169,9 @@ impl Cluster {
             nodes,
             prefix,
         };
-        c.wait(Duration::from_secs(20), "the controller answers", || c.cli(&["controller", "version"]).status.success());
+        c.wait(Duration::from_secs(20), "the controller answers", || {
+            c.cli(&["controller", "version"]).status.success()
+        });
         c
     }
 
@@ -200,7 +216,12 @@ impl Cluster {
     /// Runs a command that must fail; returns its stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let o = self.cli(args);
-        assert!(!o.status.success(), "replbd {} succeeded: {}", args.join(" "), String::from_utf8_lossy(&o.stdout));
+        assert!(
+            !o.status.success(),
+            "replbd {} succeeded: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout)
+        );
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
@@ -256,7 +277,10 @@ impl Cluster {
     pub fn device(&self, res: &str, node: &str) -> String {
         let mut dev = String::new();
         self.wait(Duration::from_secs(20), "the volume is served", || {
-            dev = self.replica(res, node)["volumes"][0]["device"].as_str().unwrap_or_default().to_owned();
+            dev = self.replica(res, node)["volumes"][0]["device"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             !dev.is_empty()
         });
         dev

@@ -94,8 +94,10 @@ impl Agent {
     /// Refreshes the capacity of every pool (runs the pools' tools: call off the runtime).
     pub fn refresh_pools(&self) {
         let pools: Vec<PoolSpec> = lock(&self.pools).values().cloned().collect();
-        let status: BTreeMap<String, PoolStatus> =
-            pools.iter().map(|p| (p.name.clone(), storage::probe(p))).collect();
+        let status: BTreeMap<String, PoolStatus> = pools
+            .iter()
+            .map(|p| (p.name.clone(), storage::probe(p)))
+            .collect();
         *lock(&self.pool_status) = status;
     }
 
@@ -183,19 +185,30 @@ impl Agent {
     /// Makes resource `d` run as desired.
     async fn reconcile(&self, d: DesiredResource) -> Result<String, String> {
         let name = d.name.clone();
-        let unchanged = lock(&self.hosted).get(&name).is_some_and(|h| h.desired == d && h.error.is_empty());
+        let unchanged = lock(&self.hosted)
+            .get(&name)
+            .is_some_and(|h| h.desired == d && h.error.is_empty());
         if unchanged && self.daemon.host(&name).is_some_and(|h| h.report().up) {
             return Ok(format!("{name} unchanged"));
         }
         let disk = if d.diskless {
             None
         } else {
-            let v = d.volumes.first().ok_or_else(|| format!("{name}: no volume"))?.clone();
+            let v = d
+                .volumes
+                .first()
+                .ok_or_else(|| format!("{name}: no volume"))?
+                .clone();
             let pool = lock(&self.pools)
                 .get(&v.pool)
                 .cloned()
                 .ok_or_else(|| format!("{name}: storage pool {} is not known on this node", v.pool))?;
-            let (res, node_id, peers, uuid) = (name.clone(), d.node_id as u8, d.max_peers.max(1) as usize, d.initial_uuid);
+            let (res, node_id, peers, uuid) = (
+                name.clone(),
+                d.node_id as u8,
+                d.max_peers.max(1) as usize,
+                d.initial_uuid,
+            );
             let path = tokio::task::spawn_blocking(move || -> Result<PathBuf, String> {
                 let (path, _) = storage::create_volume(&pool, &res, v.number, v.size_bytes, peers)?;
                 storage::ensure_metadata(&path, v.size_bytes, node_id, peers, uuid)?;
@@ -229,7 +242,9 @@ impl Agent {
         let host = self.daemon.add_host(spec)?;
         host.call(Op::Up).await.map_err(|e| e.to_string())?;
         if was_primary {
-            host.call(Op::Primary { force: false }).await.map_err(|e| e.to_string())?;
+            host.call(Op::Primary { force: false })
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(format!("{name} is up"))
     }

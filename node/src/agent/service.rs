@@ -106,7 +106,10 @@ impl NodeAgent for AgentService {
                 replbd_proto::VERSION
             )));
         }
-        let name = self.agent.hello(&req.node_name).map_err(Status::failed_precondition)?;
+        let name = self
+            .agent
+            .hello(&req.node_name)
+            .map_err(Status::failed_precondition)?;
         info!(node = %name, controller_version = %req.controller_version, "controller connected");
         Ok(Response::new(HelloReply {
             agent_version: replbd_proto::VERSION.to_owned(),
@@ -119,7 +122,10 @@ impl NodeAgent for AgentService {
     async fn apply(&self, req: Request<ApplyRequest>) -> Result<Response<ApplyReply>, Status> {
         let req = req.into_inner();
         info!(
-            full = req.full, resources = req.resources.len(), delete = req.delete.len(), pools = req.pools.len(),
+            full = req.full,
+            resources = req.resources.len(),
+            delete = req.delete.len(),
+            pools = req.pools.len(),
             "applying the desired state"
         );
         Ok(Response::new(self.agent.apply(req).await))

@@ -32,7 +32,12 @@ pub fn nbd_socket(state_dir: &Path, resource: &str) -> PathBuf {
 /// The spec of `d` on this node; `disk` is the local volume (`None`: diskless).
 pub fn build(d: &DesiredResource, disk: Option<PathBuf>, state_dir: &Path) -> Result<ResourceSpec, String> {
     let port = u16::try_from(d.port).map_err(|_| format!("port {} is out of range", d.port))?;
-    let node_id = |id: u32| u8::try_from(id).ok().filter(|i| *i <= 63).ok_or(format!("node id {id} is out of range 0-63"));
+    let node_id = |id: u32| {
+        u8::try_from(id)
+            .ok()
+            .filter(|i| *i <= 63)
+            .ok_or(format!("node id {id} is out of range 0-63"))
+    };
     let this_id = node_id(d.node_id)?;
     let mut this = None;
     let mut peers = Vec::new();
@@ -53,7 +58,8 @@ pub fn build(d: &DesiredResource, disk: Option<PathBuf>, state_dir: &Path) -> Re
         }
     }
     peers.sort_by_key(|p| p.node.id);
-    let this = this.ok_or_else(|| format!("{}: this node (id {this_id}) is not among the members", d.name))?;
+    let this =
+        this.ok_or_else(|| format!("{}: this node (id {this_id}) is not among the members", d.name))?;
     let size = d.volumes.first().map(|v| v.size_bytes);
     if d.secret.is_empty() {
         return Err(format!("{}: no shared secret", d.name));
@@ -92,7 +98,10 @@ pub fn build(d: &DesiredResource, disk: Option<PathBuf>, state_dir: &Path) -> Re
 /// Whether two specs would run the same engine (a change means the resource restarts).
 pub fn same_engine(a: &ResourceSpec, b: &ResourceSpec) -> bool {
     a.this == b.this
-        && a.peers.iter().map(|p| &p.node).eq(b.peers.iter().map(|p| &p.node))
+        && a.peers
+            .iter()
+            .map(|p| &p.node)
+            .eq(b.peers.iter().map(|p| &p.node))
         && a.volume == b.volume
         && a.secret == b.secret
 }
@@ -142,6 +151,10 @@ mod tests {
         assert!(same_engine(&s, &s.clone()));
         let mut other = d.clone();
         other.node_id = 5;
-        assert!(build(&other, None, Path::new("/")).unwrap_err().contains("not among the members"));
+        assert!(
+            build(&other, None, Path::new("/"))
+                .unwrap_err()
+                .contains("not among the members")
+        );
     }
 }

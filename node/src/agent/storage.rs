@@ -58,7 +58,11 @@ fn statvfs(dir: &Path) -> Result<(u64, u64), String> {
     // SAFETY: `c` is a valid NUL-terminated path and `st` a valid, writable statvfs.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
     if rc != 0 {
-        return Err(format!("statvfs {}: {}", dir.display(), std::io::Error::last_os_error()));
+        return Err(format!(
+            "statvfs {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        ));
     }
     let frsize = st.f_frsize as u64;
     Ok((st.f_bavail as u64 * frsize, st.f_blocks as u64 * frsize))
@@ -80,7 +84,15 @@ pub fn probe(p: &PoolSpec) -> PoolStatus {
         }
         "lvm" => run(
             "vgs",
-            &["--noheadings", "--units", "b", "--nosuffix", "-o", "vg_free,vg_size", &p.backing],
+            &[
+                "--noheadings",
+                "--units",
+                "b",
+                "--nosuffix",
+                "-o",
+                "vg_free,vg_size",
+                &p.backing,
+            ],
             "lvm2",
         )
         .and_then(|o| two_numbers(&o))
@@ -89,19 +101,34 @@ pub fn probe(p: &PoolSpec) -> PoolStatus {
             let lv = p.backing.clone();
             run(
                 "lvs",
-                &["--noheadings", "--units", "b", "--nosuffix", "-o", "lv_size,data_percent", &lv],
+                &[
+                    "--noheadings",
+                    "--units",
+                    "b",
+                    "--nosuffix",
+                    "-o",
+                    "lv_size,data_percent",
+                    &lv,
+                ],
                 "lvm2",
             )
             .and_then(|o| {
                 let mut it = o.split_whitespace();
-                let total: f64 = it.next().and_then(|v| v.parse().ok()).ok_or("lvs printed no size")?;
+                let total: f64 = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("lvs printed no size")?;
                 let used: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
                 Ok(((total * (100.0 - used) / 100.0) as u64, total as u64, true))
             })
         }
-        "zfs" | "zfsthin" => run("zfs", &["get", "-Hpo", "value", "available,used", &p.backing], "zfsutils-linux")
-            .and_then(|o| two_numbers(&o))
-            .map(|(avail, used)| (avail, avail + used, true)),
+        "zfs" | "zfsthin" => run(
+            "zfs",
+            &["get", "-Hpo", "value", "available,used", &p.backing],
+            "zfsutils-linux",
+        )
+        .and_then(|o| two_numbers(&o))
+        .map(|(avail, used)| (avail, avail + used, true)),
         "diskless" => Ok((0, 0, false)),
         other => Err(format!("unknown storage pool driver {other:?}")),
     };
@@ -160,7 +187,13 @@ fn fallocate(path: &Path, len: u64) -> Result<(), String> {
 
 /// Creates the volume of `resource` in pool `p` with room for `size` bytes and its metadata;
 /// returns its path and whether it was created now (`false`: it existed).
-pub fn create_volume(p: &PoolSpec, resource: &str, volume: u32, size: u64, max_peers: usize) -> Result<(PathBuf, bool), String> {
+pub fn create_volume(
+    p: &PoolSpec,
+    resource: &str,
+    volume: u32,
+    size: u64,
+    max_peers: usize,
+) -> Result<(PathBuf, bool), String> {
     let path = volume_path(p, resource, volume)?;
     let name = volume_name(resource, volume);
     let len = size + Geometry::meta_size_for(&params(size, max_peers));
@@ -181,7 +214,11 @@ pub fn create_volume(p: &PoolSpec, resource: &str, volume: u32, size: u64, max_p
             run("lvcreate", &["-y", "-L", &bytes, "-n", &name, &p.backing], "lvm2")?;
         }
         "lvmthin" => {
-            run("lvcreate", &["-y", "-V", &bytes, "-T", &p.backing, "-n", &name], "lvm2")?;
+            run(
+                "lvcreate",
+                &["-y", "-V", &bytes, "-T", &p.backing, "-n", &name],
+                "lvm2",
+            )?;
         }
         "zfs" | "zfsthin" => {
             let ds = format!("{}/{name}", p.backing);
@@ -206,7 +243,9 @@ pub fn delete_volume(p: &PoolSpec, resource: &str, volume: u32) -> Result<(), St
     }
     let name = volume_name(resource, volume);
     match p.driver.as_str() {
-        "file" | "filethin" => std::fs::remove_file(&path).map_err(|e| format!("remove {}: {e}", path.display()))?,
+        "file" | "filethin" => {
+            std::fs::remove_file(&path).map_err(|e| format!("remove {}: {e}", path.display()))?
+        }
         "lvm" => {
             run("lvremove", &["-f", &format!("{}/{name}", p.backing)], "lvm2")?;
         }
@@ -215,7 +254,11 @@ pub fn delete_volume(p: &PoolSpec, resource: &str, volume: u32) -> Result<(), St
             run("lvremove", &["-f", &format!("{vg}/{name}")], "lvm2")?;
         }
         "zfs" | "zfsthin" => {
-            run("zfs", &["destroy", &format!("{}/{name}", p.backing)], "zfsutils-linux")?;
+            run(
+                "zfs",
+                &["destroy", &format!("{}/{name}", p.backing)],
+                "zfsutils-linux",
+            )?;
         }
         _ => {}
     }
@@ -227,7 +270,11 @@ pub fn delete_volume(p: &PoolSpec, resource: &str, volume: u32) -> Result<(), St
 pub fn allocated(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).map_or(0, |m| {
-        if m.file_type().is_file() { m.blocks() * 512 } else { m.size() }
+        if m.file_type().is_file() {
+            m.blocks() * 512
+        } else {
+            m.size()
+        }
     })
 }
 
@@ -242,7 +289,15 @@ fn has_metadata(path: &Path) -> bool {
 /// Creates internal metadata for node `node_id` on the volume at `path` when it has none; with a
 /// nonzero `initial_uuid` the new data is declared UpToDate at that generation (the first replicas
 /// of a new resource: all-zero volumes need no initial sync). Existing metadata is never touched.
-pub fn ensure_metadata(path: &Path, size: u64, node_id: u8, max_peers: usize, initial_uuid: u64) -> Result<bool, String> {
+/// Blocks; declaring the data UpToDate opens the volume's store, so call it inside a tokio runtime
+/// context (e.g. `spawn_blocking`).
+pub fn ensure_metadata(
+    path: &Path,
+    size: u64,
+    node_id: u8,
+    max_peers: usize,
+    initial_uuid: u64,
+) -> Result<bool, String> {
     if has_metadata(path) {
         return Ok(false);
     }
@@ -273,8 +328,10 @@ pub fn ensure_metadata(path: &Path, size: u64, node_id: u8, max_peers: usize, in
 mod tests {
     use super::*;
 
-    #[test]
-    fn file_pools_create_probe_and_delete() {
+    // `ensure_metadata` opens the volume's data store, which needs a tokio runtime (the agent calls
+    // it from `spawn_blocking`).
+    #[tokio::test]
+    async fn file_pools_create_probe_and_delete() {
         let dir = tempfile::tempdir().unwrap();
         let pool = PoolSpec {
             name: "p".into(),
@@ -288,7 +345,10 @@ mod tests {
         assert!(created);
         assert!(path.ends_with("pool/r0_00000.img"));
         assert!(ensure_metadata(&path, 4 << 20, 1, 2, 0x5EED_5EED_5EED_5EEC).unwrap());
-        assert!(!ensure_metadata(&path, 4 << 20, 1, 2, 0).unwrap(), "existing metadata is kept");
+        assert!(
+            !ensure_metadata(&path, 4 << 20, 1, 2, 0).unwrap(),
+            "existing metadata is kept"
+        );
         assert!(!create_volume(&pool, "r0", 0, 4 << 20, 2).unwrap().1);
         delete_volume(&pool, "r0", 0).unwrap();
         assert!(!path.exists());

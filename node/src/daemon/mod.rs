@@ -69,7 +69,12 @@ impl Daemon {
 
     /// The names of every hosted resource.
     pub fn host_names(&self) -> Vec<String> {
-        self.hosts.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+        self.hosts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Starts hosting `spec` (down); fails if a resource of that name is hosted already.
@@ -87,7 +92,11 @@ impl Daemon {
 
     /// Takes resource `name` down and stops hosting it; `None` if it is not hosted.
     pub async fn remove_host(&self, name: &str) -> Option<Result<String, HostError>> {
-        let host = self.hosts.write().unwrap_or_else(PoisonError::into_inner).remove(name)?;
+        let host = self
+            .hosts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name)?;
         Some(host.call(Op::Down).await)
     }
 
@@ -103,7 +112,11 @@ impl Daemon {
 
     /// The resource named `name`.
     pub fn host(&self, name: &str) -> Option<HostHandle> {
-        self.hosts.read().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
+        self.hosts
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     /// Every resource's status, in name order.

@@ -80,7 +80,9 @@ pub async fn run(opts: DaemonOptions) -> Result<(), RunError> {
     let config = match (&opts.agent, config::load(&opts.config)) {
         (_, Ok(c)) => c,
         // A node driven by a controller needs no configuration file.
-        (Some(agent), Err(ConfigError::Read { source, .. })) if source.kind() == std::io::ErrorKind::NotFound => {
+        (Some(agent), Err(ConfigError::Read { source, .. }))
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
             config::NodeConfig {
                 path: opts.config.clone(),
                 this_node: agent
@@ -126,8 +128,14 @@ pub async fn run(opts: DaemonOptions) -> Result<(), RunError> {
     ));
     let agent_task = match &opts.agent {
         Some(a) => {
-            let name = a.node_name.clone().or_else(|| (!daemon.config().resources.is_empty()).then(|| daemon.config().this_node.clone()));
-            let agent = Arc::new(crate::agent::Agent::new(Arc::clone(&daemon), a.state_dir.clone(), name));
+            let name = a.node_name.clone().or_else(|| {
+                (!daemon.config().resources.is_empty()).then(|| daemon.config().this_node.clone())
+            });
+            let agent = Arc::new(crate::agent::Agent::new(
+                Arc::clone(&daemon),
+                a.state_dir.clone(),
+                name,
+            ));
             Some(crate::agent::service::serve(agent, a.listen, a.tls.clone(), stop.clone()).await?)
         }
         None => None,

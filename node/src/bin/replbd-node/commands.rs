@@ -63,7 +63,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             agent_tls_ca,
         } => {
             let tls = match (agent_tls_cert, agent_tls_key, agent_tls_ca) {
-                (Some(cert), Some(key), Some(ca)) => Some(replbd_node::agent::tls::TlsFiles { cert, key, ca }),
+                (Some(cert), Some(key), Some(ca)) => {
+                    Some(replbd_node::agent::tls::TlsFiles { cert, key, ca })
+                }
                 _ => None,
             };
             return daemon(DaemonOptions {
