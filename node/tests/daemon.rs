@@ -248,6 +248,13 @@ fn events_stream_the_existing_state_then_every_change() {
     next("change connection name:r0 peer-node-id:2 conn-name:gamma connection:StandAlone");
     c.ok(0, &["connect", "r0", "gamma"]);
     next("change connection name:r0 peer-node-id:2 conn-name:gamma connection:Connected");
+    next("change peer-device name:r0 peer-node-id:2 conn-name:gamma volume:0 replication:Established");
+    // An online verify of identical replicas finds nothing; its result is an event per peer.
+    assert_eq!(
+        c.ok(0, &["verify", "r0"]),
+        "r0: online verify started against beta, gamma; results in `events` and the log\n"
+    );
+    next("change verify name:r0 peer-node-id:2 conn-name:gamma volume:0 out-of-sync:0");
     c.ok(0, &["down", "r0"]);
     next("destroy resource name:r0");
     c.ok(0, &["up", "r0"]);
@@ -392,18 +399,18 @@ fn admin_errors_name_the_command_the_resource_and_the_reason() {
         error(&["new-current-uuid", "r0", "--clear-bitmap"]),
         "replbd-node: new-current-uuid r0: resource r0 is up: run `replbd-node down r0` first"
     );
-    // The operations the engine does not have yet say so, from one adapter.
+    // Verify and invalidate need a connected peer with a disk; the reason says which is missing.
     assert_eq!(
         error(&["verify", "r0"]),
-        "replbd-node: verify r0: verify is not supported yet: the replication engine has no online verify yet"
+        "replbd-node: verify r0: no connected peer with a disk to verify against"
     );
     assert_eq!(
         error(&["invalidate", "r0"]),
-        "replbd-node: invalidate r0: invalidate is not supported yet: the replication engine has no resync yet"
+        "replbd-node: invalidate r0: no connected peer has UpToDate data to sync from"
     );
     assert_eq!(
         error(&["invalidate-remote", "r0", "beta"]),
-        "replbd-node: invalidate-remote r0: invalidate-remote is not supported yet: the replication engine has no resync yet"
+        "replbd-node: invalidate-remote r0: the local disk is Inconsistent: only UpToDate data can overwrite a peer"
     );
     assert!(error(&["invalidate-remote", "r0", "omega"]).contains("r0 has no peer named omega"));
     assert!(

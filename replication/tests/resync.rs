@@ -8,64 +8,12 @@ mod support;
 
 use std::time::Duration;
 
-use replbd_quorum::{ConnectionState, DiskState, Protocol, ReplicationState};
-use replbd_replication::engine::{DigestAlg, Event};
+use replbd_quorum::{Protocol, ReplicationState};
+use replbd_replication::engine::DigestAlg;
 use replbd_replication::{BlockVolume, Resource, WriteFlags};
-use support::{Node, block, checksum, cluster, cluster_with, disk_with_meta};
-use tokio::sync::broadcast::Receiver;
+use support::{block, cluster, cluster_with, disk_with_meta, finished, in_sync, same_data, write_blocks};
 
 const MIB: u64 = 1 << 20;
-
-async fn write_blocks(res: &Resource, blocks: impl IntoIterator<Item = u64>) {
-    for i in blocks {
-        res.write(i * 4096, block(i), WriteFlags::default())
-            .await
-            .unwrap();
-    }
-}
-
-/// Waits until `node` sees `peer` Established with an UpToDate disk, and is UpToDate itself.
-async fn in_sync(node: &Node, peer: u8) {
-    let r = node
-        .res
-        .wait_for(Duration::from_secs(60), |s| {
-            s.disk == DiskState::UpToDate
-                && s.peer(peer).is_some_and(|p| {
-                    p.connection == ConnectionState::Connected
-                        && p.replication == ReplicationState::Established
-                        && p.disk == DiskState::UpToDate
-                        && p.out_of_sync == 0
-                })
-        })
-        .await;
-    if let Err(s) = r {
-        panic!("node {} never got in sync with node {peer}:\n{s}", node.id);
-    }
-}
-
-/// The next `ResyncFinished` event about `peer`: (bytes moved, source?).
-async fn finished(events: &mut Receiver<Event>, peer: u8) -> (u64, bool) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
-            Ok(Ok(Event::ResyncFinished {
-                peer: p,
-                bytes_moved,
-                source,
-                ..
-            })) if p == peer => return (bytes_moved, source),
-            Ok(Ok(_)) => {}
-            other => panic!("no resync-finished event about node {peer}: {other:?}"),
-        }
-    }
-}
-
-fn same_data(nodes: &[&Node]) {
-    let sums: Vec<u32> = nodes
-        .iter()
-        .map(|n| checksum(&n.store.as_ref().unwrap().content()))
-        .collect();
-    assert!(sums.iter().all(|s| *s == sums[0]), "replicas differ: {sums:x?}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returning_node_receives_exactly_the_bytes_it_missed() {

@@ -99,6 +99,21 @@ pub enum Object {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         out_of_sync_bytes: Option<u64>,
     },
+    /// An online verify with a peer finished: what it found out of sync (marked, not fixed).
+    VerifyResult {
+        /// The resource.
+        name: String,
+        /// The peer's node id.
+        peer_node_id: u8,
+        /// The peer's node name.
+        conn_name: String,
+        /// The volume.
+        volume: u32,
+        /// Bytes found out of sync.
+        out_of_sync_bytes: u64,
+        /// The differing ranges as inclusive `(first, last)` sectors.
+        sectors: Vec<(u64, u64)>,
+    },
     /// The end of the initial `exists` lines (`exists -`).
     End,
 }
@@ -158,6 +173,19 @@ impl NodeEvent {
                 change(connection(*peer, None, Some(*role), None)),
                 change(peer_device(*peer, None, Some(*disk))),
             ],
+            Event::VerifyFinished {
+                peer,
+                out_of_sync_bytes,
+                sectors,
+                ..
+            } => vec![change(Object::VerifyResult {
+                name: name.clone(),
+                peer_node_id: *peer,
+                conn_name: spec.node_name(*peer),
+                volume,
+                out_of_sync_bytes: *out_of_sync_bytes,
+                sectors: sectors.iter().map(|&(s, e)| (s, e.saturating_sub(1))).collect(),
+            })],
             // A finished resync leaves nothing out of sync with that peer.
             Event::ResyncFinished { peer, .. } => vec![change(Object::PeerDevice {
                 name: name.clone(),
@@ -274,6 +302,23 @@ impl fmt::Display for NodeEvent {
                 }
                 if let Some(r) = reason {
                     write!(f, " reason:{r:?}")?;
+                }
+                Ok(())
+            }
+            Object::VerifyResult {
+                name,
+                peer_node_id,
+                conn_name,
+                volume,
+                out_of_sync_bytes,
+                sectors,
+            } => {
+                write!(
+                    f,
+                    " verify name:{name} peer-node-id:{peer_node_id} conn-name:{conn_name} volume:{volume} out-of-sync:{out_of_sync_bytes}"
+                )?;
+                for (first, last) in sectors {
+                    write!(f, " sectors:{first}-{last}")?;
                 }
                 Ok(())
             }

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use replbd_quorum::options::ConnectionOptions;
 use replbd_quorum::{QuorumConfig, split_brain::SplitBrainPolicies};
-use replbd_replication::engine::{PeerConfig, ReadBalancing, ResourceConfig, Timeouts};
+use replbd_replication::engine::{
+    DigestAlg, PeerConfig, ReadBalancing, ResourceConfig, ResyncConfig, Timeouts,
+};
 
 use crate::nbd::ListenAddr;
 
@@ -95,25 +97,34 @@ impl VolumeSpec {
     }
 }
 
-/// Resync controller settings. Stored and validated; the engine's resync will use them.
+/// Resync and verify settings. `c-plan-ahead` is stored and validated; the engine's rate controller
+/// works from the other three (see docs/resync-and-verify.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResyncSpec {
+    /// `csums-alg` (net section): checksum resync with this digest.
+    pub csums_alg: Option<DigestAlg>,
+    /// `verify-alg` (net section).
+    pub verify_alg: DigestAlg,
     /// `c-max-rate`, bytes per second (default 100 MiB/s).
     pub c_max_rate: u64,
     /// `c-min-rate`, bytes per second (default 250 KiB/s).
     pub c_min_rate: u64,
-    /// `c-fill-target`, bytes in flight (default 50 KiB).
+    /// `c-fill-target`, bytes in flight (default 4 MiB: requests are up to 1 MiB).
     pub c_fill_target: u64,
     /// `c-plan-ahead` (default 2 s).
     pub c_plan_ahead: Duration,
 }
 
 impl Default for ResyncSpec {
+    /// The engine's defaults (one source of truth).
     fn default() -> ResyncSpec {
+        let e = ResyncConfig::default();
         ResyncSpec {
-            c_max_rate: 100 << 20,
-            c_min_rate: 250 << 10,
-            c_fill_target: 50 << 10,
+            csums_alg: e.csums,
+            verify_alg: e.verify,
+            c_max_rate: e.max_rate,
+            c_min_rate: e.min_rate,
+            c_fill_target: e.fill_target,
             c_plan_ahead: Duration::from_secs(2),
         }
     }
@@ -223,6 +234,13 @@ impl ResourceSpec {
         cfg.timeouts = self.timeouts;
         cfg.max_epoch_size = self.max_epoch_size;
         cfg.max_in_flight_bytes = self.max_buffers;
+        cfg.resync = ResyncConfig {
+            max_rate: self.resync.c_max_rate,
+            min_rate: self.resync.c_min_rate,
+            fill_target: self.resync.c_fill_target,
+            csums: self.resync.csums_alg,
+            verify: self.resync.verify_alg,
+        };
         cfg
     }
 }

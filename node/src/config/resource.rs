@@ -16,7 +16,7 @@ use replbd_quorum::options::{ConnectionOptions, OnCongestion};
 use replbd_quorum::quorum::{OnNoQuorum, QuorumPolicy};
 use replbd_quorum::split_brain::{AfterSb0Pri, AfterSb1Pri, AfterSb2Pri, RrConflict, SplitBrainPolicies};
 use replbd_quorum::{Protocol, QuorumConfig, validate_connection_options};
-use replbd_replication::engine::{ReadBalancing, Timeouts};
+use replbd_replication::engine::{DigestAlg, ReadBalancing, Timeouts};
 use toml::Spanned;
 
 use super::model::{
@@ -607,6 +607,16 @@ fn check_disk(c: &mut Checker<'_>, res: &str, r: &RawResource) -> (ReadBalancing
     }
     if let Some(x) = opt(c, res, d.c_plan_ahead.as_ref(), parse_duration) {
         s.c_plan_ahead = x;
+    }
+    if let Some(net) = r.net.as_ref().map(Spanned::get_ref) {
+        s.csums_alg = opt(c, res, net.csums_alg.as_ref(), |v| match v {
+            "none" => Ok(None),
+            v => DigestAlg::from_str(v).map(Some),
+        })
+        .unwrap_or(None);
+        if let Some(a) = opt(c, res, net.verify_alg.as_ref(), DigestAlg::from_str) {
+            s.verify_alg = a;
+        }
     }
     if s.c_min_rate > s.c_max_rate
         && let Some(v) = d.c_min_rate.as_ref().or(d.c_max_rate.as_ref())

@@ -157,6 +157,10 @@ pub struct RawNet {
     pub shared_secret_file: Option<Spanned<String>>,
     /// `crc32c` (or `none`).
     pub data_integrity_alg: Option<Spanned<String>>,
+    /// Checksum resync digest: `crc32c` or `sha256` (unset: plain resync).
+    pub csums_alg: Option<Spanned<String>>,
+    /// Online verify digest: `crc32c` (default) or `sha256`.
+    pub verify_alg: Option<Spanned<String>>,
     /// after-sb-0pri policy.
     pub after_sb_0pri: Option<Spanned<String>>,
     /// after-sb-1pri policy.

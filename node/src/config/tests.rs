@@ -607,6 +607,40 @@ fn resync_rates_are_stored() {
 }
 
 #[test]
+fn resync_settings_reach_the_engine() {
+    use replbd_replication::engine::DigestAlg;
+    let net = |kv: &str| {
+        BASE.replace(
+            "shared-secret = \"s3cret\"",
+            &format!("shared-secret = \"s3cret\"\n{kv}"),
+        )
+    };
+    let e = ok(BASE).resources.remove(0).engine_config();
+    assert_eq!((e.resync.csums, e.resync.verify), (None, DigestAlg::Crc32c));
+    let text = net("csums-alg = \"sha256\"\nverify-alg = \"sha256\"")
+        + "\n[resource.r0.disk]\nc-max-rate = \"200MiB\"\nc-min-rate = \"1MiB\"\nc-fill-target = \"8MiB\"\n";
+    let e = ok(&text).resources.remove(0).engine_config();
+    assert_eq!(
+        (e.resync.csums, e.resync.verify),
+        (Some(DigestAlg::Sha256), DigestAlg::Sha256)
+    );
+    assert_eq!(
+        (e.resync.max_rate, e.resync.min_rate, e.resync.fill_target),
+        (200 << 20, 1 << 20, 8 << 20)
+    );
+    rejects(
+        &net("csums-alg = \"md5\""),
+        "csums-alg",
+        "unknown digest algorithm \"md5\": use crc32c or sha256",
+    );
+    rejects(
+        &net("verify-alg = \"none\""),
+        "verify-alg",
+        "unknown digest algorithm",
+    );
+}
+
+#[test]
 fn the_shared_secret_is_required_once() {
     rejects(
         &BASE.replace("shared-secret = \"s3cret\"", ""),

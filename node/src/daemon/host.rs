@@ -257,17 +257,33 @@ impl Host {
                 Ok(format!("{name}: disconnected from {}", self.peer_name(peer)))
             }
             Op::Verify => {
-                engine_adapter::verify(self.engine()?).await?;
-                Ok(format!("{name}: verify started"))
+                let peers = self
+                    .engine()?
+                    .verify(None)
+                    .map_err(|e| HostError::Engine(e.to_string()))?;
+                let names: Vec<String> = peers.iter().map(|&p| self.spec.node_name(p)).collect();
+                info!(resource = %name, peers = ?names, "online verify started");
+                Ok(format!(
+                    "{name}: online verify started against {}; results in `events` and the log",
+                    names.join(", ")
+                ))
             }
             Op::Invalidate => {
-                engine_adapter::invalidate(self.engine()?).await?;
-                Ok(format!("{name}: local data invalidated"))
+                let source = self
+                    .engine()?
+                    .invalidate(None)
+                    .map_err(|e| HostError::Engine(e.to_string()))?;
+                Ok(format!(
+                    "{name}: local data invalidated; full resync from {} started",
+                    self.spec.node_name(source)
+                ))
             }
             Op::InvalidateRemote { peer } => {
-                engine_adapter::invalidate_remote(self.engine()?, peer).await?;
+                self.engine()?
+                    .invalidate_remote(peer)
+                    .map_err(|e| HostError::Engine(e.to_string()))?;
                 Ok(format!(
-                    "{name}: data of {} invalidated",
+                    "{name}: data of {} invalidated; full resync from this node started",
                     self.spec.node_name(peer)
                 ))
             }

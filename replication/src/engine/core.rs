@@ -237,6 +237,14 @@ impl Inner {
         });
     }
 
+    /// A peer's replication state.
+    pub fn replication(&self, node: u8) -> ReplicationState {
+        lock(&self.control)
+            .peers
+            .get(&node)
+            .map_or(ReplicationState::Off, |v| v.replication)
+    }
+
     /// Sets a peer's replication state.
     pub fn set_replication(&self, node: u8, state: ReplicationState) {
         self.change(|c| match c.peers.get_mut(&node) {

@@ -104,6 +104,7 @@ impl Inner {
             flags: 0,
             dagtag: 0,
             reconnect,
+            dirty_for: Vec::new(),
         };
         if let Some(d) = &self.disk {
             let gi = d.meta.generation_ids();
@@ -120,6 +121,15 @@ impl Inner {
                 | (u32::from(flags.contains(NodeFlags::CRASHED_PRIMARY)) * F_CRASHED_PRIMARY)
                 | (u32::from(flags.contains(NodeFlags::PRIMARY_LOST_QUORUM)) * F_LOST_QUORUM);
             r.dagtag = gi.dagtag;
+            r.dirty_for = self
+                .peers
+                .iter()
+                .filter(|p| {
+                    p.slot
+                        .is_some_and(|s| d.meta.out_of_sync_bits(s).unwrap_or(0) > 0)
+                })
+                .map(|p| p.cfg.node_id)
+                .collect();
         }
         r
     }

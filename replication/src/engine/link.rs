@@ -80,6 +80,7 @@ pub struct Link {
     /// When the link came up.
     pub born: Instant,
     resync: Mutex<Option<Arc<super::resync::Resync>>>,
+    verify: Mutex<Option<Arc<super::resync::verify::Verify>>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -131,7 +132,18 @@ impl Link {
             last_rx_ms: AtomicU64::new(0),
             born: Instant::now(),
             resync: Mutex::new(None),
+            verify: Mutex::new(None),
         }
+    }
+
+    /// The online verify running on this link, if any.
+    pub(crate) fn verify(&self) -> Option<Arc<super::resync::verify::Verify>> {
+        lock(&self.verify).clone()
+    }
+
+    /// Sets the online verify of this link.
+    pub(crate) fn set_verify(&self, v: Option<Arc<super::resync::verify::Verify>>) {
+        *lock(&self.verify) = v;
     }
 
     /// The resync running on this link, if any.

@@ -9,6 +9,7 @@
 //!   connection), `connection` (keeping a peer connected), `io_path` (the Primary's I/O), `apply`
 //!   (applying a Primary's requests), `generation` (generation identifiers at run time).
 
+mod admin;
 mod apply;
 pub mod config;
 mod connection;
@@ -26,6 +27,7 @@ pub mod resync;
 pub mod state;
 mod tasks;
 
+pub use admin::CommandError;
 pub use config::{PeerConfig, ReadBalancing, ResourceConfig, Timeouts};
 pub use local::{AttachError, LocalDisk};
 pub use resource::{Resource, RoleError, StartError};

@@ -79,7 +79,7 @@ pub enum RoleError {
 /// A running replicated resource.
 #[derive(Clone)]
 pub struct Resource {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
 }
 

@@ -160,8 +160,9 @@ async fn dispatch(
                 .await?
         }
         Kind::ResyncFinished => resync(link, h.kind)?.target_finished(h.aux).await?,
-        Kind::StartSync | Kind::VerifyRequest | Kind::VerifyReply | Kind::VerifyDone => {
-            return Err(format!("{} is not supported by this node yet", h.kind));
+        Kind::StartSync => super::resync::command::start_sync_received(inner, link, &payload)?,
+        Kind::VerifyRequest | Kind::VerifyReply | Kind::VerifyDone => {
+            super::resync::command::verify_frame(inner, link, h, payload)?
         }
         Kind::Hello | Kind::AuthResponse => {
             return Err(format!("unexpected {} frame after the handshake", h.kind));

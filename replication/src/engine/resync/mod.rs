@@ -26,8 +26,10 @@
 //!   Primary. Such a resync waits (PausedSyncS/T) until the target can sync from the Primary or
 //!   nobody writes.
 
+pub(crate) mod command;
 pub mod exchange;
 mod rate;
+pub(crate) mod verify;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -168,6 +170,10 @@ pub(crate) struct Resync {
     abandoned: AtomicBool,
     paused_until: Mutex<Option<Instant>>,
     rate: Mutex<RateControl>,
+    /// Our own side of the exchange is done: the bitmap for the peer is complete (a full sync has
+    /// marked everything) and persisted. The resync must not start before — bits cleared by
+    /// arriving data would be marked again.
+    local_ready: tokio::sync::watch::Sender<bool>,
 }
 
 fn frame(kind: Kind, seq: u64, sector: u64, aux: u64) -> OutFrame {
@@ -195,6 +201,7 @@ impl Resync {
             abandoned: AtomicBool::new(false),
             paused_until: Mutex::new(None),
             rate: Mutex::new(rate),
+            local_ready: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -254,6 +261,7 @@ impl Resync {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+        self.local_ready.send_replace(true);
         let state = if target {
             ReplicationState::WFBitMapT
         } else {
@@ -290,6 +298,12 @@ impl Resync {
     /// The peer's bitmap is complete: persist the union and start.
     pub(crate) async fn bitmap_done(self: &Arc<Self>) -> Result<(), String> {
         let Some(d) = &self.inner.disk else { return Ok(()) };
+        let mut ready = self.local_ready.subscribe();
+        let mut dead = self.link.dead.subscribe();
+        tokio::select! {
+            _ = ready.wait_for(|r| *r) => {}
+            _ = dead.wait_for(Option::is_some) => return Ok(()),
+        }
         let meta = Arc::clone(&d.meta);
         tokio::task::spawn_blocking(move || meta.flush())
             .await
@@ -666,11 +680,8 @@ impl Resync {
         self.link.send(frame(Kind::ResyncFinished, 0, 0, current));
         self.inner
             .set_replication(self.link.peer, ReplicationState::Established);
-        self.inner.set_peer_state(
-            self.link.peer,
-            DiskState::UpToDate,
-            self.inner.peer_role(self.link.peer),
-        );
+        // The peer's disk counts as UpToDate when the peer says so (its state report after it
+        // persisted the new generation), not before.
         self.report_finished(true);
         tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, moved = self.moved.load(Ordering::Relaxed), seconds = self.started.elapsed().as_secs_f64(), "resync finished (source)");
         Ok(())
