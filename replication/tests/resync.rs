@@ -6,11 +6,15 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use replbd_bitmap::NodeId;
 
 use replbd_quorum::{Protocol, ReplicationState};
 use replbd_replication::engine::DigestAlg;
 use replbd_replication::{BlockVolume, Resource, WriteFlags};
+use support::UUID;
 use support::{block, cluster, cluster_with, disk_with_meta, finished, in_sync, same_data, write_blocks};
 
 const MIB: u64 = 1 << 20;
@@ -47,6 +51,58 @@ async fn a_returning_node_receives_exactly_the_bytes_it_missed() {
     for n in &nodes {
         n.res.down().await.unwrap();
     }
+}
+
+/// A Secondary that goes down right after a promotion may have adopted the Primary's new
+/// generation (Y, its old X now in its history) without the Primary hearing it confirm: the
+/// Primary's bitmap for it still starts at X, and the Primary moved on to Z. Only the blocks in that
+/// bitmap move (rule 4b), not the whole device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_followed_the_primary_unconfirmed_gets_a_bitmap_resync() {
+    const Y: u64 = 0x2222_0000_0000_0000;
+    const Z: u64 = 0x3333_0000_0000_0000;
+    support::init_logging();
+    let addrs = support::free_ports(2);
+    let (d0, s0, _) = disk_with_meta(16 * MIB, 1, 0, true);
+    let meta0 = Arc::clone(d0.metadata());
+    let slot = meta0.slot_for(NodeId::new(1).unwrap()).unwrap();
+    for i in 0..10 {
+        s0.write(i * 4096, block(i), false).await.unwrap();
+        meta0.mark_out_of_sync(slot, i * 4096, 4096).unwrap();
+    }
+    meta0.flush().unwrap();
+    meta0
+        .update(|gi, _| {
+            gi.push_history(Y);
+            gi.current = Z;
+            gi.peers[slot.index()].bitmap_uuid = UUID;
+        })
+        .unwrap();
+    let (d1, s1, _) = disk_with_meta(16 * MIB, 1, 1, true);
+    d1.metadata()
+        .update(|gi, _| {
+            gi.push_history(UUID);
+            gi.current = Y;
+        })
+        .unwrap();
+    let r0 = Resource::start(support::config(0, &addrs, Protocol::C, &[]), Some(d0))
+        .await
+        .unwrap();
+    let mut events = r0.events();
+    let r1 = Resource::start(support::config(1, &addrs, Protocol::C, &[]), Some(d1))
+        .await
+        .unwrap();
+    let (moved, source) = finished(&mut events, 1).await;
+    assert!(source);
+    assert_eq!(moved, 10 * 4096, "only the blocks in the bitmap move");
+    r1.wait_for(Duration::from_secs(30), |s| {
+        s.disk == replbd_quorum::DiskState::UpToDate
+    })
+    .await
+    .unwrap();
+    assert_eq!(s0.content(), s1.content());
+    r0.down().await.unwrap();
+    r1.down().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
