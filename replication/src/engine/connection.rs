@@ -325,7 +325,11 @@ async fn connected(
         .unwrap_or_else(|| "link closed".to_string());
     peer.set_link(None);
     let _ = tokio::join!(sender, receiver, watchdog);
-    if inner.primary.load(std::sync::atomic::Ordering::SeqCst) && peer.slot.is_some() {
+    inner.send_peer_acks(inner.peer_acks.gone(node));
+    inner.primary_link_lost(&link);
+    // A diskful peer dropped out while this node is Primary (with or without a disk of its own):
+    // the next write starts a new generation, so the peer's return is a bitmap resync.
+    if inner.primary.load(std::sync::atomic::Ordering::SeqCst) && !peer.cfg.diskless {
         inner
             .rotate_pending
             .store(true, std::sync::atomic::Ordering::SeqCst);

@@ -80,6 +80,10 @@ pub struct Link {
     /// When the link came up.
     pub born: Instant,
     resync: Mutex<Option<Arc<super::resync::Resync>>>,
+    /// The peer's writes this node received and applied (when the peer is a Primary).
+    pub(crate) writes: super::watermark::AppliedWrites,
+    /// The peer's writes (as Primary) not yet peer-acked, by epoch.
+    pub(crate) unacked: super::peer_ack::Unacked,
     verify: Mutex<Option<Arc<super::resync::verify::Verify>>>,
 }
 
@@ -132,6 +136,8 @@ impl Link {
             last_rx_ms: AtomicU64::new(0),
             born: Instant::now(),
             resync: Mutex::new(None),
+            writes: Default::default(),
+            unacked: Default::default(),
             verify: Mutex::new(None),
         }
     }

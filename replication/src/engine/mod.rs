@@ -21,11 +21,14 @@ mod intervals;
 mod io_path;
 mod link;
 pub mod local;
+mod marks;
+mod peer_ack;
 pub mod request;
 pub mod resource;
 pub mod resync;
 pub mod state;
 mod tasks;
+mod watermark;
 
 pub use admin::CommandError;
 pub use config::{PeerConfig, ReadBalancing, ResourceConfig, Timeouts};

@@ -234,7 +234,17 @@ pub async fn in_sync(node: &Node, peer: u8) {
 /// The next `ResyncFinished` event about `peer`: (bytes moved, source?).
 pub async fn finished(events: &mut Receiver<Event>, peer: u8) -> (u64, bool) {
     loop {
-        match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
+        match tokio::time::timeout(
+            Duration::from_secs(
+                std::env::var("REPLBD_TEST_WAIT")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60),
+            ),
+            events.recv(),
+        )
+        .await
+        {
             Ok(Ok(Event::ResyncFinished {
                 peer: p,
                 bytes_moved,

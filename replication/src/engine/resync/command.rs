@@ -26,7 +26,7 @@ const RECEIVER_IS_TARGET: u8 = 1;
 
 /// Why a resync or verify cannot start on a link.
 fn busy(link: &Link) -> Option<String> {
-    if link.resync().is_some_and(|r| r.running()) {
+    if link.resync().is_some_and(|r| r.active()) {
         return Some(format!(
             "a resync with node {} is running; wait for it to finish",
             link.peer

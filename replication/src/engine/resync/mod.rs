@@ -28,6 +28,7 @@
 
 pub(crate) mod command;
 pub mod exchange;
+pub(crate) mod order;
 mod rate;
 pub(crate) mod verify;
 
@@ -145,6 +146,8 @@ struct Request {
     answered: bool,
     /// A local write of it failed: its bits stay set.
     failed: bool,
+    /// The place the request took among writes to its range (see [`order`]).
+    lock: Option<Arc<order::RequestLock>>,
 }
 
 #[derive(Default)]
@@ -328,16 +331,51 @@ impl Resync {
         Ok(())
     }
 
-    /// Whether this target must wait: a Primary other than the source is writing to it.
+    /// Whether this target must wait: the source said it cannot serve now, or another source is
+    /// preferred. A node syncs from one source at a time — a Primary first, otherwise the lowest
+    /// node id — so the same blocks do not cross the network twice; when that resync ends, the
+    /// others are usually redundant ([`Resync::abandon_if_redundant`]).
     fn target_should_pause(&self) -> bool {
         let paused = *self.paused_until.lock().unwrap_or_else(PoisonError::into_inner);
         if paused.is_some_and(|t| Instant::now() < t) {
             return true;
         }
+        let rank = |peer: u8| (self.inner.peer_role(peer) != Role::Primary, peer);
+        let mine = rank(self.link.peer);
         self.inner
+            .live_links()
+            .iter()
+            .filter(|l| l.peer != self.link.peer)
+            .filter_map(|l| l.resync())
+            .any(|r| r.role == SyncRole::Target && r.running() && rank(r.link.peer) < mine)
+    }
+
+    /// Target: what a request for `range` must say about a Primary's writes, and the place it takes
+    /// among them. When the source is the Primary, its data and its writes arrive on one connection
+    /// in order and nothing is needed. Otherwise the range is locked now — a Primary's write that
+    /// arrives from here on (even over a connection not yet up) is applied after the resync data —
+    /// and the request names the Primary's newest write already received, for the source to wait for.
+    fn request_order(&self, range: Range<u64>) -> (order::RequestOrder, Option<Arc<order::RequestLock>>) {
+        if self.inner.peer_role(self.link.peer) == Role::Primary {
+            return (order::RequestOrder::NONE, None);
+        }
+        // The lock before the watermark is read: a write that arrives in between is both waited for
+        // by the source and queued behind the resync data here — harmless either way.
+        let lock = order::RequestLock::register(&self.inner.apply_order, range);
+        let primary = self
+            .inner
             .primary_peers()
             .into_iter()
-            .any(|p| p != self.link.peer)
+            .filter(|&p| p != self.link.peer)
+            .find_map(|p| self.inner.peer(p).and_then(|peer| peer.live()));
+        let ord = match primary {
+            Some(p) => order::RequestOrder {
+                primary: p.peer,
+                through: p.writes.received_through(),
+            },
+            None => order::RequestOrder::NONE,
+        };
+        (ord, Some(lock))
     }
 
     /// The SyncTarget's loop: request every out-of-sync block.
@@ -396,6 +434,7 @@ impl Resync {
                 continue;
             }
             let seq = self.inner.seq();
+            let (req_order, lock) = self.request_order(run.start..run.start + len);
             {
                 let mut f = self.flight();
                 f.bytes += len;
@@ -406,6 +445,7 @@ impl Resync {
                         writes: 0,
                         answered: false,
                         failed: false,
+                        lock,
                     },
                 );
             }
@@ -413,7 +453,8 @@ impl Resync {
             let checksums = match self.inner.cfg.resync.csums {
                 Some(alg) => d.store.read(run.start, len as usize).await.ok().map(|local| {
                     // One digest per bitmap block, so only the blocks that differ move.
-                    let mut payload = (block as u32).to_le_bytes().to_vec();
+                    let mut payload = req_order.encode().to_vec();
+                    payload.extend_from_slice(&(block as u32).to_le_bytes());
                     for b in local.chunks(block) {
                         payload.extend_from_slice(&alg.digest(b));
                     }
@@ -432,9 +473,16 @@ impl Resync {
                         payload: Bytes::from(payload),
                     });
                 }
-                None => self
-                    .link
-                    .send(frame(Kind::ResyncRequest, seq, run.start / 512, len)),
+                None => {
+                    let mut h = FrameHeader::new(Kind::ResyncRequest);
+                    h.seq = seq;
+                    h.sector = run.start / 512;
+                    h.aux = len;
+                    self.link.send(OutFrame {
+                        header: h,
+                        payload: Bytes::copy_from_slice(&req_order.encode()),
+                    });
+                }
             }
             cursor = run.start + len;
         }
@@ -449,21 +497,25 @@ impl Resync {
     }
 
     /// Target: resync data for `offset..offset+len` arrived for request `seq`. Counts it against
-    /// the request; `false` if it answers no request (a protocol violation).
-    pub(crate) fn begin_data(&self, seq: u64, offset: u64, len: u64) -> bool {
+    /// the request and returns the request's place among writes (if it took one); `None` if it
+    /// answers no request (a protocol violation).
+    pub(crate) fn begin_data(
+        &self,
+        seq: u64,
+        offset: u64,
+        len: u64,
+    ) -> Option<Option<Arc<order::RequestLock>>> {
         let mut f = self.flight();
-        let Some(r) = f.requests.get_mut(&seq) else {
-            return false;
-        };
+        let r = f.requests.get_mut(&seq)?;
         let end = offset.saturating_add(len);
         if len == 0 || offset < r.range.start || end > r.range.end {
-            return false;
+            return None;
         }
         r.writes += 1;
         if offset == r.range.start && end == r.range.end {
             r.answered = true;
         }
-        true
+        Some(r.lock.clone())
     }
 
     /// Target: resync data for request `seq` was written locally (or failed).
@@ -542,8 +594,13 @@ impl Resync {
         self.changed.notify_waiters();
     }
 
-    /// Source: serve a request (data, or a digest comparison).
-    pub(crate) fn serve(self: &Arc<Self>, h: FrameHeader, digest: Option<Bytes>) -> Result<(), String> {
+    /// Source: serve a request (data, or with `checksum` a digest comparison).
+    pub(crate) fn serve(
+        self: &Arc<Self>,
+        h: FrameHeader,
+        payload: Bytes,
+        checksum: bool,
+    ) -> Result<(), String> {
         let offset = h.sector.checked_mul(512).ok_or("sector overflows")?;
         let len = h.aux;
         let size = self.inner.size;
@@ -557,19 +614,35 @@ impl Resync {
                 "resync request for {offset}+{len} is outside the {size}-byte volume or misaligned"
             ));
         }
-        if self.inner.role() == Role::Secondary
-            && self
-                .inner
-                .primary_peers()
-                .into_iter()
-                .any(|p| p != self.link.peer)
-        {
-            self.link.send(frame(Kind::ResyncPaused, h.seq, h.sector, len));
-            return Ok(());
-        }
+        let (ord, _) = order::RequestOrder::decode(&payload)?;
+        let digest = checksum.then(|| payload.slice(order::PREFIX..));
+        // The target already holds the Primary's writes through `ord.through`: read only once they
+        // are applied here too. Without a connection to that Primary they may never be.
+        let primary_link = if ord.primary == order::NO_PRIMARY || ord.primary == self.inner.cfg.node_id {
+            None
+        } else {
+            match self.inner.peer(ord.primary).and_then(|p| p.live()) {
+                Some(l) => Some(l),
+                None => {
+                    self.link.send(frame(Kind::ResyncPaused, h.seq, h.sector, len));
+                    return Ok(());
+                }
+            }
+        };
         let me = Arc::clone(self);
         tokio::spawn(async move {
             let Some(d) = &me.inner.disk else { return };
+            if let Some(pl) = primary_link {
+                let (mut theirs, mut mine) = (pl.dead.subscribe(), me.link.dead.subscribe());
+                tokio::select! {
+                    _ = pl.writes.wait_through(ord.through) => {}
+                    _ = theirs.wait_for(Option::is_some) => {
+                        me.link.send(frame(Kind::ResyncPaused, h.seq, h.sector, len));
+                        return;
+                    }
+                    _ = mine.wait_for(Option::is_some) => return,
+                }
+            }
             // No write to the range is half done while we read it, and none starts until the data
             // is queued behind whatever was sent before.
             let _lock = me.inner.intervals.resync_read(offset..offset + len).await;
@@ -752,6 +825,11 @@ impl Resync {
             }
         }
         tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, moved = self.moved.load(Ordering::Relaxed), seconds = self.started.elapsed().as_secs_f64(), "resync finished (target): UpToDate");
+        // Blocks the source reported missing here after this resync had walked past them.
+        if d.meta.out_of_sync_bits(slot).unwrap_or(0) > 0 && self.inner.role() != Role::Primary {
+            tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, "blocks marked during the resync remain; resyncing them");
+            command::begin_resync(&self.inner, &self.link, SyncRole::Target, false, true)?;
+        }
         Ok(())
     }
 
@@ -763,6 +841,11 @@ impl Resync {
             seconds: self.started.elapsed().as_secs_f64(),
         };
         self.inner.change(|_| vec![e]);
+    }
+
+    /// True from creation to the end: starting, exchanging bitmaps or moving data.
+    pub(crate) fn active(&self) -> bool {
+        !self.finished.load(Ordering::SeqCst)
     }
 
     /// True once the exchange completed.
