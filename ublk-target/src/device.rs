@@ -44,6 +44,8 @@ pub struct DeviceInfo {
     pub crash_recovery: bool,
     /// Whether this process re-attached to an existing device rather than creating it.
     pub recovered: bool,
+    /// The owner label recorded with the device (see [`DeviceConfig::owner`]).
+    pub owner: Option<String>,
 }
 
 /// State shared between a [`UblkTarget`] and its [`StopHandle`]s.
@@ -92,7 +94,7 @@ fn init_ctrl_ring_for_this_thread() -> std::result::Result<(), UblkError> {
 
 /// The device does not exist (any more): libublk reports that as `OtherError` or `UringIOError`
 /// depending on the command.
-fn is_gone(e: &UblkError) -> bool {
+pub(crate) fn is_gone(e: &UblkError) -> bool {
     let errno = match e {
         UblkError::OtherError(errno) | UblkError::UringIOError(errno) => -errno.abs(),
         UblkError::IOError(e) => -e.raw_os_error().unwrap_or(0),
@@ -163,6 +165,7 @@ impl<V: BlockVolume> UblkTarget<V> {
             max_io_bytes: dev.max_io_buf_bytes,
             crash_recovery: ctrl_flags != 0,
             recovered: false,
+            owner: config.owner.clone(),
         };
         tracing::info!(
             device = info.id,
@@ -194,6 +197,10 @@ impl<V: BlockVolume> UblkTarget<V> {
             }
         })?;
         let dev = probe.dev_info();
+        // Keep the label the device was started with.
+        let owner = probe
+            .get_target_data_from_json()
+            .and_then(|data| data.get("owner").and_then(|o| o.as_str()).map(str::to_owned));
         if dev.flags & sys::UBLK_F_USER_RECOVERY as u64 == 0 {
             return Err(UblkTargetError::RecoveryNotEnabled { id });
         }
@@ -261,6 +268,7 @@ impl<V: BlockVolume> UblkTarget<V> {
             max_io_bytes: dev.max_io_buf_bytes,
             crash_recovery: true,
             recovered: true,
+            owner,
         };
         Ok(Self::new(ctrl, volume, info))
     }
@@ -316,7 +324,12 @@ impl<V: BlockVolume> UblkTarget<V> {
         let id = info.id;
         let params = device_params(&info);
         let (size, recovered) = (info.size, info.recovered);
+        let owner = info.owner.clone();
         let tgt_init = move |dev: &mut UblkDev| {
+            if let Some(owner) = &owner {
+                // Written to /run/ublksrvd/NNNN.json when the device starts (see `existing`).
+                dev.set_target_json(serde_json::json!({ "owner": owner }));
+            }
             dev.tgt.dev_size = size;
             dev.tgt.params = params;
             // One more submission and completion slot than tags: the queue's eventfd poll.
@@ -394,7 +407,7 @@ fn device_params(info: &DeviceInfo) -> sys::ublk_params {
     }
 }
 
-fn process_alive(pid: i32) -> bool {
+pub(crate) fn process_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
@@ -438,6 +451,7 @@ mod tests {
             max_io_bytes: 512 << 10,
             crash_recovery: true,
             recovered: false,
+            owner: None,
         }
     }
 

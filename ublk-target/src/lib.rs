@@ -86,6 +86,7 @@
 mod config;
 mod device;
 mod error;
+mod existing;
 mod features;
 mod queue;
 mod request;
@@ -95,4 +96,5 @@ mod wake;
 pub use config::{BlockSize, DeviceConfig, MAX_DEPTH, MAX_QUEUES, RecoveryPolicy};
 pub use device::{DeviceInfo, StopHandle, UblkTarget, delete_device};
 pub use error::{Result, UblkCause, UblkTargetError};
+pub use existing::{DeviceState, ExistingDevice, inspect_device};
 pub use features::{CONTROL_PATH, DriverFeatures, probe_driver, require_driver};
