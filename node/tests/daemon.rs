@@ -197,6 +197,57 @@ fn a_killed_primary_recovers_its_activity_log_on_restart() {
     assert!(metadata_clean(&c.nodes[0].disk));
 }
 
+/// A Primary killed, restarted and promoted again is still a crashed Primary when it is killed a
+/// second time: the next restart resyncs its activity-log extents again (the survivors are the
+/// source), instead of connecting with "no crash to repair" and leaving them marked.
+#[test]
+fn a_primary_killed_twice_resyncs_its_activity_log_both_times() {
+    if !installed("qemu-io") {
+        println!("SKIPPED: writes through NBD: qemu-io is not installed (apt-get install qemu-utils)");
+        return;
+    }
+    let mut c = Cluster::new();
+    c.start_all();
+    c.up_connected();
+    for round in 1..=2 {
+        c.ok(0, &["primary", "r0"]);
+        qemu_io(&c.nodes[0].nbd, &["write -P 0x44 0 1M", "flush"]);
+        // A peer that missed writes while the Primary runs is resynced from it: that resync
+        // must not make the Primary forget it is one.
+        c.ok(0, &["disconnect", "r0", "beta"]);
+        qemu_io(&c.nodes[0].nbd, &["write -P 0x55 4M 64k", "flush"]);
+        c.ok(0, &["connect", "r0", "beta"]);
+        c.wait_status(0, "beta resynced", |s| {
+            s.peer("beta").is_some_and(|p| {
+                p.replication == replbd_quorum::ReplicationState::Established && p.out_of_sync_bytes == 0
+            })
+        });
+        qemu_io(&c.nodes[0].nbd, &["write -P 0x66 8M 64k", "flush"]);
+        assert_eq!(c.signal(0, "KILL"), None);
+        c.wait_status(1, "alpha gone", |s| {
+            s.peer("alpha")
+                .is_some_and(|p| p.connection != ConnectionState::Connected)
+        });
+        c.start(0);
+        c.ok(0, &["up", "r0"]);
+        let s = c.wait_status(0, "alpha UpToDate and established with both", |s| {
+            s.disk == Some(DiskState::UpToDate) && daemon_support::all_established(s)
+        });
+        assert!(
+            s.peers.iter().all(|p| p.out_of_sync_bytes == 0),
+            "round {round}: bits left after the restart: {s:#?}\n{}",
+            c.log(0)
+        );
+        let log = c.log(0);
+        let decisions: Vec<&str> = log.lines().filter(|l| l.contains("handshake decision")).collect();
+        let last = &decisions[decisions.len() - 2..];
+        assert!(
+            last.iter().all(|l| l.contains("crashed as Primary")),
+            "round {round}: {last:#?}"
+        );
+    }
+}
+
 /// A killed Primary's data survives on the others: another node is promoted and serves every
 /// acknowledged write; the old Primary rejoins with a partial resync (its activity-log extents and
 /// what the new Primary wrote meanwhile, nothing else) and ends with a disk identical to the others.

@@ -55,6 +55,17 @@ struct Shared {
     stop_requested: AtomicBool,
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The control (dropped right after this) may send a last command (an added device that
+        // never started is deleted), on whichever thread let go of the last reference; libublk
+        // sends control commands through a per-thread ring that must exist on that thread.
+        if let Err(e) = init_ctrl_ring_for_this_thread() {
+            tracing::warn!(device = self.id, error = %e, "cannot set up a ublk control ring on this thread");
+        }
+    }
+}
+
 /// Stops a served device from any thread (a signal handler thread, a control socket task).
 #[derive(Clone)]
 pub struct StopHandle {
@@ -322,6 +333,9 @@ impl<V: BlockVolume> UblkTarget<V> {
             runtime,
         } = self;
         let id = info.id;
+        // `run` may be called on another thread than the one that created the device (a thread
+        // of its own, in the node daemon); libublk's control commands need a ring on this one.
+        init_ctrl_ring_for_this_thread().map_err(|e| UblkTargetError::ublk("start", id, e))?;
         let params = device_params(&info);
         let (size, recovered) = (info.size, info.recovered);
         let owner = info.owner.clone();

@@ -241,3 +241,79 @@ impl Serving {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use replbd_ublk::{BlockSize, DeviceState};
+
+    use super::*;
+
+    const OWNER: &str = "replbd-node r0@alpha";
+
+    fn device(owner: Option<&str>, state: DeviceState, recoverable: bool, alive: bool) -> ExistingDevice {
+        ExistingDevice {
+            id: 0,
+            state,
+            recoverable,
+            server_pid: 4242,
+            server_alive: alive,
+            size: 64 << 20,
+            block_size: Some(BlockSize::B512),
+            owner: owner.map(str::to_owned),
+        }
+    }
+
+    fn blocked(found: Found) -> String {
+        match found {
+            Found::Blocked(why) => why,
+            other => panic!("expected Blocked, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_this_resources_device_is_touched() {
+        let u = UblkSpec::new(0);
+        assert_eq!(classify(&u, OWNER, None), Found::Free);
+        let mine = device(Some(OWNER), DeviceState::Quiesced, true, false);
+        assert_eq!(classify(&u, OWNER, Some(mine.clone())), Found::Recoverable(mine));
+        let stopped = device(Some(OWNER), DeviceState::Dead, false, false);
+        assert_eq!(
+            classify(&u, OWNER, Some(stopped.clone())),
+            Found::Leftover(stopped)
+        );
+        let why = blocked(classify(
+            &u,
+            OWNER,
+            Some(device(Some("replbd-node r0@beta"), DeviceState::Live, true, true)),
+        ));
+        assert_eq!(
+            why,
+            "/dev/ublkb0 already exists and is not this resource's (\"replbd-node r0@beta\", served by process 4242): \
+             delete it or set another front-end.device"
+        );
+        let why = blocked(classify(
+            &u,
+            OWNER,
+            Some(device(None, DeviceState::Quiesced, true, false)),
+        ));
+        assert!(why.contains("(a device without a replbd label)"), "{why}");
+        let why = blocked(classify(
+            &u,
+            OWNER,
+            Some(device(Some(OWNER), DeviceState::Live, true, true)),
+        ));
+        assert!(
+            why.starts_with("/dev/ublkb0 is still served by process 4242"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn owner_labels_name_the_resource_and_the_node() {
+        let toml = "this-node = \"alpha\"\n[resource.r0]\n[[resource.r0.node]]\nname = \"alpha\"\nid = 0\n\
+                    address = \"127.0.0.1:7000\"\n[[resource.r0.volume]]\ndisk = \"/tmp/x\"\n[resource.r0.net]\n\
+                    shared-secret = \"s\"\n[resource.r0.front-end]\nkind = \"ublk\"\ndevice = 0\n";
+        let c = crate::config::parse(toml, std::path::Path::new("t.toml"), None).unwrap();
+        assert_eq!(owner_label(&c.resources[0]), OWNER);
+    }
+}
