@@ -218,9 +218,8 @@ fn a_primary_killed_twice_resyncs_its_activity_log_both_times() {
         qemu_io(&c.nodes[0].nbd, &["write -P 0x55 4M 64k", "flush"]);
         c.ok(0, &["connect", "r0", "beta"]);
         c.wait_status(0, "beta resynced", |s| {
-            s.peer("beta").is_some_and(|p| {
-                p.replication == replbd_quorum::ReplicationState::Established && p.out_of_sync_bytes == 0
-            })
+            s.peer("beta")
+                .is_some_and(|p| p.replication == ReplicationState::Established && p.out_of_sync_bytes == 0)
         });
         qemu_io(&c.nodes[0].nbd, &["write -P 0x66 8M 64k", "flush"]);
         assert_eq!(c.signal(0, "KILL"), None);

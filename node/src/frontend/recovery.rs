@@ -45,16 +45,18 @@ pub enum Verdict {
     Abandon(String),
 }
 
-/// Whether a connected peer's replication state is past the handshake.
+/// Whether a connected peer's replication state is past the handshake, with nothing left to
+/// receive from it: this node is in sync with it or its sync source. A resync *into* this node that
+/// is still running on any link (even one made redundant by another source, which ends with the
+/// target adopting that peer's generation) must finish before the node starts a new generation as
+/// Primary.
 fn settled(state: ReplicationState) -> bool {
-    !matches!(
+    matches!(
         state,
-        ReplicationState::Off
-            | ReplicationState::StartingSyncS
-            | ReplicationState::StartingSyncT
-            | ReplicationState::WFBitMapS
-            | ReplicationState::WFBitMapT
-            | ReplicationState::WFSyncUUID
+        ReplicationState::Established
+            | ReplicationState::SyncSource
+            | ReplicationState::PausedSyncS
+            | ReplicationState::Ahead
     )
 }
 
@@ -84,17 +86,17 @@ pub fn verdict(spec: &ResourceSpec, status: &Status) -> Verdict {
             spec.name
         ));
     }
-    if let Some(p) = connected.iter().find(|p| !settled(p.replication)) {
-        return Verdict::Wait(format!(
-            "I/O waits until this node is Primary again: handshake with {} in progress ({})",
-            spec.node_name(p.node),
-            p.replication
-        ));
-    }
     if status.disk != DiskState::UpToDate {
         return Verdict::Wait(format!(
             "I/O waits until this node is Primary again: the local disk is {}, waiting for the resync",
             status.disk
+        ));
+    }
+    if let Some(p) = connected.iter().find(|p| !settled(p.replication)) {
+        return Verdict::Wait(format!(
+            "I/O waits until this node is Primary again: handshake or resync with {} in progress ({})",
+            spec.node_name(p.node),
+            p.replication
         ));
     }
     Verdict::Resume
@@ -195,8 +197,23 @@ mod tests {
             ),
         );
         assert!(
-            matches!(&handshake, Verdict::Wait(w) if w.contains("handshake with beta")),
+            matches!(&handshake, Verdict::Wait(w) if w.contains("handshake or resync with beta in progress (WFBitMapT)")),
             "{handshake:?}"
+        );
+        // UpToDate through beta, but gamma's resync into this node has not ended yet.
+        let redundant = verdict(
+            &s,
+            &status(
+                DiskState::UpToDate,
+                vec![
+                    peer(1, Connected, Established, Role::Secondary),
+                    peer(2, Connected, SyncTarget, Role::Secondary),
+                ],
+            ),
+        );
+        assert!(
+            matches!(&redundant, Verdict::Wait(w) if w.contains("resync with gamma in progress (SyncTarget)")),
+            "{redundant:?}"
         );
         let resync = verdict(
             &s,

@@ -31,6 +31,10 @@ restart() {
     wait_until 60 sh -c "[ \$(awk '{print \$7}' /sys/block/ublkb0/stat) -gt $((before + 8192)) ]" || fail "fio made no progress before SIG$_sig"
     kill_node alpha "$_sig"
     t0=$(cut -d' ' -f1 /proc/uptime)
+    # The handshake must find a crashed Primary, whose activity-log extents the survivors resync.
+    flags=$(replbd-meta dump --json /data/alpha/r0.img | tr -d '\n ' | sed -n 's/.*"flags":\[\([^]]*\)\].*"clean".*/\1/p')
+    echo "alpha's metadata flags after SIG$_sig: $flags"
+    echo "$flags" | grep -q crashed-primary || fail "alpha's metadata does not say crashed-primary after SIG$_sig"
     [ -b "$DEV" ] || fail "$DEV disappeared when the daemon died (SIG$_sig)"
     kill -0 "$FIO_PID" 2>/dev/null || { cat "/data/$_name.out"; fail "fio ended while the daemon was down (SIG$_sig)"; }
     start_node alpha "$@"
@@ -68,12 +72,15 @@ run_fio crash 12
 restart KILL crash
 finish_fio crash
 wait_established alpha
+no_bits_left() { ! node alpha status r0 | grep -q 'out-of-sync:'; }
+wait_until 30 no_bits_left || { node alpha status r0; fail "blocks stay out of sync after the crash"; }
 
 step "upgrade in place: SIGUSR1 (detach) during fio, new daemon with --up-all"
 run_fio detach 8
 restart USR1 detach --up-all
 finish_fio detach
 wait_established alpha
+wait_until 30 no_bits_left || { node alpha status r0; fail "blocks stay out of sync after the detach"; }
 
 node alpha secondary r0 >/dev/null || fail "secondary failed"
 for n in $NODES; do wait_established "$n"; done
