@@ -10,8 +10,8 @@
 //!   up ─▶ engine starts, peers reconnect, the handshake decides the resync of the
 //!         crashed Primary's activity-log extents (the survivors are its source)
 //!      ─▶ wait until: a majority of the resource's nodes (this one included) is reachable,
-//!                     every connected peer has finished the handshake,
-//!                     the local disk is UpToDate again (the resync is done)
+//!                     the local disk is UpToDate again (the resync is done),
+//!                     no handshake or resync into this node runs on any link
 //!      ─▶ promote ─▶ re-attach (user recovery) ─▶ the waiting requests are served
 //!
 //!   a connected peer is Primary (someone failed over meanwhile)
