@@ -1,5 +1,6 @@
 # node-fs: ext4 on a replicated /dev/ublkb0: mkfs, mount, write files, fsync, umount, `e2fsck -fn`
-# clean; the replicas' data areas are identical afterwards.
+# clean; SIGTERM of the Primary's daemon deletes the device and leaves clean metadata; the replicas'
+# data areas are identical afterwards.
 . /vm/helpers.sh
 . /vm/cluster.sh
 
@@ -24,5 +25,8 @@ step "e2fsck -fn"
 mount -t ext4 -o ro "$DEV" /data/mnt || fail "read-only mount failed"
 (cd /data/mnt && md5sum -c /data/sums >/dev/null) || fail "files differ after remount"
 umount /data/mnt
-node alpha secondary r0 >/dev/null || fail "secondary failed"
+step "SIGTERM of the Primary's daemon: the device is stopped and deleted, the metadata left clean"
+kill_node alpha TERM
+wait_until 10 sh -c "! test -e $DEV" || fail "$DEV still exists after SIGTERM"
+replbd-meta dump --json /data/alpha/r0.img | tr -d '\n ' | grep -q '"clean":true' || fail "alpha's metadata is not clean after SIGTERM"
 check_identical
