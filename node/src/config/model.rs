@@ -16,6 +16,7 @@ use replbd_quorum::{QuorumConfig, split_brain::SplitBrainPolicies};
 use replbd_replication::engine::{
     DigestAlg, PeerConfig, ReadBalancing, ResourceConfig, ResyncConfig, Timeouts,
 };
+use replbd_ublk::BlockSize;
 
 use crate::nbd::ListenAddr;
 
@@ -143,11 +144,47 @@ pub struct HandlersSpec {
     pub quorum_lost: Option<String>,
 }
 
+/// The ublk front end's device: `/dev/ublkbN` and its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UblkSpec {
+    /// `N` of `/dev/ublkbN`, fixed by the configuration (like DRBD's `device minor N`): a restarted
+    /// daemon finds the device it left behind by this number.
+    pub device: u32,
+    /// Hardware queues, one serving thread each (default 1).
+    pub queues: u16,
+    /// Requests in flight per queue (default 64).
+    pub queue_depth: u16,
+    /// Logical block size (default 512).
+    pub logical_block_size: BlockSize,
+}
+
+impl UblkSpec {
+    /// Default hardware queues.
+    pub const DEFAULT_QUEUES: u16 = 1;
+    /// Default queue depth.
+    pub const DEFAULT_QUEUE_DEPTH: u16 = 64;
+
+    /// A device `N` with the default shape.
+    pub fn new(device: u32) -> UblkSpec {
+        UblkSpec {
+            device,
+            queues: Self::DEFAULT_QUEUES,
+            queue_depth: Self::DEFAULT_QUEUE_DEPTH,
+            logical_block_size: BlockSize::B512,
+        }
+    }
+
+    /// The block device path, `/dev/ublkbN`.
+    pub fn path(&self) -> String {
+        format!("/dev/ublkb{}", self.device)
+    }
+}
+
 /// How the volume is offered to applications on this node while it is Primary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrontEndSpec {
     /// `/dev/ublkbN` through the ublk front end.
-    Ublk,
+    Ublk(UblkSpec),
     /// An NBD export named after the resource.
     Nbd(ListenAddr),
     /// No front end (replication only, or a diskless tiebreaker).
@@ -157,7 +194,7 @@ pub enum FrontEndSpec {
 impl std::fmt::Display for FrontEndSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FrontEndSpec::Ublk => f.write_str("ublk"),
+            FrontEndSpec::Ublk(u) => write!(f, "ublk {}", u.path()),
             FrontEndSpec::Nbd(a) => write!(f, "nbd {a}"),
             FrontEndSpec::None => f.write_str("none"),
         }

@@ -243,4 +243,12 @@ pub struct RawFrontEnd {
     pub socket: Option<Spanned<String>>,
     /// NBD TCP port on 127.0.0.1.
     pub port: Option<Spanned<i64>>,
+    /// ublk: the `N` of `/dev/ublkbN`.
+    pub device: Option<Spanned<i64>>,
+    /// ublk: hardware queues (one serving thread each).
+    pub queues: Option<Spanned<i64>>,
+    /// ublk: requests in flight per queue.
+    pub queue_depth: Option<Spanned<i64>>,
+    /// ublk: logical block size, 512 or 4096.
+    pub logical_block_size: Option<Spanned<i64>>,
 }

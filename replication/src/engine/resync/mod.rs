@@ -734,6 +734,7 @@ impl Resync {
         let Some(slot) = self.link.slot else { return Ok(()) };
         let meta = Arc::clone(&d.meta);
         let size = d.size();
+        let primary = self.inner.role() == Role::Primary;
         let current = tokio::task::spawn_blocking(move || -> Result<u64, replbd_bitmap::MetaError> {
             if abandoned {
                 meta.clear_in_sync(slot, 0, size)?;
@@ -741,8 +742,12 @@ impl Resync {
             meta.flush()?;
             meta.update(|gi, flags| {
                 gi.peers[slot.index()].bitmap_uuid = 0;
-                // Whatever a crash as Primary left behind is resolved with this peer now.
-                flags.set(NodeFlags::CRASHED_PRIMARY, false);
+                // Whatever a crash as Primary left behind is resolved with this peer now — unless
+                // this node is Primary right now: then the flag means "Primary, not demoted
+                // cleanly", and a crash from here on must still be found by the next handshake.
+                if !primary {
+                    flags.set(NodeFlags::CRASHED_PRIMARY, false);
+                }
                 gi.current
             })
         })
