@@ -10,13 +10,22 @@
 //! | 2  | one just created                                               | that one is target, full sync   |
 //! | 3  | current UUIDs equal                                            | see below                       |
 //! | 4  | peer's bitmap UUID for me == my current                        | target, peer's bitmap for me    |
+//! | 4b | peer's bitmap UUID for me is in my history, my current in its  | target, peer's bitmap for me    |
 //! | 5  | my current is the peer's bitmap UUID for another node N        | target, peer's bitmap for N     |
 //! | 6  | my bitmap UUID for the peer == peer's current                  | source, my bitmap for the peer  |
+//! | 6b | my bitmap UUID for the peer is in its history, its current in mine | source, my bitmap for the peer |
 //! | 7  | peer's current is my bitmap UUID for another node N            | source, my bitmap for N         |
 //! | 8  | my current in the peer's history (or the reverse, not both)    | target (source), full sync      |
 //! | 9  | my bitmap UUID for the peer == peer's bitmap UUID for me, ≠ 0  | split brain, auto-recoverable   |
 //! | 10 | any history UUID in common                                     | split brain, disconnect         |
 //! | 11 | nothing in common                                              | unrelated data, disconnect      |
+//!
+//! **Rules 4b and 6b** cover a peer that followed the Primary into a new generation (it adopted the
+//! new current UUID and recorded its old one in its history) while the Primary never learned that it
+//! had: the Primary's bitmap for it still starts at the old generation. The peer's current is an
+//! ancestor of the Primary's (it did not diverge), and the bitmap covers every write since the old
+//! generation — a superset of what the peer lacks — so a bitmap resync is exact enough; DRBD's
+//! tables would fall through to rule 8 and copy the whole device.
 //!
 //! **Rule 3, equal current UUIDs**, separates a harmless reconnect from a crash that left the two disks
 //! different in the crashed primary's activity-log extents. In order:
@@ -231,10 +240,16 @@ pub enum Rule {
     EqualCurrent,
     /// Rule 4: the peer's bitmap UUID for me equals my current UUID.
     PeerBitmapForMe,
+    /// Rule 4b: the peer's bitmap UUID for me is an earlier generation of mine, and my current UUID is
+    /// in the peer's history.
+    PeerBitmapForMyPast,
     /// Rule 5: my current UUID is the peer's bitmap UUID for another node.
     PeerBitmapForOther(NodeId),
     /// Rule 6: my bitmap UUID for the peer equals the peer's current UUID.
     MyBitmapForPeer,
+    /// Rule 6b: my bitmap UUID for the peer is an earlier generation of the peer's, and the peer's
+    /// current UUID is in my history.
+    MyBitmapForPeerPast,
     /// Rule 7: the peer's current UUID is my bitmap UUID for another node.
     MyBitmapForOther(NodeId),
     /// Rule 8: the given side's current UUID is in the other side's history; it is full-sync target.
@@ -261,9 +276,9 @@ impl Rule {
             | Rule::CrashedPrimaryBothOff(_)
             | Rule::EqualTie { .. }
             | Rule::EqualCurrent => 3,
-            Rule::PeerBitmapForMe => 4,
+            Rule::PeerBitmapForMe | Rule::PeerBitmapForMyPast => 4,
             Rule::PeerBitmapForOther(_) => 5,
-            Rule::MyBitmapForPeer => 6,
+            Rule::MyBitmapForPeer | Rule::MyBitmapForPeerPast => 6,
             Rule::MyBitmapForOther(_) => 7,
             Rule::CurrentInHistory(_) => 8,
             Rule::BitmapsEqual => 9,
@@ -287,6 +302,8 @@ impl Rule {
             },
             Rule::PeerBitmapForMe => Rule::MyBitmapForPeer,
             Rule::MyBitmapForPeer => Rule::PeerBitmapForMe,
+            Rule::PeerBitmapForMyPast => Rule::MyBitmapForPeerPast,
+            Rule::MyBitmapForPeerPast => Rule::PeerBitmapForMyPast,
             Rule::PeerBitmapForOther(n) => Rule::MyBitmapForOther(n),
             Rule::MyBitmapForOther(n) => Rule::PeerBitmapForOther(n),
             Rule::CurrentInHistory(s) => Rule::CurrentInHistory(s.mirror()),
@@ -340,12 +357,18 @@ impl fmt::Display for Rule {
             }
             Rule::EqualCurrent => f.write_str("equal current UUIDs"),
             Rule::PeerBitmapForMe => f.write_str("peer's bitmap UUID for me equals my current UUID"),
+            Rule::PeerBitmapForMyPast => f.write_str(
+                "the peer's bitmap UUID for me is an earlier generation of mine, and the peer's history continues from my current UUID",
+            ),
             Rule::PeerBitmapForOther(n) => {
                 write!(f, "my current UUID is the peer's bitmap UUID for node {n}")
             }
             Rule::MyBitmapForPeer => {
                 f.write_str("my bitmap UUID for the peer equals the peer's current UUID")
             }
+            Rule::MyBitmapForPeerPast => f.write_str(
+                "my bitmap UUID for the peer is an earlier generation of the peer's, and my history continues from the peer's current UUID",
+            ),
             Rule::MyBitmapForOther(n) => {
                 write!(f, "the peer's current UUID is my bitmap UUID for node {n}")
             }
@@ -564,8 +587,15 @@ fn compare(l: &HandshakeSide<'_>, p: &HandshakeSide<'_>, protocol: Protocol) -> 
 /// Rules 4 and 5 for `me` as target: the slot (in `them`'s metadata) tracking changes since my current
 /// generation, and the rule that found it.
 fn target_by_bitmap(me: &HandshakeSide<'_>, them: &HandshakeSide<'_>) -> Option<(NodeId, Rule)> {
-    if same_generation(them.gi.bitmap_uuid(me.node), me.gi.current) {
+    let theirs_for_me = them.gi.bitmap_uuid(me.node);
+    if same_generation(theirs_for_me, me.gi.current) {
         return Some((me.node, Rule::PeerBitmapForMe));
+    }
+    if theirs_for_me & !1 != 0
+        && me.gi.history_contains(theirs_for_me)
+        && them.gi.history_contains(me.gi.current)
+    {
+        return Some((me.node, Rule::PeerBitmapForMyPast));
     }
     them.gi
         .bitmap_slot_holding(me.gi.current, them.node, me.node)

@@ -82,10 +82,24 @@ async fn a_disconnected_peer_slot_holds_exactly_the_bytes_it_missed() {
         "peer 2 missed exactly these bytes"
     );
     assert_eq!(st.peer(1).unwrap().out_of_sync, 0, "peer 1 missed nothing");
-    // The other secondary still reaches node 2, so it marks nothing either.
-    assert_eq!(nodes[1].res.status().peer(2).unwrap().out_of_sync, 0);
     // Writes kept going: peer 1 has them.
     assert!(nodes[1].store.as_ref().unwrap().content()[1299 * 4096..1300 * 4096] == block(1299)[..]);
+    // Peer acknowledgements told node 1 that node 2 missed these writes. Node 1 still reaches
+    // node 2, so it brings node 2 up to date itself, as DRBD 9 does between secondaries.
+    nodes[1]
+        .res
+        .wait_for(Duration::from_secs(20), |s| {
+            let peer = s.peer(2).unwrap();
+            peer.replication == replbd_quorum::ReplicationState::Established && peer.out_of_sync == 0
+        })
+        .await
+        .unwrap();
+    assert!(
+        nodes[1].store.as_ref().unwrap().content() == nodes[2].store.as_ref().unwrap().content(),
+        "node 2 caught up through node 1"
+    );
+    // The Primary still tracks what node 2 missed from it: its slot is cleared by its own resync.
+    assert_eq!(p.status().peer(2).unwrap().out_of_sync, 300 * 4096 + MIB);
     for n in &nodes {
         n.res.down().await.unwrap();
     }

@@ -179,6 +179,8 @@ async fn a_peer_that_stops_reading_is_disconnected_and_writes_complete() {
             flags: 3,
             dagtag: 0,
             reconnect: false,
+            dirty_for: vec![],
+            replicating: 0,
         };
         w.send(messages::encode(Kind::StateReport, &report))
             .await

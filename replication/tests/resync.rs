@@ -6,66 +6,18 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use replbd_quorum::{ConnectionState, DiskState, Protocol, ReplicationState};
-use replbd_replication::engine::{DigestAlg, Event};
+use replbd_bitmap::NodeId;
+
+use replbd_quorum::{Protocol, ReplicationState};
+use replbd_replication::engine::DigestAlg;
 use replbd_replication::{BlockVolume, Resource, WriteFlags};
-use support::{Node, block, checksum, cluster, cluster_with, disk_with_meta};
-use tokio::sync::broadcast::Receiver;
+use support::UUID;
+use support::{block, cluster, cluster_with, disk_with_meta, finished, in_sync, same_data, write_blocks};
 
 const MIB: u64 = 1 << 20;
-
-async fn write_blocks(res: &Resource, blocks: impl IntoIterator<Item = u64>) {
-    for i in blocks {
-        res.write(i * 4096, block(i), WriteFlags::default())
-            .await
-            .unwrap();
-    }
-}
-
-/// Waits until `node` sees `peer` Established with an UpToDate disk, and is UpToDate itself.
-async fn in_sync(node: &Node, peer: u8) {
-    let r = node
-        .res
-        .wait_for(Duration::from_secs(60), |s| {
-            s.disk == DiskState::UpToDate
-                && s.peer(peer).is_some_and(|p| {
-                    p.connection == ConnectionState::Connected
-                        && p.replication == ReplicationState::Established
-                        && p.disk == DiskState::UpToDate
-                        && p.out_of_sync == 0
-                })
-        })
-        .await;
-    if let Err(s) = r {
-        panic!("node {} never got in sync with node {peer}:\n{s}", node.id);
-    }
-}
-
-/// The next `ResyncFinished` event about `peer`: (bytes moved, source?).
-async fn finished(events: &mut Receiver<Event>, peer: u8) -> (u64, bool) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
-            Ok(Ok(Event::ResyncFinished {
-                peer: p,
-                bytes_moved,
-                source,
-                ..
-            })) if p == peer => return (bytes_moved, source),
-            Ok(Ok(_)) => {}
-            other => panic!("no resync-finished event about node {peer}: {other:?}"),
-        }
-    }
-}
-
-fn same_data(nodes: &[&Node]) {
-    let sums: Vec<u32> = nodes
-        .iter()
-        .map(|n| checksum(&n.store.as_ref().unwrap().content()))
-        .collect();
-    assert!(sums.iter().all(|s| *s == sums[0]), "replicas differ: {sums:x?}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returning_node_receives_exactly_the_bytes_it_missed() {
@@ -99,6 +51,58 @@ async fn a_returning_node_receives_exactly_the_bytes_it_missed() {
     for n in &nodes {
         n.res.down().await.unwrap();
     }
+}
+
+/// A Secondary that goes down right after a promotion may have adopted the Primary's new
+/// generation (Y, its old X now in its history) without the Primary hearing it confirm: the
+/// Primary's bitmap for it still starts at X, and the Primary moved on to Z. Only the blocks in that
+/// bitmap move (rule 4b), not the whole device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_followed_the_primary_unconfirmed_gets_a_bitmap_resync() {
+    const Y: u64 = 0x2222_0000_0000_0000;
+    const Z: u64 = 0x3333_0000_0000_0000;
+    support::init_logging();
+    let addrs = support::free_ports(2);
+    let (d0, s0, _) = disk_with_meta(16 * MIB, 1, 0, true);
+    let meta0 = Arc::clone(d0.metadata());
+    let slot = meta0.slot_for(NodeId::new(1).unwrap()).unwrap();
+    for i in 0..10 {
+        s0.write(i * 4096, block(i), false).await.unwrap();
+        meta0.mark_out_of_sync(slot, i * 4096, 4096).unwrap();
+    }
+    meta0.flush().unwrap();
+    meta0
+        .update(|gi, _| {
+            gi.push_history(Y);
+            gi.current = Z;
+            gi.peers[slot.index()].bitmap_uuid = UUID;
+        })
+        .unwrap();
+    let (d1, s1, _) = disk_with_meta(16 * MIB, 1, 1, true);
+    d1.metadata()
+        .update(|gi, _| {
+            gi.push_history(UUID);
+            gi.current = Y;
+        })
+        .unwrap();
+    let r0 = Resource::start(support::config(0, &addrs, Protocol::C, &[]), Some(d0))
+        .await
+        .unwrap();
+    let mut events = r0.events();
+    let r1 = Resource::start(support::config(1, &addrs, Protocol::C, &[]), Some(d1))
+        .await
+        .unwrap();
+    let (moved, source) = finished(&mut events, 1).await;
+    assert!(source);
+    assert_eq!(moved, 10 * 4096, "only the blocks in the bitmap move");
+    r1.wait_for(Duration::from_secs(30), |s| {
+        s.disk == replbd_quorum::DiskState::UpToDate
+    })
+    .await
+    .unwrap();
+    assert_eq!(s0.content(), s1.content());
+    r0.down().await.unwrap();
+    r1.down().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,6 +262,123 @@ async fn a_new_node_gets_a_full_initial_sync() {
     assert_eq!(moved, 16 * MIB, "a full sync moves the whole device");
     in_sync(&nodes[1], 0).await;
     same_data(&[&nodes[0], &nodes[1]]);
+    for n in &nodes {
+        n.res.down().await.unwrap();
+    }
+}
+
+/// With a diskless Primary the diskful Secondaries hold the data: one that was away gets what it
+/// missed from the other, as a bitmap resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_diskless_primary_a_returning_secondary_resyncs_from_the_other() {
+    let mut nodes = cluster(3, 16 * MIB, Protocol::C, &[0]).await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    write_blocks(&p, 0..20).await;
+    p.flush().await.unwrap();
+    nodes[2].res.down().await.unwrap();
+    write_blocks(&p, 100..110).await;
+    p.flush().await.unwrap();
+    let mut events = nodes[1].res.events();
+    nodes[2].restart().await;
+    let (moved, source) = finished(&mut events, 2).await;
+    assert!(source);
+    // Node 2 may have gone down before the peer ack of the last write before it (block 19)
+    // arrived; it then marks that write for node 1, as DRBD does: one block of the earlier run.
+    assert!(
+        (10 * 4096..=11 * 4096).contains(&moved),
+        "{moved} bytes moved: the 10 blocks node 2 missed (and at most the one unacked block)"
+    );
+    in_sync(&nodes[2], 1).await;
+    same_data(&[&nodes[1], &nodes[2]]);
+}
+
+/// The same with a diskless Primary: the returning node resyncs from the other Secondary while the
+/// Primary overwrites the blocks being moved. The Secondary source reads only after applying the
+/// Primary's writes the target already has, and the target applies later writes after the resync
+/// data — so both end with exactly what the Primary wrote last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_during_a_resync_from_a_secondary_end_with_the_primarys_data() {
+    let mut nodes = cluster_with(3, 32 * MIB, Protocol::C, &[0], |_, cfg| {
+        cfg.resync.max_rate = 8 * MIB; // about two seconds for 16 MiB
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    nodes[2].res.down().await.unwrap();
+    write_blocks(&p, 0..4096).await; // 16 MiB out of sync for node 2
+    nodes[2].restart().await;
+    nodes[2]
+        .res
+        .wait_for(Duration::from_secs(20), |s| {
+            s.peer(1)
+                .is_some_and(|p| p.replication == ReplicationState::SyncTarget)
+        })
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let res = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut last = std::collections::HashMap::new();
+            for k in 0..200u64 {
+                let i = (k * 37 + w * 512) % 4096;
+                let mut data = block(i + 100_000 * (w + 1)).to_vec();
+                data[0] = w as u8;
+                data[1] = k as u8;
+                let data = bytes::Bytes::from(data);
+                res.write(i * 4096, data.clone(), WriteFlags::default())
+                    .await
+                    .unwrap();
+                last.insert(i, data);
+            }
+            last
+        }));
+    }
+    let mut written = Vec::new();
+    for t in tasks {
+        written.push(
+            tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .expect("no deadlock")
+                .unwrap(),
+        );
+    }
+    in_sync(&nodes[2], 1).await;
+    p.flush().await.unwrap();
+    if std::env::var("REPLBD_DIAG").is_ok() {
+        let a = nodes[1].store.as_ref().unwrap().content();
+        let b = nodes[2].store.as_ref().unwrap().content();
+        for i in 0..(a.len() / 4096) {
+            let r = i * 4096..(i + 1) * 4096;
+            if a[r.clone()] != b[r.clone()] {
+                let want: Vec<_> = written.iter().filter_map(|l| l.get(&(i as u64))).collect();
+                eprintln!(
+                    "DIAG block {i}: node1==last {:?} node2==last {:?} node2 head {:?} node1 head {:?}",
+                    want.iter().any(|w| w[..] == a[r.clone()]),
+                    want.iter().any(|w| w[..] == b[r.clone()]),
+                    &b[r.start..r.start + 2],
+                    &a[r.start..r.start + 2]
+                );
+            }
+        }
+    }
+    same_data(&[&nodes[1], &nodes[2]]);
+    // Every block written by exactly one writer holds that writer's last write (blocks two writers
+    // raced on are covered by the replicas being identical).
+    let content = nodes[2].store.as_ref().unwrap().content();
+    for last in &written {
+        for (i, data) in last {
+            let at = (*i * 4096) as usize;
+            if written.iter().filter(|l| l.contains_key(i)).count() == 1 {
+                assert_eq!(
+                    &content[at..at + 4096],
+                    &data[..],
+                    "block {i} is not the Primary's last write"
+                );
+            }
+        }
+    }
     for n in &nodes {
         n.res.down().await.unwrap();
     }

@@ -21,15 +21,21 @@ uptime_s() { cut -d' ' -f1 /proc/uptime; }
 timeout=$(sed -n 's/.*vm\.timeout=\([0-9]*\).*/\1/p' /proc/cmdline)
 : "${timeout:=240}"
 
-# Leaves nothing of one scenario to the next: its mounts, servers and ublk devices, its files.
+# Leaves nothing of one scenario to the next: its daemons, mounts, servers and ublk devices, its files.
 reset_state() {
-    for m in $(awk '$2 ~ /^\/data\// {print $2}' /proc/mounts | sort -r); do umount -l "$m"; done
+    for p in $(pidof replbd-node 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    # Deletes run in the background: a device whose server died fails its waiting I/O on delete,
+    # but the delete completes only after a filesystem on it is unmounted (which waits for that I/O).
+    dels=""
     for c in /sys/class/ublk-char/ublkc*; do
         [ -e "$c" ] || continue
         id=${c##*ublkc}
         echo "vm-init: deleting leftover ublk device $id"
-        timeout 30 replbd-ublk-serve del --id "$id" >/dev/null 2>&1 || echo "vm-init: cannot delete ublk device $id"
+        (timeout 30 replbd-ublk-serve del --id "$id" >/dev/null 2>&1 || echo "vm-init: cannot delete ublk device $id") &
+        dels="$dels $!"
     done
+    for m in $(awk '$2 ~ /^\/data\// {print $2}' /proc/mounts | sort -r); do umount -l "$m"; done
+    for d in $dels; do wait "$d"; done
     for p in $(pidof replbd-ublk-serve fio 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
     rm -rf /data/* /tmp/vm-result
 }

@@ -78,6 +78,11 @@ pub struct DeviceConfig {
     pub max_io_bytes: u32,
     /// Crash recovery.
     pub recovery: RecoveryPolicy,
+    /// A label recorded with the device (libublk's run file), so that a process restarting after
+    /// a crash can tell its own device from others before re-attaching ([`inspect_device`]).
+    ///
+    /// [`inspect_device`]: crate::inspect_device
+    pub owner: Option<String>,
 }
 
 impl Default for DeviceConfig {
@@ -89,6 +94,7 @@ impl Default for DeviceConfig {
             block_size: BlockSize::B512,
             max_io_bytes: 512 << 10,
             recovery: RecoveryPolicy::IfAvailable,
+            owner: None,
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct DeviceInfo {
     pub crash_recovery: bool,
     /// Whether this process re-attached to an existing device rather than creating it.
     pub recovered: bool,
+    /// The owner label recorded with the device (see [`DeviceConfig::owner`]).
+    pub owner: Option<String>,
 }
 
 /// State shared between a [`UblkTarget`] and its [`StopHandle`]s.
@@ -51,6 +53,17 @@ struct Shared {
     ctrl: UblkCtrl,
     id: u32,
     stop_requested: AtomicBool,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The control (dropped right after this) may send a last command (an added device that
+        // never started is deleted), on whichever thread let go of the last reference; libublk
+        // sends control commands through a per-thread ring that must exist on that thread.
+        if let Err(e) = init_ctrl_ring_for_this_thread() {
+            tracing::warn!(device = self.id, error = %e, "cannot set up a ublk control ring on this thread");
+        }
+    }
 }
 
 /// Stops a served device from any thread (a signal handler thread, a control socket task).
@@ -92,7 +105,7 @@ fn init_ctrl_ring_for_this_thread() -> std::result::Result<(), UblkError> {
 
 /// The device does not exist (any more): libublk reports that as `OtherError` or `UringIOError`
 /// depending on the command.
-fn is_gone(e: &UblkError) -> bool {
+pub(crate) fn is_gone(e: &UblkError) -> bool {
     let errno = match e {
         UblkError::OtherError(errno) | UblkError::UringIOError(errno) => -errno.abs(),
         UblkError::IOError(e) => -e.raw_os_error().unwrap_or(0),
@@ -163,6 +176,7 @@ impl<V: BlockVolume> UblkTarget<V> {
             max_io_bytes: dev.max_io_buf_bytes,
             crash_recovery: ctrl_flags != 0,
             recovered: false,
+            owner: config.owner.clone(),
         };
         tracing::info!(
             device = info.id,
@@ -194,6 +208,10 @@ impl<V: BlockVolume> UblkTarget<V> {
             }
         })?;
         let dev = probe.dev_info();
+        // Keep the label the device was started with.
+        let owner = probe
+            .get_target_data_from_json()
+            .and_then(|data| data.get("owner").and_then(|o| o.as_str()).map(str::to_owned));
         if dev.flags & sys::UBLK_F_USER_RECOVERY as u64 == 0 {
             return Err(UblkTargetError::RecoveryNotEnabled { id });
         }
@@ -261,6 +279,7 @@ impl<V: BlockVolume> UblkTarget<V> {
             max_io_bytes: dev.max_io_buf_bytes,
             crash_recovery: true,
             recovered: true,
+            owner,
         };
         Ok(Self::new(ctrl, volume, info))
     }
@@ -314,9 +333,17 @@ impl<V: BlockVolume> UblkTarget<V> {
             runtime,
         } = self;
         let id = info.id;
+        // `run` may be called on another thread than the one that created the device (a thread
+        // of its own, in the node daemon); libublk's control commands need a ring on this one.
+        init_ctrl_ring_for_this_thread().map_err(|e| UblkTargetError::ublk("start", id, e))?;
         let params = device_params(&info);
         let (size, recovered) = (info.size, info.recovered);
+        let owner = info.owner.clone();
         let tgt_init = move |dev: &mut UblkDev| {
+            if let Some(owner) = &owner {
+                // Written to /run/ublksrvd/NNNN.json when the device starts (see `existing`).
+                dev.set_target_json(serde_json::json!({ "owner": owner }));
+            }
             dev.tgt.dev_size = size;
             dev.tgt.params = params;
             // One more submission and completion slot than tags: the queue's eventfd poll.
@@ -394,7 +421,7 @@ fn device_params(info: &DeviceInfo) -> sys::ublk_params {
     }
 }
 
-fn process_alive(pid: i32) -> bool {
+pub(crate) fn process_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
@@ -438,6 +465,7 @@ mod tests {
             max_io_bytes: 512 << 10,
             crash_recovery: true,
             recovered: false,
+            owner: None,
         }
     }
 

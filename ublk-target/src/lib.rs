@@ -79,6 +79,12 @@
 //!   served. The application sees a pause, not an error.
 //! - A clean shutdown ([`StopHandle::stop`]) stops and deletes the device: pending requests fail
 //!   and `/dev/ublkbN` goes away, as when unplugging a disk.
+//! - Before re-attaching, a restarting process must know the device is its own: a device records
+//!   [`DeviceConfig::owner`] when it starts, and [`inspect_device`] reads it back with the driver's
+//!   state, recovery flags and serving process (module `existing`).
+//!
+//! [`UblkTarget::run`] may be called on any thread (the node daemon gives each device a thread of
+//! its own); libublk's per-thread control ring is set up where it is needed.
 //!
 //! Without recovery support the device is created without it (with a warning), or refused under
 //! [`RecoveryPolicy::Required`]; then a dying server takes the device with it.
@@ -86,6 +92,7 @@
 mod config;
 mod device;
 mod error;
+mod existing;
 mod features;
 mod queue;
 mod request;
@@ -95,4 +102,5 @@ mod wake;
 pub use config::{BlockSize, DeviceConfig, MAX_DEPTH, MAX_QUEUES, RecoveryPolicy};
 pub use device::{DeviceInfo, StopHandle, UblkTarget, delete_device};
 pub use error::{Result, UblkCause, UblkTargetError};
+pub use existing::{DeviceState, ExistingDevice, inspect_device};
 pub use features::{CONTROL_PATH, DriverFeatures, probe_driver, require_driver};

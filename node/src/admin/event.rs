@@ -99,6 +99,38 @@ pub enum Object {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         out_of_sync_bytes: Option<u64>,
     },
+    /// An online verify with a peer finished: what it found out of sync (marked, not fixed).
+    VerifyResult {
+        /// The resource.
+        name: String,
+        /// The peer's node id.
+        peer_node_id: u8,
+        /// The peer's node name.
+        conn_name: String,
+        /// The volume.
+        volume: u32,
+        /// Bytes found out of sync.
+        out_of_sync_bytes: u64,
+        /// The differing ranges as inclusive `(first, last)` sectors.
+        sectors: Vec<(u64, u64)>,
+    },
+    /// A resync with a peer finished: what it moved (to report and assert partial resyncs).
+    Resync {
+        /// The resource.
+        name: String,
+        /// The peer's node id.
+        peer_node_id: u8,
+        /// The peer's node name.
+        conn_name: String,
+        /// The volume.
+        volume: u32,
+        /// This node's side: SyncSource or SyncTarget.
+        replication: ReplicationState,
+        /// Bytes of data moved (blocks found in sync by checksum not counted).
+        bytes_moved: u64,
+        /// How long it took, in milliseconds.
+        milliseconds: u64,
+    },
     /// The end of the initial `exists` lines (`exists -`).
     End,
 }
@@ -158,16 +190,49 @@ impl NodeEvent {
                 change(connection(*peer, None, Some(*role), None)),
                 change(peer_device(*peer, None, Some(*disk))),
             ],
-            // A finished resync leaves nothing out of sync with that peer.
-            Event::ResyncFinished { peer, .. } => vec![change(Object::PeerDevice {
+            Event::VerifyFinished {
+                peer,
+                out_of_sync_bytes,
+                sectors,
+                ..
+            } => vec![change(Object::VerifyResult {
                 name: name.clone(),
                 peer_node_id: *peer,
                 conn_name: spec.node_name(*peer),
                 volume,
-                replication: None,
-                peer_disk: None,
-                out_of_sync_bytes: Some(0),
+                out_of_sync_bytes: *out_of_sync_bytes,
+                sectors: sectors.iter().map(|&(s, e)| (s, e.saturating_sub(1))).collect(),
             })],
+            // A finished resync leaves nothing out of sync with that peer.
+            Event::ResyncFinished {
+                peer,
+                source,
+                bytes_moved,
+                seconds,
+            } => vec![
+                change(Object::Resync {
+                    name: name.clone(),
+                    peer_node_id: *peer,
+                    conn_name: spec.node_name(*peer),
+                    volume,
+                    replication: if *source {
+                        ReplicationState::SyncSource
+                    } else {
+                        ReplicationState::SyncTarget
+                    },
+                    bytes_moved: *bytes_moved,
+                    milliseconds: (seconds * 1000.0).round() as u64,
+                }),
+                change(Object::PeerDevice {
+                    name: name.clone(),
+                    peer_node_id: *peer,
+                    conn_name: spec.node_name(*peer),
+                    volume,
+                    replication: None,
+                    peer_disk: None,
+                    out_of_sync_bytes: Some(0),
+                }),
+            ],
         }
     }
 
@@ -277,6 +342,23 @@ impl fmt::Display for NodeEvent {
                 }
                 Ok(())
             }
+            Object::VerifyResult {
+                name,
+                peer_node_id,
+                conn_name,
+                volume,
+                out_of_sync_bytes,
+                sectors,
+            } => {
+                write!(
+                    f,
+                    " verify name:{name} peer-node-id:{peer_node_id} conn-name:{conn_name} volume:{volume} out-of-sync:{out_of_sync_bytes}"
+                )?;
+                for (first, last) in sectors {
+                    write!(f, " sectors:{first}-{last}")?;
+                }
+                Ok(())
+            }
             Object::PeerDevice {
                 name,
                 peer_node_id,
@@ -301,6 +383,19 @@ impl fmt::Display for NodeEvent {
                 }
                 Ok(())
             }
+            Object::Resync {
+                name,
+                peer_node_id,
+                conn_name,
+                volume,
+                replication,
+                bytes_moved,
+                milliseconds,
+            } => write!(
+                f,
+                " resync name:{name} peer-node-id:{peer_node_id} conn-name:{conn_name} volume:{volume} \
+                 replication:{replication} bytes:{bytes_moved} ms:{milliseconds}"
+            ),
         }
     }
 }
@@ -330,6 +425,22 @@ mod tests {
         assert_eq!(
             NodeEvent::lifecycle(Action::Create, "r0", Some(Role::Secondary)).to_string(),
             "create resource name:r0 role:Secondary"
+        );
+        let resync = NodeEvent {
+            action: Action::Change,
+            object: Object::Resync {
+                name: "r0".into(),
+                peer_node_id: 1,
+                conn_name: "beta".into(),
+                volume: 0,
+                replication: ReplicationState::SyncTarget,
+                bytes_moved: 4 << 20,
+                milliseconds: 812,
+            },
+        };
+        assert_eq!(
+            resync.to_string(),
+            "change resync name:r0 peer-node-id:1 conn-name:beta volume:0 replication:SyncTarget bytes:4194304 ms:812"
         );
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(

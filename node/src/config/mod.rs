@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Problem};
 pub use model::{
-    FrontEndSpec, HandlersSpec, MetaDisk, NodeConfig, NodeSpec, PeerSpec, ResourceSpec, ResyncSpec,
+    FrontEndSpec, HandlersSpec, MetaDisk, NodeConfig, NodeSpec, PeerSpec, ResourceSpec, ResyncSpec, UblkSpec,
     VolumeSpec,
 };
 

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use replbd_quorum::options::ConnectionOptions;
 use replbd_quorum::{QuorumConfig, split_brain::SplitBrainPolicies};
-use replbd_replication::engine::{PeerConfig, ReadBalancing, ResourceConfig, Timeouts};
+use replbd_replication::engine::{
+    DigestAlg, PeerConfig, ReadBalancing, ResourceConfig, ResyncConfig, Timeouts,
+};
+use replbd_ublk::BlockSize;
 
 use crate::nbd::ListenAddr;
 
@@ -95,25 +98,34 @@ impl VolumeSpec {
     }
 }
 
-/// Resync controller settings. Stored and validated; the engine's resync will use them.
+/// Resync and verify settings. `c-plan-ahead` is stored and validated; the engine's rate controller
+/// works from the other three (see docs/resync-and-verify.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResyncSpec {
+    /// `csums-alg` (net section): checksum resync with this digest.
+    pub csums_alg: Option<DigestAlg>,
+    /// `verify-alg` (net section).
+    pub verify_alg: DigestAlg,
     /// `c-max-rate`, bytes per second (default 100 MiB/s).
     pub c_max_rate: u64,
     /// `c-min-rate`, bytes per second (default 250 KiB/s).
     pub c_min_rate: u64,
-    /// `c-fill-target`, bytes in flight (default 50 KiB).
+    /// `c-fill-target`, bytes in flight (default 4 MiB: requests are up to 1 MiB).
     pub c_fill_target: u64,
     /// `c-plan-ahead` (default 2 s).
     pub c_plan_ahead: Duration,
 }
 
 impl Default for ResyncSpec {
+    /// The engine's defaults (one source of truth).
     fn default() -> ResyncSpec {
+        let e = ResyncConfig::default();
         ResyncSpec {
-            c_max_rate: 100 << 20,
-            c_min_rate: 250 << 10,
-            c_fill_target: 50 << 10,
+            csums_alg: e.csums,
+            verify_alg: e.verify,
+            c_max_rate: e.max_rate,
+            c_min_rate: e.min_rate,
+            c_fill_target: e.fill_target,
             c_plan_ahead: Duration::from_secs(2),
         }
     }
@@ -132,11 +144,47 @@ pub struct HandlersSpec {
     pub quorum_lost: Option<String>,
 }
 
+/// The ublk front end's device: `/dev/ublkbN` and its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UblkSpec {
+    /// `N` of `/dev/ublkbN`, fixed by the configuration (like DRBD's `device minor N`): a restarted
+    /// daemon finds the device it left behind by this number.
+    pub device: u32,
+    /// Hardware queues, one serving thread each (default 1).
+    pub queues: u16,
+    /// Requests in flight per queue (default 64).
+    pub queue_depth: u16,
+    /// Logical block size (default 512).
+    pub logical_block_size: BlockSize,
+}
+
+impl UblkSpec {
+    /// Default hardware queues.
+    pub const DEFAULT_QUEUES: u16 = 1;
+    /// Default queue depth.
+    pub const DEFAULT_QUEUE_DEPTH: u16 = 64;
+
+    /// A device `N` with the default shape.
+    pub fn new(device: u32) -> UblkSpec {
+        UblkSpec {
+            device,
+            queues: Self::DEFAULT_QUEUES,
+            queue_depth: Self::DEFAULT_QUEUE_DEPTH,
+            logical_block_size: BlockSize::B512,
+        }
+    }
+
+    /// The block device path, `/dev/ublkbN`.
+    pub fn path(&self) -> String {
+        format!("/dev/ublkb{}", self.device)
+    }
+}
+
 /// How the volume is offered to applications on this node while it is Primary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrontEndSpec {
     /// `/dev/ublkbN` through the ublk front end.
-    Ublk,
+    Ublk(UblkSpec),
     /// An NBD export named after the resource.
     Nbd(ListenAddr),
     /// No front end (replication only, or a diskless tiebreaker).
@@ -146,7 +194,7 @@ pub enum FrontEndSpec {
 impl std::fmt::Display for FrontEndSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FrontEndSpec::Ublk => f.write_str("ublk"),
+            FrontEndSpec::Ublk(u) => write!(f, "ublk {}", u.path()),
             FrontEndSpec::Nbd(a) => write!(f, "nbd {a}"),
             FrontEndSpec::None => f.write_str("none"),
         }
@@ -223,6 +271,13 @@ impl ResourceSpec {
         cfg.timeouts = self.timeouts;
         cfg.max_epoch_size = self.max_epoch_size;
         cfg.max_in_flight_bytes = self.max_buffers;
+        cfg.resync = ResyncConfig {
+            max_rate: self.resync.c_max_rate,
+            min_rate: self.resync.c_min_rate,
+            fill_target: self.resync.c_fill_target,
+            csums: self.resync.csums_alg,
+            verify: self.resync.verify_alg,
+        };
         cfg
     }
 }

@@ -16,11 +16,12 @@ use replbd_quorum::options::{ConnectionOptions, OnCongestion};
 use replbd_quorum::quorum::{OnNoQuorum, QuorumPolicy};
 use replbd_quorum::split_brain::{AfterSb0Pri, AfterSb1Pri, AfterSb2Pri, RrConflict, SplitBrainPolicies};
 use replbd_quorum::{Protocol, QuorumConfig, validate_connection_options};
-use replbd_replication::engine::{ReadBalancing, Timeouts};
+use replbd_replication::engine::{DigestAlg, ReadBalancing, Timeouts};
+use replbd_ublk::{BlockSize, MAX_DEPTH, MAX_QUEUES};
 use toml::Spanned;
 
 use super::model::{
-    FrontEndSpec, HandlersSpec, MetaDisk, NodeSpec, PeerSpec, ResourceSpec, ResyncSpec, VolumeSpec,
+    FrontEndSpec, HandlersSpec, MetaDisk, NodeSpec, PeerSpec, ResourceSpec, ResyncSpec, UblkSpec, VolumeSpec,
 };
 use super::schema::{RawConnectionOptions, RawFrontEnd, RawNode, RawResource};
 use super::validate::Checker;
@@ -73,7 +74,7 @@ pub(crate) fn check_resource(
     let (read_balancing, resync) = check_disk(c, name, r);
     let quorum = check_options(c, name, r, &nodes);
     let handlers = check_handlers(c, name, r, &defaults, &overrides, &split_brain);
-    let front_end = check_front_end(c, name, r.front_end.as_ref());
+    let front_end = check_front_end(c, name, res.span(), r.front_end.as_ref());
     let timeouts = check_timeouts(c, name, r);
     let (max_epoch_size, max_buffers) = check_limits(c, name, r);
 
@@ -608,6 +609,16 @@ fn check_disk(c: &mut Checker<'_>, res: &str, r: &RawResource) -> (ReadBalancing
     if let Some(x) = opt(c, res, d.c_plan_ahead.as_ref(), parse_duration) {
         s.c_plan_ahead = x;
     }
+    if let Some(net) = r.net.as_ref().map(Spanned::get_ref) {
+        s.csums_alg = opt(c, res, net.csums_alg.as_ref(), |v| match v {
+            "none" => Ok(None),
+            v => DigestAlg::from_str(v).map(Some),
+        })
+        .unwrap_or(None);
+        if let Some(a) = opt(c, res, net.verify_alg.as_ref(), DigestAlg::from_str) {
+            s.verify_alg = a;
+        }
+    }
     if s.c_min_rate > s.c_max_rate
         && let Some(v) = d.c_min_rate.as_ref().or(d.c_max_rate.as_ref())
     {
@@ -719,54 +730,58 @@ fn check_handlers(
 fn check_front_end(
     c: &mut Checker<'_>,
     res: &str,
+    res_span: std::ops::Range<usize>,
     fe: Option<&Spanned<RawFrontEnd>>,
 ) -> Option<FrontEndSpec> {
     let Some(fe) = fe else {
-        return Some(FrontEndSpec::Ublk);
+        c.at(res_span, format!(
+            "resource {res} has no front end: add [resource.{res}.front-end] with kind = \"ublk\" and device = N \
+             (/dev/ublkbN), kind = \"nbd\", or kind = \"none\""
+        ));
+        return None;
     };
     let f = fe.get_ref();
     let kind = f.kind.get_ref().as_str();
+    let nbd_keys = [
+        f.socket.as_ref().map(Spanned::span),
+        f.port.as_ref().map(Spanned::span),
+    ];
+    let ublk_keys = [
+        f.device.as_ref().map(Spanned::span),
+        f.queues.as_ref().map(Spanned::span),
+        f.queue_depth.as_ref().map(Spanned::span),
+        f.logical_block_size.as_ref().map(Spanned::span),
+    ];
+    let mut misplaced = |keys: &[Option<std::ops::Range<usize>>], message: &str| {
+        let found = keys.iter().flatten().next().cloned();
+        let misplaced = found.is_some();
+        if let Some(span) = found {
+            c.at(span, format!("resource {res}: {message}"));
+        }
+        misplaced
+    };
     match kind {
-        "nbd" => match (&f.socket, &f.port) {
-            (Some(s), None) => {
-                absolute_path(c, res, "NBD socket", s).map(|p| FrontEndSpec::Nbd(ListenAddr::Unix(p)))
-            }
-            (None, Some(p)) => match u16::try_from(*p.get_ref()) {
-                Ok(port) if port > 0 => Some(FrontEndSpec::Nbd(ListenAddr::localhost(port))),
-                _ => {
-                    c.at(
-                        p.span(),
-                        format!("resource {res}: NBD port {} is out of range 1-65535", p.get_ref()),
-                    );
-                    None
-                }
-            },
-            _ => {
-                c.at(
-                    fe.span(),
-                    format!("resource {res}: the nbd front end needs exactly one of socket = \"/path\" or port = N"),
-                );
-                None
-            }
-        },
-        "ublk" | "none" => {
-            if let Some(span) = f
-                .socket
-                .as_ref()
-                .map(Spanned::span)
-                .or(f.port.as_ref().map(Spanned::span))
-            {
-                c.at(
-                    span,
-                    format!("resource {res}: socket and port only apply to the nbd front end"),
-                );
+        "nbd" => {
+            if misplaced(
+                &ublk_keys,
+                "device, queues, queue-depth and logical-block-size only apply to the ublk front end",
+            ) {
                 return None;
             }
-            Some(if kind == "ublk" {
-                FrontEndSpec::Ublk
-            } else {
-                FrontEndSpec::None
-            })
+            check_nbd(c, res, fe)
+        }
+        "ublk" => {
+            if misplaced(&nbd_keys, "socket and port only apply to the nbd front end") {
+                return None;
+            }
+            check_ublk(c, res, fe)
+        }
+        "none" => {
+            let keys: Vec<_> = nbd_keys.iter().chain(ublk_keys.iter()).cloned().collect();
+            if misplaced(&keys, "the none front end takes no other keys") {
+                return None;
+            }
+            Some(FrontEndSpec::None)
         }
         other => {
             c.at(
@@ -776,6 +791,101 @@ fn check_front_end(
             None
         }
     }
+}
+
+fn check_nbd(c: &mut Checker<'_>, res: &str, fe: &Spanned<RawFrontEnd>) -> Option<FrontEndSpec> {
+    let f = fe.get_ref();
+    match (&f.socket, &f.port) {
+        (Some(s), None) => {
+            absolute_path(c, res, "NBD socket", s).map(|p| FrontEndSpec::Nbd(ListenAddr::Unix(p)))
+        }
+        (None, Some(p)) => match u16::try_from(*p.get_ref()) {
+            Ok(port) if port > 0 => Some(FrontEndSpec::Nbd(ListenAddr::localhost(port))),
+            _ => {
+                c.at(
+                    p.span(),
+                    format!("resource {res}: NBD port {} is out of range 1-65535", p.get_ref()),
+                );
+                None
+            }
+        },
+        _ => {
+            c.at(
+                fe.span(),
+                format!(
+                    "resource {res}: the nbd front end needs exactly one of socket = \"/path\" or port = N"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Most ublk devices the driver allows (`UBLK_MAX_UBLKS`): device numbers are below it.
+const UBLK_MAX_DEVICES: i64 = 1 << 20;
+
+fn check_ublk(c: &mut Checker<'_>, res: &str, fe: &Spanned<RawFrontEnd>) -> Option<FrontEndSpec> {
+    let f = fe.get_ref();
+    let before = c.count();
+    let Some(device) = &f.device else {
+        c.at(
+            fe.span(),
+            format!(
+                "resource {res}: the ublk front end needs its device number: device = N for /dev/ublkbN \
+                 (fixed, so that a restarted daemon finds the device it left behind)"
+            ),
+        );
+        return None;
+    };
+    let mut spec = UblkSpec::new(0);
+    match u32::try_from(*device.get_ref()) {
+        Ok(n) if i64::from(n) < UBLK_MAX_DEVICES => spec.device = n,
+        _ => c.at(
+            device.span(),
+            format!(
+                "resource {res}: ublk device {} is out of range 0-{}",
+                device.get_ref(),
+                UBLK_MAX_DEVICES - 1
+            ),
+        ),
+    }
+    if let Some(q) = &f.queues {
+        match u16::try_from(*q.get_ref()) {
+            Ok(n) if (1..=MAX_QUEUES).contains(&n) => spec.queues = n,
+            _ => c.at(
+                q.span(),
+                format!(
+                    "resource {res}: queues {} is out of range 1-{MAX_QUEUES}",
+                    q.get_ref()
+                ),
+            ),
+        }
+    }
+    if let Some(d) = &f.queue_depth {
+        match u16::try_from(*d.get_ref()) {
+            Ok(n) if (1..=MAX_DEPTH).contains(&n) => spec.queue_depth = n,
+            _ => c.at(
+                d.span(),
+                format!(
+                    "resource {res}: queue-depth {} is out of range 1-{MAX_DEPTH}",
+                    d.get_ref()
+                ),
+            ),
+        }
+    }
+    if let Some(b) = &f.logical_block_size {
+        match u32::try_from(*b.get_ref()).ok().and_then(BlockSize::from_bytes) {
+            Some(bs) => spec.logical_block_size = bs,
+            None => c.at(
+                b.span(),
+                format!(
+                    "resource {res}: logical-block-size {} must be 512 or 4096",
+                    b.get_ref()
+                ),
+            ),
+        }
+    }
+    (c.count() == before).then_some(FrontEndSpec::Ublk(spec))
 }
 
 fn check_timeouts(c: &mut Checker<'_>, res: &str, r: &RawResource) -> Option<Timeouts> {

@@ -157,6 +157,10 @@ pub struct RawNet {
     pub shared_secret_file: Option<Spanned<String>>,
     /// `crc32c` (or `none`).
     pub data_integrity_alg: Option<Spanned<String>>,
+    /// Checksum resync digest: `crc32c` or `sha256` (unset: plain resync).
+    pub csums_alg: Option<Spanned<String>>,
+    /// Online verify digest: `crc32c` (default) or `sha256`.
+    pub verify_alg: Option<Spanned<String>>,
     /// after-sb-0pri policy.
     pub after_sb_0pri: Option<Spanned<String>>,
     /// after-sb-1pri policy.
@@ -239,4 +243,12 @@ pub struct RawFrontEnd {
     pub socket: Option<Spanned<String>>,
     /// NBD TCP port on 127.0.0.1.
     pub port: Option<Spanned<i64>>,
+    /// ublk: the `N` of `/dev/ublkbN`.
+    pub device: Option<Spanned<i64>>,
+    /// ublk: hardware queues (one serving thread each).
+    pub queues: Option<Spanned<i64>>,
+    /// ublk: requests in flight per queue.
+    pub queue_depth: Option<Spanned<i64>>,
+    /// ublk: logical block size, 512 or 4096.
+    pub logical_block_size: Option<Spanned<i64>>,
 }

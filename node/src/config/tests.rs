@@ -185,6 +185,8 @@ address = "127.0.0.1:7102"
 disk = "/dev/vdb"
 [resource.r1.net]
 shared-secret = "x"
+[resource.r1.front-end]
+kind = "none"
 "#,
     );
     let c = ok(&text);
@@ -607,6 +609,40 @@ fn resync_rates_are_stored() {
 }
 
 #[test]
+fn resync_settings_reach_the_engine() {
+    use replbd_replication::engine::DigestAlg;
+    let net = |kv: &str| {
+        BASE.replace(
+            "shared-secret = \"s3cret\"",
+            &format!("shared-secret = \"s3cret\"\n{kv}"),
+        )
+    };
+    let e = ok(BASE).resources.remove(0).engine_config();
+    assert_eq!((e.resync.csums, e.resync.verify), (None, DigestAlg::Crc32c));
+    let text = net("csums-alg = \"sha256\"\nverify-alg = \"sha256\"")
+        + "\n[resource.r0.disk]\nc-max-rate = \"200MiB\"\nc-min-rate = \"1MiB\"\nc-fill-target = \"8MiB\"\n";
+    let e = ok(&text).resources.remove(0).engine_config();
+    assert_eq!(
+        (e.resync.csums, e.resync.verify),
+        (Some(DigestAlg::Sha256), DigestAlg::Sha256)
+    );
+    assert_eq!(
+        (e.resync.max_rate, e.resync.min_rate, e.resync.fill_target),
+        (200 << 20, 1 << 20, 8 << 20)
+    );
+    rejects(
+        &net("csums-alg = \"md5\""),
+        "csums-alg",
+        "unknown digest algorithm \"md5\": use crc32c or sha256",
+    );
+    rejects(
+        &net("verify-alg = \"none\""),
+        "verify-alg",
+        "unknown digest algorithm",
+    );
+}
+
+#[test]
 fn the_shared_secret_is_required_once() {
     rejects(
         &BASE.replace("shared-secret = \"s3cret\"", ""),
@@ -656,14 +692,27 @@ fn front_ends() {
         FrontEndSpec::None
     );
     assert_eq!(
-        ok(&fe("kind = \"ublk\"")).resources[0].front_end,
-        FrontEndSpec::Ublk
+        ok(&fe("kind = \"ublk\"\ndevice = 3")).resources[0].front_end,
+        FrontEndSpec::Ublk(UblkSpec::new(3))
+    );
+    assert_eq!(
+        ok(&fe(
+            "kind = \"ublk\"\ndevice = 0\nqueues = 2\nqueue-depth = 128\nlogical-block-size = 4096"
+        ))
+        .resources[0]
+            .front_end,
+        FrontEndSpec::Ublk(UblkSpec {
+            device: 0,
+            queues: 2,
+            queue_depth: 128,
+            logical_block_size: replbd_ublk::BlockSize::B4096,
+        })
     );
     let no_table = BASE.replace(
         "[resource.r0.front-end]\nkind = \"nbd\"\nsocket = \"/run/replbd/r0.nbd\"\n",
         "",
     );
-    assert_eq!(ok(&no_table).resources[0].front_end, FrontEndSpec::Ublk);
+    rejects(&no_table, "[resource.r0]", "resource r0 has no front end");
     rejects(
         &fe("kind = \"nbd\""),
         "[resource.r0.front-end]",
@@ -671,11 +720,66 @@ fn front_ends() {
     );
     rejects(&fe("kind = \"nbd\"\nport = 0"), "port = 0", "out of range");
     rejects(
-        &fe("kind = \"ublk\"\nport = 10809"),
+        &fe("kind = \"ublk\"\ndevice = 0\nport = 10809"),
         "port",
         "only apply to the nbd front end",
     );
+    rejects(
+        &fe("kind = \"ublk\""),
+        "[resource.r0.front-end]",
+        "the ublk front end needs its device number: device = N",
+    );
+    rejects(
+        &fe("kind = \"ublk\"\ndevice = -1"),
+        "device",
+        "ublk device -1 is out of range 0-1048575",
+    );
+    rejects(
+        &fe("kind = \"ublk\"\ndevice = 0\nqueues = 0"),
+        "queues",
+        "queues 0 is out of range 1-64",
+    );
+    rejects(
+        &fe("kind = \"ublk\"\ndevice = 0\nqueue-depth = 5000"),
+        "queue-depth",
+        "queue-depth 5000 is out of range 1-4096",
+    );
+    rejects(
+        &fe("kind = \"ublk\"\ndevice = 0\nlogical-block-size = 1024"),
+        "logical-block-size",
+        "logical-block-size 1024 must be 512 or 4096",
+    );
+    rejects(
+        &fe("kind = \"nbd\"\nport = 10809\nqueues = 2"),
+        "queues",
+        "only apply to the ublk front end",
+    );
+    rejects(
+        &fe("kind = \"none\"\ndevice = 1"),
+        "device",
+        "the none front end takes no other keys",
+    );
     rejects(&fe("kind = \"iscsi\""), "kind", "unknown front end \"iscsi\"");
+}
+
+#[test]
+fn two_resources_on_this_node_may_not_share_a_ublk_device() {
+    let base = BASE.replace(
+        "kind = \"nbd\"\nsocket = \"/run/replbd/r0.nbd\"",
+        "kind = \"ublk\"\ndevice = 5",
+    );
+    let r1 = base
+        .replace("this-node = \"alpha\"\n", "")
+        .replace("r0", "r1")
+        .replace("700", "710")
+        .replace("/var/lib/replbd/r1.img", "/var/lib/replbd/other.img");
+    let text = format!("{base}\n{r1}");
+    let p = problem(&text);
+    assert_eq!(p.line, Some(line_of(&text, "[resource.r1]", 1)));
+    assert_eq!(
+        p.message,
+        "resource r1: ublk device /dev/ublkb5 is also used by resource r0 on this node"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! node does not take part in — so a file copied to every node is checked the same way on each.
 //! Per-resource rules live in [`super::resource`]; this module holds the parts that span the file:
 //! which node this host is, and what two resources on this node must not share (replication
-//! addresses, disks, metadata, NBD endpoints).
+//! addresses, disks, metadata, NBD endpoints, ublk devices).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -145,8 +145,8 @@ fn match_hostname(raw: &RawFile, hostname: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Two resources on this node must not share a replication address, a disk, metadata or an NBD
-/// endpoint: each would silently corrupt or block the other.
+/// Two resources on this node must not share a replication address, a disk, metadata, an NBD
+/// endpoint or a ublk device: each would silently corrupt or block the other.
 fn check_shared_on_this_node(c: &mut Checker<'_>, raw: &RawFile, resources: &[ResourceSpec]) {
     // Where to point: the resource's own table.
     let span_of = |name: &str| raw.resource.get(name).map_or(0..0, |r| r.span());
@@ -159,8 +159,10 @@ fn check_shared_on_this_node(c: &mut Checker<'_>, raw: &RawFile, resources: &[Re
         if let (MetaDisk::External(p), false) = (&r.volume.meta, r.this.diskless) {
             claims.push(format!("disk {}", p.display()));
         }
-        if let FrontEndSpec::Nbd(addr) = &r.front_end {
-            claims.push(format!("NBD endpoint {addr}"));
+        match &r.front_end {
+            FrontEndSpec::Nbd(addr) => claims.push(format!("NBD endpoint {addr}")),
+            FrontEndSpec::Ublk(u) => claims.push(format!("ublk device {}", u.path())),
+            FrontEndSpec::None => {}
         }
         for claim in claims {
             match seen.get(&claim) {

@@ -1,7 +1,7 @@
 //! The one place where the daemon calls engine operations that do not exist yet.
 //!
-//! The replication engine is gaining resync, online verify, invalidate and split-brain recovery
-//! (`connect --discard-my-data`) separately. The admin commands for them already exist, with their
+//! The replication engine is gaining split-brain recovery (`connect --discard-my-data`) and UUID
+//! rotation on a resource that is down separately. The admin commands for them already exist, with their
 //! arguments parsed and checked (the resource is up, the peer exists), and end here. Wiring one up
 //! means replacing its body with the engine call; nothing else in the daemon changes.
 
@@ -16,30 +16,6 @@ pub struct NotSupportedYet {
     pub operation: &'static str,
     /// What is missing.
     pub why: &'static str,
-}
-
-/// `verify RES`: online verify against every connected peer.
-pub async fn verify(_resource: &Resource) -> Result<(), NotSupportedYet> {
-    Err(NotSupportedYet {
-        operation: "verify",
-        why: "the replication engine has no online verify yet",
-    })
-}
-
-/// `invalidate RES`: discard the local data and resync it from a peer.
-pub async fn invalidate(_resource: &Resource) -> Result<(), NotSupportedYet> {
-    Err(NotSupportedYet {
-        operation: "invalidate",
-        why: "the replication engine has no resync yet",
-    })
-}
-
-/// `invalidate-remote RES PEER`: resync `peer`'s data from this node.
-pub async fn invalidate_remote(_resource: &Resource, _peer: u8) -> Result<(), NotSupportedYet> {
-    Err(NotSupportedYet {
-        operation: "invalidate-remote",
-        why: "the replication engine has no resync yet",
-    })
 }
 
 /// `connect RES [PEER] --discard-my-data`: connect, resolving a split brain by discarding this

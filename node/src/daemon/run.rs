@@ -1,6 +1,7 @@
 //! The `replbd-node daemon` process: load the configuration, open the admin socket and the metrics
 //! endpoint, bring resources up if asked, and on SIGTERM or SIGINT take every resource down cleanly
-//! before exiting.
+//! before exiting. On SIGUSR1 it *detaches* instead: it returns at once, taking nothing down, so
+//! that ublk devices stay with their I/O waiting for the next daemon (an upgrade in place).
 //!
 //! A clean shutdown stops each front end (in-flight requests finish), demotes, disconnects, and
 //! closes the metadata so it is marked clean. SIGKILL cannot be caught: the metadata then stays
@@ -75,8 +76,20 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(opts: DaemonOptions) -> Result<(), RunError> {
+/// How the daemon ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM or SIGINT: every resource was taken down.
+    Stopped,
+    /// SIGUSR1: nothing was taken down. The caller must end the process *at once*
+    /// (`std::process::exit`), without dropping the runtime: dropping it would cancel engine
+    /// futures that ublk queue threads are polling and fail those requests, while a process that
+    /// just ends leaves them to be re-issued to the next daemon.
+    Detached,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT (or SIGUSR1, see [`Exit::Detached`]).
+pub async fn run(opts: DaemonOptions) -> Result<Exit, RunError> {
     let config = match (&opts.agent, config::load(&opts.config)) {
         (_, Ok(c)) => c,
         // A node driven by a controller needs no configuration file.
@@ -104,6 +117,7 @@ pub async fn run(opts: DaemonOptions) -> Result<(), RunError> {
     }
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
     let metrics = Arc::new(Metrics::new(&config.this_node));
     let daemon = Arc::new(Daemon::new(config, Arc::clone(&metrics)));
     let (stop_tx, stop) = watch::channel(false);
@@ -151,7 +165,17 @@ pub async fn run(opts: DaemonOptions) -> Result<(), RunError> {
     let signal_name = tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
+        _ = usr1.recv() => "SIGUSR1",
     };
+    if signal_name == "SIGUSR1" {
+        warn!(
+            "detaching (SIGUSR1): exiting without taking resources down; ublk devices stay with their I/O \
+             waiting, and the next replbd-node re-attaches them on `up`"
+        );
+        // Nothing may be dropped on the way out: the daemon's state is leaked on purpose.
+        std::mem::forget(daemon);
+        return Ok(Exit::Detached);
+    }
     info!(signal = signal_name, "shutting down: taking every resource down");
     stop_tx.send_replace(true);
     daemon.shutdown().await;
@@ -169,5 +193,5 @@ pub async fn run(opts: DaemonOptions) -> Result<(), RunError> {
         warn!("the metrics task failed");
     }
     info!("replbd-node stopped");
-    Ok(())
+    Ok(Exit::Stopped)
 }

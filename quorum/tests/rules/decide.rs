@@ -382,6 +382,29 @@ fn cases() -> Vec<Case> {
             Rule::PeerBitmapForMe,
         ),
         case(
+            "rule 4: (b) I followed the peer into Y, it never saw me confirm: its bitmap from X covers it",
+            node(A, gi(Y).hist(&[X])),
+            node(B, gi(Z).bm(A, X).hist(&[Y])),
+            target_bitmap(A),
+            Rule::PeerBitmapForMyPast,
+        ),
+        case(
+            "rule 6: (b) the mirror image of 4b",
+            node(A, gi(Z).bm(B, X).hist(&[Y])),
+            node(B, gi(Y).hist(&[X])),
+            source_bitmap(B),
+            Rule::MyBitmapForPeerPast,
+        ),
+        case(
+            "rules 4b and 10: 4b needs my current in the peer's history: otherwise I diverged (split brain)",
+            node(A, gi(W).hist(&[X])),
+            node(B, gi(Z).bm(A, X).hist(&[Y, X])),
+            SplitBrain {
+                auto_recoverable: false,
+            },
+            Rule::CommonHistory,
+        ),
+        case(
             "rule 5: my current is the peer's bitmap UUID for node C",
             node(A, gi(X)),
             node(B, gi(Y).bm(C, X)),

@@ -30,9 +30,17 @@ pub(crate) struct PendingWrite {
     offset: u64,
     len: u64,
     /// Its place in arrival order among overlapping requests.
-    order: super::intervals::Pending,
+    order: Order,
     /// Set for resync data: whose request it answers.
     resync: Option<Arc<super::resync::Resync>>,
+}
+
+/// Where a write stands among overlapping requests.
+pub(crate) enum Order {
+    /// Its own place, taken when it arrived.
+    Own(super::intervals::Pending),
+    /// The place its resync request took when it was sent (see `resync::order`).
+    Request(Arc<super::resync::order::RequestLock>),
 }
 
 /// Applies one link's incoming requests to the local disk.
@@ -40,8 +48,6 @@ pub(crate) struct Applier {
     inner: Arc<Inner>,
     link: Arc<Link>,
     gate: Arc<Gate<PendingWrite>>,
-    /// Overlapping requests are applied in the order they arrived.
-    order: Arc<super::intervals::Intervals>,
 }
 
 /// Starts writes and barriers as tasks.
@@ -60,11 +66,15 @@ impl Starter<PendingWrite> for Tasks {
                     let ok = apply_locally(&inner, &link, w).await.is_ok();
                     r.data_written(seq, offset, len, ok);
                 }
-                None => match apply_locally(&inner, &link, w).await {
-                    Ok(()) if link.protocol == Protocol::C => link.send(frame(Kind::WriteAck, seq, 0)),
-                    Ok(()) => {}
-                    Err(errno) => link.send(frame(Kind::NegAck, seq, errno as u64)),
-                },
+                None => {
+                    let result = apply_locally(&inner, &link, w).await;
+                    link.writes.applied(seq);
+                    match result {
+                        Ok(()) if link.protocol == Protocol::C => link.send(frame(Kind::WriteAck, seq, 0)),
+                        Ok(()) => {}
+                        Err(errno) => link.send(frame(Kind::NegAck, seq, errno as u64)),
+                    }
+                }
             }
             gate.write_done();
         });
@@ -108,12 +118,7 @@ impl Applier {
             inner: Arc::clone(&inner),
             link: Arc::clone(&link),
         }));
-        Applier {
-            inner,
-            link,
-            gate,
-            order: Arc::default(),
-        }
+        Applier { inner, link, gate }
     }
 
     /// Checks that a request for `offset..offset+len` from the peer may be served here.
@@ -161,15 +166,21 @@ impl Applier {
             self.link.send(frame(Kind::RecvAck, h.seq, 0));
         }
         self.inner.note_app_io();
-        self.push(h, payload, offset, len, None).await
+        self.link.writes.received(h.seq);
+        self.link.writes.notify();
+        self.link.unacked.record(h.aux, offset..offset + len);
+        let order = Order::Own(self.inner.apply_order.register(offset..offset + len));
+        self.push(h, payload, offset, len, order, None).await
     }
 
-    /// Queues resync data answering one of `resync`'s requests.
+    /// Queues resync data answering one of `resync`'s requests; `lock` is the place the request
+    /// took when it was sent, if it took one.
     pub(crate) async fn apply_resync(
         &self,
         h: FrameHeader,
         payload: Bytes,
         resync: Arc<super::resync::Resync>,
+        lock: Option<Arc<super::resync::order::RequestLock>>,
     ) -> Result<(), String> {
         let offset = h
             .sector
@@ -177,7 +188,11 @@ impl Applier {
             .ok_or_else(|| format!("sector {} overflows", h.sector))?;
         let len = payload.len() as u64;
         self.validate(h.kind, offset, len, true)?;
-        self.push(h, payload, offset, len, Some(resync)).await
+        let order = match lock {
+            Some(l) => Order::Request(l),
+            None => Order::Own(self.inner.apply_order.register(offset..offset + len)),
+        };
+        self.push(h, payload, offset, len, order, Some(resync)).await
     }
 
     async fn push(
@@ -186,9 +201,9 @@ impl Applier {
         payload: Bytes,
         offset: u64,
         len: u64,
+        order: Order,
         resync: Option<Arc<super::resync::Resync>>,
     ) -> Result<(), String> {
-        let order = self.order.register(offset..offset + len);
         let bytes = payload.len() as u64;
         self.gate.push(
             Work::Write(PendingWrite {
@@ -268,9 +283,16 @@ async fn apply_locally(inner: &Arc<Inner>, link: &Arc<Link>, w: PendingWrite) ->
         offset,
         len,
         order,
-        resync: _,
+        resync,
     } = w;
-    let _turn = order.granted().await;
+    let w_is_resync = resync.is_some();
+    let _turn = match order {
+        Order::Own(p) => (Some(p.granted().await), None),
+        Order::Request(lock) => {
+            lock.granted().await;
+            (None, Some(lock))
+        }
+    };
     let Some(d) = &inner.disk else {
         return Err(libc::ENODEV);
     };
@@ -278,12 +300,16 @@ async fn apply_locally(inner: &Arc<Inner>, link: &Arc<Link>, w: PendingWrite) ->
         tracing::error!(resource = %inner.cfg.name, error = %e, "activity log failed for a replicated write");
         libc::EIO
     })?;
-    for p in &inner.peers {
-        if p.cfg.node_id != link.peer
-            && let Some(slot) = p.slot
-            && p.live().is_none()
-        {
-            let _ = d.meta.mark_out_of_sync(slot, offset, len);
+    // Resync data changes this node's copy: peers not connected now may lack the new content.
+    // (For the Primary's writes, peer acks say who lacks them: `marks`.)
+    if w_is_resync {
+        for p in &inner.peers {
+            if p.cfg.node_id != link.peer
+                && let Some(slot) = p.slot
+                && p.live().is_none()
+            {
+                let _ = d.meta.mark_out_of_sync(slot, offset, len);
+            }
         }
     }
     let fua = h.flags.contains(FrameFlags::FUA);

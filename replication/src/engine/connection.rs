@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use replbd_quorum::{ConnectionState, DiskState, ReplicationState, SyncDecision, SyncKind};
+use replbd_quorum::{ConnectionState, ReplicationState, Role, SyncDecision, SyncKind};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
@@ -24,7 +24,7 @@ use super::core::{Accepted, Inner, Peer};
 use super::epoch;
 use super::generation::{disk_from_u8, protocol_to_u8, role_from_u8};
 use super::link::Link;
-use super::resync::{Resync, SyncRole};
+use super::resync::SyncRole;
 use super::tasks;
 use crate::handshake::{self, HandshakeError};
 use crate::wire::messages::{self, ErrorCode, ErrorMessage, StateReport};
@@ -257,7 +257,7 @@ async fn connected(
             Ok(d) => {
                 tracing::info!(resource = %inner.cfg.name, peer = node, decision = ?d.outcome, rule = %d.rule, "handshake decision");
                 match d.outcome {
-                    SyncDecision::NoSync => None,
+                    SyncDecision::NoSync => marked_blocks_sync(inner, node, &theirs),
                     SyncDecision::BecomeSource { kind } => Some((SyncRole::Source, kind == SyncKind::Full)),
                     SyncDecision::BecomeTarget { kind } => Some((SyncRole::Target, kind == SyncKind::Full)),
                     SyncDecision::SplitBrain { .. } => {
@@ -305,27 +305,14 @@ async fn connected(
     inner.set_connection(node, ConnectionState::Connected, None);
     inner.set_peer_state(node, disk_from_u8(theirs.disk), role_from_u8(theirs.role));
     inner.set_peer_uuid(node, theirs.current_uuid);
-    let resync = sync.map(|(role, full)| (Resync::new(Arc::clone(inner), Arc::clone(&link), role), full));
-    if let Some((r, _)) = &resync {
-        link.set_resync(Some(Arc::clone(r)));
-        if r.role == SyncRole::Target {
-            inner.change(|c| {
-                if c.disk != DiskState::Inconsistent {
-                    c.disk = DiskState::Inconsistent;
-                    vec![super::state::Event::Disk(DiskState::Inconsistent)]
-                } else {
-                    Vec::new()
-                }
-            });
-        }
-    } else {
+    if sync.is_none() {
         inner.set_replication(node, ReplicationState::Established);
     }
     let sender = tokio::spawn(tasks::sender(Arc::clone(&link), rx, w));
     let receiver = tokio::spawn(tasks::receiver(Arc::clone(inner), Arc::clone(&link), r));
     let watchdog = tokio::spawn(tasks::watchdog(Arc::clone(inner), Arc::clone(&link)));
-    if let Some((r, full)) = resync
-        && let Err(e) = r.start(full).await
+    if let Some((role, full)) = sync
+        && let Err(e) = super::resync::command::begin_resync(inner, &link, role, full, false)
     {
         link.fail(&format!("starting the resync failed: {e}"));
     }
@@ -338,7 +325,11 @@ async fn connected(
         .unwrap_or_else(|| "link closed".to_string());
     peer.set_link(None);
     let _ = tokio::join!(sender, receiver, watchdog);
-    if inner.primary.load(std::sync::atomic::Ordering::SeqCst) && peer.slot.is_some() {
+    inner.send_peer_acks(inner.peer_acks.gone(node));
+    inner.primary_link_lost(&link);
+    // A diskful peer dropped out while this node is Primary (with or without a disk of its own):
+    // the next write starts a new generation, so the peer's return is a bitmap resync.
+    if inner.primary.load(std::sync::atomic::Ordering::SeqCst) && !peer.cfg.diskless {
         inner
             .rotate_pending
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -384,5 +375,32 @@ pub(crate) async fn route_incoming(inner: Arc<Inner>, stream: TcpStream, from: s
         .is_err()
     {
         tracing::warn!(resource = %inner.cfg.name, %from, "rejected an incoming connection: the peer is already connecting");
+    }
+}
+
+/// Equal generations, yet blocks marked out of sync between the two nodes — by an online verify,
+/// or a peer write that failed while connected: resync them, with the Primary as the source (its
+/// data is what the application reads). Without a Primary there is no rule to pick the good copy:
+/// the blocks stay marked and the administrator chooses with `invalidate` or `invalidate-remote`.
+fn marked_blocks_sync(inner: &Inner, node: u8, theirs: &StateReport) -> Option<(SyncRole, bool)> {
+    let ours = inner
+        .peer(node)
+        .and_then(|p| p.slot)
+        .zip(inner.disk.as_ref())
+        .is_some_and(|(s, d)| d.meta.out_of_sync_bits(s).unwrap_or(0) > 0);
+    let theirs_marked = theirs.dirty_for.contains(&inner.cfg.node_id);
+    let same_generation = theirs.current_uuid & !1 == inner.local_gi().current & !1;
+    if !same_generation || (!ours && !theirs_marked) {
+        return None;
+    }
+    let we_primary = inner.role() == Role::Primary;
+    let they_primary = role_from_u8(theirs.role) == Role::Primary;
+    match (we_primary, they_primary) {
+        (true, false) => Some((SyncRole::Source, false)),
+        (false, true) => Some((SyncRole::Target, false)),
+        _ => {
+            tracing::warn!(resource = %inner.cfg.name, peer = node, "blocks are marked out of sync with this peer but neither node is Primary to be the sync source: run `invalidate` on the node whose copy is wrong, or `invalidate-remote` on the one whose copy is right");
+            None
+        }
     }
 }

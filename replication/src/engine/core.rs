@@ -106,8 +106,15 @@ pub(crate) struct Inner {
     pub rotation: tokio::sync::Mutex<()>,
     /// Volume size for a diskless node, learned from peers (0 until known).
     pub size_override: AtomicU64,
+    /// The data generation a diskless node presents: learned from UpToDate peers while Secondary,
+    /// created by itself as Primary (see [`Inner::new_data_generation`]). 0 until known.
+    pub diskless_uuid: AtomicU64,
     /// Range locks for writes and resync reads.
     pub intervals: Arc<super::intervals::Intervals>,
+    /// Arrival order of everything applied from peers (writes, resync data), across connections.
+    pub apply_order: Arc<super::intervals::Intervals>,
+    /// As Primary: which peers hold each epoch (see [`super::peer_ack`]).
+    pub peer_acks: super::peer_ack::Tracker,
     /// When application writes last passed through this node (ms since `born`).
     pub last_app_io_ms: AtomicU64,
     pub born: std::time::Instant,
@@ -235,6 +242,14 @@ impl Inner {
             }
             events
         });
+    }
+
+    /// A peer's replication state.
+    pub fn replication(&self, node: u8) -> ReplicationState {
+        lock(&self.control)
+            .peers
+            .get(&node)
+            .map_or(ReplicationState::Off, |v| v.replication)
     }
 
     /// Sets a peer's replication state.

@@ -11,6 +11,7 @@
 //!   that decided.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use replbd_bitmap::NodeFlags;
 use replbd_quorum::{DiskState, GenerationIds, HandshakeSide, NodeId, Protocol, Role, decide};
@@ -104,7 +105,19 @@ impl Inner {
             flags: 0,
             dagtag: 0,
             reconnect,
+            dirty_for: Vec::new(),
+            replicating: self
+                .peers
+                .iter()
+                .filter(|p| !p.cfg.diskless && p.live().is_some())
+                .fold(0, |m, p| m | super::peer_ack::bit(p.cfg.node_id)),
         };
+        if self.disk.is_none() {
+            let uuid = self.diskless_uuid.load(Ordering::SeqCst);
+            if uuid != 0 {
+                r.current_uuid = uuid | u64::from(role == Role::Primary);
+            }
+        }
         if let Some(d) = &self.disk {
             let gi = d.meta.generation_ids();
             let flags = d.meta.flags();
@@ -120,6 +133,15 @@ impl Inner {
                 | (u32::from(flags.contains(NodeFlags::CRASHED_PRIMARY)) * F_CRASHED_PRIMARY)
                 | (u32::from(flags.contains(NodeFlags::PRIMARY_LOST_QUORUM)) * F_LOST_QUORUM);
             r.dagtag = gi.dagtag;
+            r.dirty_for = self
+                .peers
+                .iter()
+                .filter(|p| {
+                    p.slot
+                        .is_some_and(|s| d.meta.out_of_sync_bits(s).unwrap_or(0) > 0)
+                })
+                .map(|p| p.cfg.node_id)
+                .collect();
         }
         r
     }
@@ -143,8 +165,19 @@ impl Inner {
     /// generation — connected peers too, until they confirm they adopted the new one
     /// ([`Inner::peer_reported`]): a peer that drops out before confirming is still at the old
     /// generation, and its slot then says so, so its return is a bitmap resync, not a full one.
+    ///
+    /// A diskless Primary has no metadata, yet its diskful peers must still see a new generation
+    /// (or a peer that was away would come back at the same UUID and miss what it lacks): it makes
+    /// one in memory and announces it; UpToDate peers adopt it, recording the old one for the peers
+    /// that are absent.
     pub(crate) async fn new_data_generation(self: &Arc<Self>) -> Result<(), String> {
-        let Some(d) = &self.disk else { return Ok(()) };
+        let Some(d) = &self.disk else {
+            let uuid = replbd_bitmap::random::random_uuid() & !1;
+            self.diskless_uuid.store(uuid, Ordering::SeqCst);
+            tracing::info!(resource = %self.cfg.name, uuid = format_args!("{uuid:016X}"), "new data generation (diskless Primary)");
+            self.broadcast_state();
+            return Ok(());
+        };
         // Peers known to hold the current generation in full (they confirmed it and miss nothing):
         // their slot records it even if it still names an older one that was never cleared.
         let gi = d.meta.generation_ids();
@@ -191,7 +224,13 @@ impl Inner {
         let (peer_role, peer_disk) = (role_from_u8(r.role), disk_from_u8(r.disk));
         self.set_peer_state(link.peer, peer_disk, peer_role);
         self.set_peer_uuid(link.peer, r.current_uuid);
-        let Some(d) = &self.disk else { return };
+        let Some(d) = &self.disk else {
+            // A diskless Secondary presents the generation of the data it reads.
+            if peer_disk == DiskState::UpToDate && r.current_uuid & !1 != 0 && self.role() != Role::Primary {
+                self.diskless_uuid.store(r.current_uuid & !1, Ordering::SeqCst);
+            }
+            return;
+        };
         let (_, disk) = self.role_and_disk();
         let theirs = r.current_uuid & !1;
         let gi = d.meta.generation_ids();
@@ -216,13 +255,15 @@ impl Inner {
             .await;
         }
         // A connected, UpToDate secondary follows the Primary into its new generation, and says so.
+        // The peers the Primary's writes do not reach keep the old generation in their slot: from
+        // here on this node's bitmap for them (fed by peer acks) tracks what they miss.
         if peer_role == Role::Primary && disk == DiskState::UpToDate && theirs != ours && theirs != 0 {
             let absent: Vec<bool> = gi
                 .peers
                 .iter()
                 .map(|p| {
                     p.node.is_none_or(|n| {
-                        n.get() != link.peer && self.peer(n.get()).is_none_or(|peer| peer.live().is_none())
+                        n.get() != link.peer && r.replicating & super::peer_ack::bit(n.get()) == 0
                     })
                 })
                 .collect();

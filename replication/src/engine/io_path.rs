@@ -76,9 +76,13 @@ impl Inner {
         if flush {
             h.flags = FrameFlags::FLUSH;
         }
+        let mut sent_to = 0;
         for l in self.live_links() {
             l.send(OutFrame::bare(h));
+            sent_to |= super::peer_ack::bit(l.peer);
         }
+        let ready = self.peer_acks.closed(closed.0, sent_to);
+        self.send_peer_acks(ready);
     }
 
     /// A write, discard or zeroing from the application.
@@ -133,13 +137,11 @@ impl Inner {
                 resource: self.cfg.name.clone(),
             });
         }
-        let seq = self.seq();
         let mut header = FrameHeader::new(match kind {
             WriteKind::Data => Kind::Data,
             WriteKind::Discard => Kind::Discard,
             WriteKind::Zeroes => Kind::WriteZeroes,
         });
-        header.seq = seq;
         header.sector = offset / 512;
         if fua {
             header.flags = FrameFlags::FUA;
@@ -152,6 +154,10 @@ impl Inner {
         let mut reached = Vec::with_capacity(targets.len());
         let req = {
             let mut ep = epoch::lock(&self.epochs);
+            // Numbered under the epoch lock: every connection carries the writes in `seq` order,
+            // which resync from a Secondary relies on (`resync::order`).
+            let seq = self.seq();
+            header.seq = seq;
             let e = ep.join();
             header.aux = e;
             let paths = targets.len() as u32 + u32::from(self.disk.is_some());
@@ -178,6 +184,8 @@ impl Inner {
                     }
                 }
             }
+            self.peer_acks
+                .write(e, reached.iter().fold(0, |m, &p| m | super::peer_ack::bit(p)));
             if ep.is_full()
                 && let Some(c) = ep.close()
             {

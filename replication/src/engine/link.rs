@@ -80,6 +80,11 @@ pub struct Link {
     /// When the link came up.
     pub born: Instant,
     resync: Mutex<Option<Arc<super::resync::Resync>>>,
+    /// The peer's writes this node received and applied (when the peer is a Primary).
+    pub(crate) writes: super::watermark::AppliedWrites,
+    /// The peer's writes (as Primary) not yet peer-acked, by epoch.
+    pub(crate) unacked: super::peer_ack::Unacked,
+    verify: Mutex<Option<Arc<super::resync::verify::Verify>>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -131,7 +136,20 @@ impl Link {
             last_rx_ms: AtomicU64::new(0),
             born: Instant::now(),
             resync: Mutex::new(None),
+            writes: Default::default(),
+            unacked: Default::default(),
+            verify: Mutex::new(None),
         }
+    }
+
+    /// The online verify running on this link, if any.
+    pub(crate) fn verify(&self) -> Option<Arc<super::resync::verify::Verify>> {
+        lock(&self.verify).clone()
+    }
+
+    /// Sets the online verify of this link.
+    pub(crate) fn set_verify(&self, v: Option<Arc<super::resync::verify::Verify>>) {
+        *lock(&self.verify) = v;
     }
 
     /// The resync running on this link, if any.

@@ -9,6 +9,7 @@
 //!   connection), `connection` (keeping a peer connected), `io_path` (the Primary's I/O), `apply`
 //!   (applying a Primary's requests), `generation` (generation identifiers at run time).
 
+mod admin;
 mod apply;
 pub mod config;
 mod connection;
@@ -20,12 +21,16 @@ mod intervals;
 mod io_path;
 mod link;
 pub mod local;
+mod marks;
+mod peer_ack;
 pub mod request;
 pub mod resource;
 pub mod resync;
 pub mod state;
 mod tasks;
+mod watermark;
 
+pub use admin::CommandError;
 pub use config::{PeerConfig, ReadBalancing, ResourceConfig, Timeouts};
 pub use local::{AttachError, LocalDisk};
 pub use resource::{Resource, RoleError, StartError};

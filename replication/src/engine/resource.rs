@@ -79,7 +79,7 @@ pub enum RoleError {
 /// A running replicated resource.
 #[derive(Clone)]
 pub struct Resource {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -143,9 +143,12 @@ impl Resource {
             active_io: AtomicU64::new(0),
             io_idle: Notify::new(),
             rotate_pending: AtomicBool::new(false),
+            diskless_uuid: AtomicU64::new(0),
             rotation: tokio::sync::Mutex::new(()),
             size_override: AtomicU64::new(0),
             intervals: Arc::default(),
+            apply_order: Arc::default(),
+            peer_acks: Default::default(),
             last_app_io_ms: AtomicU64::new(0),
             born: std::time::Instant::now(),
             cfg,
@@ -268,8 +271,8 @@ impl Resource {
             .await
             .map_err(|e| RoleError::Metadata(e.to_string()))?
             .map_err(|e| RoleError::Metadata(e.to_string()))?;
-            inner.new_data_generation().await.map_err(RoleError::Metadata)?;
         }
+        inner.new_data_generation().await.map_err(RoleError::Metadata)?;
         inner.change(|c| {
             let mut events = vec![Event::Role(Role::Primary)];
             c.role = Role::Primary;

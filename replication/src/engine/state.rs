@@ -106,6 +106,17 @@ pub enum Event {
         /// How long it took.
         seconds: f64,
     },
+    /// An online verify with a peer finished.
+    VerifyFinished {
+        /// The peer.
+        peer: u8,
+        /// This node started it (VerifyS).
+        initiator: bool,
+        /// Bytes found out of sync.
+        out_of_sync_bytes: u64,
+        /// The differing ranges, as half-open sector ranges.
+        sectors: Vec<(u64, u64)>,
+    },
     /// A peer's disk or role as it reported them.
     PeerState {
         /// The peer.
@@ -143,6 +154,22 @@ impl fmt::Display for Event {
                 "resync-finished peer-node-id:{peer} role:{} bytes:{bytes_moved} seconds:{seconds:.3}",
                 if *source { "SyncSource" } else { "SyncTarget" }
             ),
+            Event::VerifyFinished {
+                peer,
+                initiator,
+                out_of_sync_bytes,
+                sectors,
+            } => {
+                write!(
+                    f,
+                    "verify-finished peer-node-id:{peer} role:{} out-of-sync:{out_of_sync_bytes}",
+                    if *initiator { "VerifyS" } else { "VerifyT" }
+                )?;
+                for (s, e) in sectors {
+                    write!(f, " sectors:{s}-{}", e.saturating_sub(1))?;
+                }
+                Ok(())
+            }
             Event::PeerState { peer, disk, role } => write!(
                 f,
                 "change peer-device peer-node-id:{peer} peer-disk:{disk} role:{role}"

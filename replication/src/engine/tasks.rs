@@ -119,7 +119,12 @@ async fn dispatch(
             tracing::error!(resource = %inner.cfg.name, peer = link.peer, seq = h.seq, errno = h.aux, "the peer's disk failed a write; marked out of sync for it");
             link.path_done(h.seq, false);
         }
-        Kind::BarrierAck => link.barrier_acked(h.aux),
+        Kind::BarrierAck => {
+            link.barrier_acked(h.aux);
+            inner.send_peer_acks(inner.peer_acks.acked(link.peer, h.aux));
+        }
+        Kind::PeerAck => inner.peer_ack_received(link, h.aux, h.seq),
+        Kind::OutOfSync => inner.out_of_sync_received(link, h.sector.saturating_mul(512), h.aux)?,
         Kind::BarrierRecvAck => link.barrier_received(h.aux),
         Kind::Data | Kind::Discard | Kind::WriteZeroes => applier.apply(h, payload).await?,
         Kind::Barrier => applier.barrier(h.aux).await?,
@@ -139,17 +144,17 @@ async fn dispatch(
         }
         Kind::BitmapChunk => resync(link, h.kind)?.bitmap_chunk(&payload)?,
         Kind::BitmapDone => resync(link, h.kind)?.bitmap_done().await?,
-        Kind::ResyncRequest => resync(link, h.kind)?.serve(h, None)?,
-        Kind::ChecksumRequest => resync(link, h.kind)?.serve(h, Some(payload))?,
+        Kind::ResyncRequest => resync(link, h.kind)?.serve(h, payload, false)?,
+        Kind::ChecksumRequest => resync(link, h.kind)?.serve(h, payload, true)?,
         Kind::ResyncData => {
             let r = resync(link, h.kind)?;
-            if !r.begin_data(h.seq, h.sector.saturating_mul(512), payload.len() as u64) {
+            let Some(lock) = r.begin_data(h.seq, h.sector.saturating_mul(512), payload.len() as u64) else {
                 return Err(format!(
                     "resync data {} for sector {} answers no request",
                     h.seq, h.sector
                 ));
-            }
-            applier.apply_resync(h, payload, r).await?;
+            };
+            applier.apply_resync(h, payload, r, lock).await?;
         }
         Kind::ResyncAck => resync(link, h.kind)?.acked(h.sector.saturating_mul(512), h.aux),
         Kind::InSync => resync(link, h.kind)?.in_sync(h.seq, h.sector.saturating_mul(512), h.aux)?,
@@ -160,8 +165,9 @@ async fn dispatch(
                 .await?
         }
         Kind::ResyncFinished => resync(link, h.kind)?.target_finished(h.aux).await?,
-        Kind::StartSync | Kind::VerifyRequest | Kind::VerifyReply | Kind::VerifyDone => {
-            return Err(format!("{} is not supported by this node yet", h.kind));
+        Kind::StartSync => super::resync::command::start_sync_received(inner, link, &payload)?,
+        Kind::VerifyRequest | Kind::VerifyReply | Kind::VerifyDone => {
+            super::resync::command::verify_frame(inner, link, h, payload)?
         }
         Kind::Hello | Kind::AuthResponse => {
             return Err(format!("unexpected {} frame after the handshake", h.kind));

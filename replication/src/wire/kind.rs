@@ -71,6 +71,11 @@ kinds! {
     Discard = 23, 8;
     /// Write zeroes: `seq`, `sector`, `aux` epoch; payload an u64 byte length.
     WriteZeroes = 24, 8;
+    /// Every write of epoch `aux` is durable on the peers in the node-id bit set `seq` (see
+    /// `engine::peer_ack`).
+    PeerAck = 25, 0;
+    /// The sender holds data for `aux` bytes at `sector` that the receiver lacks.
+    OutOfSync = 26, 0;
     /// A diskless node's read: `seq`, `sector`, `aux` byte length.
     ReadRequest = 32, 0;
     /// The data of read `seq`.
@@ -81,15 +86,16 @@ kinds! {
     BitmapChunk = 40, MAX_CONTROL_PAYLOAD;
     /// The sender's bitmap is complete.
     BitmapDone = 41, 0;
-    /// SyncTarget asks for `aux` bytes at `sector`.
-    ResyncRequest = 42, 0;
+    /// SyncTarget asks for `aux` bytes at `sector`; payload: the ordering prefix (primary node id
+    /// u8, its newest write seq the target received u64; see `engine::resync::order`).
+    ResyncRequest = 42, 9;
     /// SyncSource's data for request `seq`.
     ResyncData = 43, MAX_DATA_PAYLOAD;
     /// SyncTarget wrote `aux` bytes at `sector`: the source may clear those bits.
     ResyncAck = 44, 0;
-    /// Checksum resync: SyncTarget's block size (u32) and per-block digests of `aux` bytes at
-    /// `sector`.
-    ChecksumRequest = 45, 16 << 10;
+    /// Checksum resync: the ordering prefix, then SyncTarget's block size (u32) and per-block
+    /// digests of `aux` bytes at `sector`.
+    ChecksumRequest = 45, (16 << 10) + 9;
     /// The digests matched: `aux` bytes at `sector` are in sync.
     InSync = 46, 0;
     /// Online verify: per-block digests of `aux` bytes at `sector`.

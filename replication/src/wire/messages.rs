@@ -81,6 +81,11 @@ pub struct StateReport {
     pub dagtag: u64,
     /// The sender stayed up since it was last connected to the receiver (a reconnect, not a restart).
     pub reconnect: bool,
+    /// Peers the sender's bitmap has out-of-sync blocks for, by node id (blocks marked by an online
+    /// verify or a failed peer write while the generations stayed equal).
+    pub dirty_for: Vec<u8>,
+    /// A Primary's diskful peers that its writes reach (node-id bit set).
+    pub replicating: u64,
 }
 
 fn config() -> impl bincode::config::Config {

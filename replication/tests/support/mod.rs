@@ -9,10 +9,11 @@ use std::time::Duration;
 use replbd_bitmap::{
     CreateOptions, Geometry, MemDevice, Metadata, NodeId, OpenOptions, Params, Placement, create,
 };
-use replbd_quorum::{ConnectionState, Protocol, ReplicationState};
-use replbd_replication::engine::Timeouts;
+use replbd_quorum::{ConnectionState, DiskState, Protocol, ReplicationState};
+use replbd_replication::engine::{Event, Timeouts};
 use replbd_replication::store::{MemStore, Store};
-use replbd_replication::{LocalDisk, PeerConfig, Resource, ResourceConfig};
+use replbd_replication::{BlockVolume, LocalDisk, PeerConfig, Resource, ResourceConfig, WriteFlags};
+use tokio::sync::broadcast::Receiver;
 
 pub const SECRET: &[u8] = b"test-secret";
 pub const UUID: u64 = 0x1234_5678_9abc_def0;
@@ -201,4 +202,65 @@ pub fn block(i: u64) -> bytes::Bytes {
 
 pub fn checksum(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
+}
+
+pub async fn write_blocks(res: &Resource, blocks: impl IntoIterator<Item = u64>) {
+    for i in blocks {
+        res.write(i * 4096, block(i), WriteFlags::default())
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits until `node` sees `peer` Established with an UpToDate disk, and is UpToDate itself.
+pub async fn in_sync(node: &Node, peer: u8) {
+    let r = node
+        .res
+        .wait_for(Duration::from_secs(60), |s| {
+            s.disk == DiskState::UpToDate
+                && s.peer(peer).is_some_and(|p| {
+                    p.connection == ConnectionState::Connected
+                        && p.replication == ReplicationState::Established
+                        && p.disk == DiskState::UpToDate
+                        && p.out_of_sync == 0
+                })
+        })
+        .await;
+    if let Err(s) = r {
+        panic!("node {} never got in sync with node {peer}:\n{s}", node.id);
+    }
+}
+
+/// The next `ResyncFinished` event about `peer`: (bytes moved, source?).
+pub async fn finished(events: &mut Receiver<Event>, peer: u8) -> (u64, bool) {
+    loop {
+        match tokio::time::timeout(
+            Duration::from_secs(
+                std::env::var("REPLBD_TEST_WAIT")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60),
+            ),
+            events.recv(),
+        )
+        .await
+        {
+            Ok(Ok(Event::ResyncFinished {
+                peer: p,
+                bytes_moved,
+                source,
+                ..
+            })) if p == peer => return (bytes_moved, source),
+            Ok(Ok(_)) => {}
+            other => panic!("no resync-finished event about node {peer}: {other:?}"),
+        }
+    }
+}
+
+pub fn same_data(nodes: &[&Node]) {
+    let sums: Vec<u32> = nodes
+        .iter()
+        .map(|n| checksum(&n.store.as_ref().unwrap().content()))
+        .collect();
+    assert!(sums.iter().all(|s| *s == sums[0]), "replicas differ: {sums:x?}");
 }

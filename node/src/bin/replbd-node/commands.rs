@@ -8,7 +8,7 @@ use replbd_node::admin::client::{AdminClient, ClientError};
 use replbd_node::admin::protocol::{Reply, Request};
 use replbd_node::admin::render::status_text;
 use replbd_node::config;
-use replbd_node::daemon::run::{AgentOptions, DaemonOptions, run as run_daemon};
+use replbd_node::daemon::run::{AgentOptions, DaemonOptions, Exit, run as run_daemon};
 
 use crate::cli::{Cli, Command};
 
@@ -126,8 +126,16 @@ fn daemon(opts: DaemonOptions) -> Result<(), Failure> {
         .thread_name("replbd-node")
         .build()
         .map_err(|e| Failure::new(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(run_daemon(opts)).map_err(Failure::new)
+    match runtime.block_on(run_daemon(opts)).map_err(Failure::new)? {
+        Exit::Stopped => Ok(()),
+        // End the process here, before the runtime is dropped (see `Exit::Detached`).
+        Exit::Detached => std::process::exit(DETACHED_EXIT_STATUS),
+    }
 }
+
+/// Exit status after SIGUSR1: not 0, so that a service manager configured to restart on it
+/// (systemd's `RestartForceExitStatus=75`) starts the next daemon at once.
+pub const DETACHED_EXIT_STATUS: i32 = 75;
 
 fn check_config(path: &Path) -> Result<(), Failure> {
     let c = config::load(path).map_err(|e| Failure::new(format!("the configuration is invalid:\n{e}")))?;

@@ -26,8 +26,11 @@
 //!   Primary. Such a resync waits (PausedSyncS/T) until the target can sync from the Primary or
 //!   nobody writes.
 
+pub(crate) mod command;
 pub mod exchange;
+pub(crate) mod order;
 mod rate;
+pub(crate) mod verify;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -143,6 +146,8 @@ struct Request {
     answered: bool,
     /// A local write of it failed: its bits stay set.
     failed: bool,
+    /// The place the request took among writes to its range (see [`order`]).
+    lock: Option<Arc<order::RequestLock>>,
 }
 
 #[derive(Default)]
@@ -168,6 +173,10 @@ pub(crate) struct Resync {
     abandoned: AtomicBool,
     paused_until: Mutex<Option<Instant>>,
     rate: Mutex<RateControl>,
+    /// Our own side of the exchange is done: the bitmap for the peer is complete (a full sync has
+    /// marked everything) and persisted. The resync must not start before — bits cleared by
+    /// arriving data would be marked again.
+    local_ready: tokio::sync::watch::Sender<bool>,
 }
 
 fn frame(kind: Kind, seq: u64, sector: u64, aux: u64) -> OutFrame {
@@ -195,6 +204,7 @@ impl Resync {
             abandoned: AtomicBool::new(false),
             paused_until: Mutex::new(None),
             rate: Mutex::new(rate),
+            local_ready: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -254,6 +264,7 @@ impl Resync {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+        self.local_ready.send_replace(true);
         let state = if target {
             ReplicationState::WFBitMapT
         } else {
@@ -290,6 +301,12 @@ impl Resync {
     /// The peer's bitmap is complete: persist the union and start.
     pub(crate) async fn bitmap_done(self: &Arc<Self>) -> Result<(), String> {
         let Some(d) = &self.inner.disk else { return Ok(()) };
+        let mut ready = self.local_ready.subscribe();
+        let mut dead = self.link.dead.subscribe();
+        tokio::select! {
+            _ = ready.wait_for(|r| *r) => {}
+            _ = dead.wait_for(Option::is_some) => return Ok(()),
+        }
         let meta = Arc::clone(&d.meta);
         tokio::task::spawn_blocking(move || meta.flush())
             .await
@@ -314,16 +331,51 @@ impl Resync {
         Ok(())
     }
 
-    /// Whether this target must wait: a Primary other than the source is writing to it.
+    /// Whether this target must wait: the source said it cannot serve now, or another source is
+    /// preferred. A node syncs from one source at a time — a Primary first, otherwise the lowest
+    /// node id — so the same blocks do not cross the network twice; when that resync ends, the
+    /// others are usually redundant ([`Resync::abandon_if_redundant`]).
     fn target_should_pause(&self) -> bool {
         let paused = *self.paused_until.lock().unwrap_or_else(PoisonError::into_inner);
         if paused.is_some_and(|t| Instant::now() < t) {
             return true;
         }
+        let rank = |peer: u8| (self.inner.peer_role(peer) != Role::Primary, peer);
+        let mine = rank(self.link.peer);
         self.inner
+            .live_links()
+            .iter()
+            .filter(|l| l.peer != self.link.peer)
+            .filter_map(|l| l.resync())
+            .any(|r| r.role == SyncRole::Target && r.running() && rank(r.link.peer) < mine)
+    }
+
+    /// Target: what a request for `range` must say about a Primary's writes, and the place it takes
+    /// among them. When the source is the Primary, its data and its writes arrive on one connection
+    /// in order and nothing is needed. Otherwise the range is locked now — a Primary's write that
+    /// arrives from here on (even over a connection not yet up) is applied after the resync data —
+    /// and the request names the Primary's newest write already received, for the source to wait for.
+    fn request_order(&self, range: Range<u64>) -> (order::RequestOrder, Option<Arc<order::RequestLock>>) {
+        if self.inner.peer_role(self.link.peer) == Role::Primary {
+            return (order::RequestOrder::NONE, None);
+        }
+        // The lock before the watermark is read: a write that arrives in between is both waited for
+        // by the source and queued behind the resync data here — harmless either way.
+        let lock = order::RequestLock::register(&self.inner.apply_order, range);
+        let primary = self
+            .inner
             .primary_peers()
             .into_iter()
-            .any(|p| p != self.link.peer)
+            .filter(|&p| p != self.link.peer)
+            .find_map(|p| self.inner.peer(p).and_then(|peer| peer.live()));
+        let ord = match primary {
+            Some(p) => order::RequestOrder {
+                primary: p.peer,
+                through: p.writes.received_through(),
+            },
+            None => order::RequestOrder::NONE,
+        };
+        (ord, Some(lock))
     }
 
     /// The SyncTarget's loop: request every out-of-sync block.
@@ -382,6 +434,7 @@ impl Resync {
                 continue;
             }
             let seq = self.inner.seq();
+            let (req_order, lock) = self.request_order(run.start..run.start + len);
             {
                 let mut f = self.flight();
                 f.bytes += len;
@@ -392,6 +445,7 @@ impl Resync {
                         writes: 0,
                         answered: false,
                         failed: false,
+                        lock,
                     },
                 );
             }
@@ -399,7 +453,8 @@ impl Resync {
             let checksums = match self.inner.cfg.resync.csums {
                 Some(alg) => d.store.read(run.start, len as usize).await.ok().map(|local| {
                     // One digest per bitmap block, so only the blocks that differ move.
-                    let mut payload = (block as u32).to_le_bytes().to_vec();
+                    let mut payload = req_order.encode().to_vec();
+                    payload.extend_from_slice(&(block as u32).to_le_bytes());
                     for b in local.chunks(block) {
                         payload.extend_from_slice(&alg.digest(b));
                     }
@@ -418,9 +473,16 @@ impl Resync {
                         payload: Bytes::from(payload),
                     });
                 }
-                None => self
-                    .link
-                    .send(frame(Kind::ResyncRequest, seq, run.start / 512, len)),
+                None => {
+                    let mut h = FrameHeader::new(Kind::ResyncRequest);
+                    h.seq = seq;
+                    h.sector = run.start / 512;
+                    h.aux = len;
+                    self.link.send(OutFrame {
+                        header: h,
+                        payload: Bytes::copy_from_slice(&req_order.encode()),
+                    });
+                }
             }
             cursor = run.start + len;
         }
@@ -435,21 +497,25 @@ impl Resync {
     }
 
     /// Target: resync data for `offset..offset+len` arrived for request `seq`. Counts it against
-    /// the request; `false` if it answers no request (a protocol violation).
-    pub(crate) fn begin_data(&self, seq: u64, offset: u64, len: u64) -> bool {
+    /// the request and returns the request's place among writes (if it took one); `None` if it
+    /// answers no request (a protocol violation).
+    pub(crate) fn begin_data(
+        &self,
+        seq: u64,
+        offset: u64,
+        len: u64,
+    ) -> Option<Option<Arc<order::RequestLock>>> {
         let mut f = self.flight();
-        let Some(r) = f.requests.get_mut(&seq) else {
-            return false;
-        };
+        let r = f.requests.get_mut(&seq)?;
         let end = offset.saturating_add(len);
         if len == 0 || offset < r.range.start || end > r.range.end {
-            return false;
+            return None;
         }
         r.writes += 1;
         if offset == r.range.start && end == r.range.end {
             r.answered = true;
         }
-        true
+        Some(r.lock.clone())
     }
 
     /// Target: resync data for request `seq` was written locally (or failed).
@@ -528,8 +594,13 @@ impl Resync {
         self.changed.notify_waiters();
     }
 
-    /// Source: serve a request (data, or a digest comparison).
-    pub(crate) fn serve(self: &Arc<Self>, h: FrameHeader, digest: Option<Bytes>) -> Result<(), String> {
+    /// Source: serve a request (data, or with `checksum` a digest comparison).
+    pub(crate) fn serve(
+        self: &Arc<Self>,
+        h: FrameHeader,
+        payload: Bytes,
+        checksum: bool,
+    ) -> Result<(), String> {
         let offset = h.sector.checked_mul(512).ok_or("sector overflows")?;
         let len = h.aux;
         let size = self.inner.size;
@@ -543,19 +614,35 @@ impl Resync {
                 "resync request for {offset}+{len} is outside the {size}-byte volume or misaligned"
             ));
         }
-        if self.inner.role() == Role::Secondary
-            && self
-                .inner
-                .primary_peers()
-                .into_iter()
-                .any(|p| p != self.link.peer)
-        {
-            self.link.send(frame(Kind::ResyncPaused, h.seq, h.sector, len));
-            return Ok(());
-        }
+        let (ord, _) = order::RequestOrder::decode(&payload)?;
+        let digest = checksum.then(|| payload.slice(order::PREFIX..));
+        // The target already holds the Primary's writes through `ord.through`: read only once they
+        // are applied here too. Without a connection to that Primary they may never be.
+        let primary_link = if ord.primary == order::NO_PRIMARY || ord.primary == self.inner.cfg.node_id {
+            None
+        } else {
+            match self.inner.peer(ord.primary).and_then(|p| p.live()) {
+                Some(l) => Some(l),
+                None => {
+                    self.link.send(frame(Kind::ResyncPaused, h.seq, h.sector, len));
+                    return Ok(());
+                }
+            }
+        };
         let me = Arc::clone(self);
         tokio::spawn(async move {
             let Some(d) = &me.inner.disk else { return };
+            if let Some(pl) = primary_link {
+                let (mut theirs, mut mine) = (pl.dead.subscribe(), me.link.dead.subscribe());
+                tokio::select! {
+                    _ = pl.writes.wait_through(ord.through) => {}
+                    _ = theirs.wait_for(Option::is_some) => {
+                        me.link.send(frame(Kind::ResyncPaused, h.seq, h.sector, len));
+                        return;
+                    }
+                    _ = mine.wait_for(Option::is_some) => return,
+                }
+            }
             // No write to the range is half done while we read it, and none starts until the data
             // is queued behind whatever was sent before.
             let _lock = me.inner.intervals.resync_read(offset..offset + len).await;
@@ -647,6 +734,7 @@ impl Resync {
         let Some(slot) = self.link.slot else { return Ok(()) };
         let meta = Arc::clone(&d.meta);
         let size = d.size();
+        let primary = self.inner.role() == Role::Primary;
         let current = tokio::task::spawn_blocking(move || -> Result<u64, replbd_bitmap::MetaError> {
             if abandoned {
                 meta.clear_in_sync(slot, 0, size)?;
@@ -654,8 +742,12 @@ impl Resync {
             meta.flush()?;
             meta.update(|gi, flags| {
                 gi.peers[slot.index()].bitmap_uuid = 0;
-                // Whatever a crash as Primary left behind is resolved with this peer now.
-                flags.set(NodeFlags::CRASHED_PRIMARY, false);
+                // Whatever a crash as Primary left behind is resolved with this peer now — unless
+                // this node is Primary right now: then the flag means "Primary, not demoted
+                // cleanly", and a crash from here on must still be found by the next handshake.
+                if !primary {
+                    flags.set(NodeFlags::CRASHED_PRIMARY, false);
+                }
                 gi.current
             })
         })
@@ -666,11 +758,8 @@ impl Resync {
         self.link.send(frame(Kind::ResyncFinished, 0, 0, current));
         self.inner
             .set_replication(self.link.peer, ReplicationState::Established);
-        self.inner.set_peer_state(
-            self.link.peer,
-            DiskState::UpToDate,
-            self.inner.peer_role(self.link.peer),
-        );
+        // The peer's disk counts as UpToDate when the peer says so (its state report after it
+        // persisted the new generation), not before.
         self.report_finished(true);
         tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, moved = self.moved.load(Ordering::Relaxed), seconds = self.started.elapsed().as_secs_f64(), "resync finished (source)");
         Ok(())
@@ -741,6 +830,11 @@ impl Resync {
             }
         }
         tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, moved = self.moved.load(Ordering::Relaxed), seconds = self.started.elapsed().as_secs_f64(), "resync finished (target): UpToDate");
+        // Blocks the source reported missing here after this resync had walked past them.
+        if d.meta.out_of_sync_bits(slot).unwrap_or(0) > 0 && self.inner.role() != Role::Primary {
+            tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, "blocks marked during the resync remain; resyncing them");
+            command::begin_resync(&self.inner, &self.link, SyncRole::Target, false, true)?;
+        }
         Ok(())
     }
 
@@ -752,6 +846,11 @@ impl Resync {
             seconds: self.started.elapsed().as_secs_f64(),
         };
         self.inner.change(|_| vec![e]);
+    }
+
+    /// True from creation to the end: starting, exchanging bitmaps or moving data.
+    pub(crate) fn active(&self) -> bool {
+        !self.finished.load(Ordering::SeqCst)
     }
 
     /// True once the exchange completed.

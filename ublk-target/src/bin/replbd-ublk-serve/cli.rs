@@ -84,6 +84,7 @@ impl AddArgs {
             } else {
                 RecoveryPolicy::IfAvailable
             },
+            owner: Some(format!("replbd-ublk-serve {}", self.file.display())),
         })
     }
 }

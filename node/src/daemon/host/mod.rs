@@ -8,6 +8,11 @@
 //! channel and answers each; nothing else mutates its state. Readers (status, metrics, events) get
 //! a [`HostView`] snapshot through a `watch` channel and ask the engine for its status directly,
 //! so a slow operation never blocks a `status`.
+//!
+//! A ublk device left behind by a daemon that died is this task's too: [`reattach`] finds it on
+//! `up` and re-attaches it once the node may be Primary again (`frontend::recovery`).
+
+mod reattach;
 
 use std::sync::Arc;
 
@@ -22,10 +27,12 @@ use super::disk::{self, DiskError};
 use super::engine_adapter::{self, NotSupportedYet};
 use crate::admin::event::{Action, NodeEvent};
 use crate::admin::report::{FrontEndReport, ResourceReport};
-use crate::config::ResourceSpec;
-use crate::frontend::{self, Running as FrontEnd};
+use crate::config::{FrontEndSpec, ResourceSpec};
+use crate::frontend::recovery::{Verdict, verdict};
+use crate::frontend::ublk::{self, Found};
+use crate::frontend::{self, Condition, FrontEndError, Running as FrontEnd};
 use crate::metrics::{IoMeter, MeteredVolume};
-use crate::nbd::NbdError;
+use reattach::Waiting;
 
 /// Why an operation on a resource failed. The message is what the admin command prints after
 /// `COMMAND RESOURCE: `.
@@ -57,7 +64,25 @@ pub enum HostError {
     Engine(String),
     /// The front end could not be bound; the role was not changed.
     #[error("the front end could not start, so the node was not promoted: {0}")]
-    FrontEnd(#[from] NbdError),
+    FrontEnd(#[from] FrontEndError),
+    /// The front end did not start after promotion; the node was demoted again.
+    #[error("the front end could not start, so the node was demoted again: {0}")]
+    FrontEndStart(#[source] FrontEndError),
+    /// The node was promoted but the ublk device waiting since the daemon restarted could not be
+    /// re-attached.
+    #[error(
+        "promoted, but re-attaching {path} failed: {source}; `replbd-node secondary {resource}` deletes the \
+         device (its waiting I/O fails)"
+    )]
+    Reattach {
+        /// The resource.
+        resource: String,
+        /// The block device.
+        path: String,
+        /// What failed.
+        #[source]
+        source: FrontEndError,
+    },
     /// The engine does not offer the operation yet.
     #[error(transparent)]
     NotSupported(#[from] NotSupportedYet),
@@ -106,6 +131,9 @@ pub enum Op {
         /// The new current UUID.
         uuid: u64,
     },
+    /// Internal, sent by the resource's own recovery watcher: the ublk device left by a daemon
+    /// that died may now be re-attached (or must be given up).
+    ResumeDevice,
 }
 
 /// What readers see of a resource.
@@ -115,6 +143,9 @@ pub struct HostView {
     pub engine: Option<Resource>,
     /// The front end's state.
     pub front_end: FrontEndReport,
+    /// A ublk device left by a daemon that died waits to be re-attached: the report's reason is
+    /// the current [`verdict`].
+    pub recovering: bool,
 }
 
 struct Envelope {
@@ -138,7 +169,8 @@ impl HostHandle {
         let (tx, rx) = mpsc::channel(16);
         let (view_tx, view) = watch::channel(HostView {
             engine: None,
-            front_end: frontend::report(&spec.front_end, None),
+            front_end: frontend::report(&spec.front_end, Condition::Stopped),
+            recovering: false,
         });
         let host = Host {
             spec: Arc::clone(&spec),
@@ -146,6 +178,7 @@ impl HostHandle {
             events,
             view: view_tx,
             up: None,
+            self_tx: tx.downgrade(),
         };
         tokio::spawn(host.run(rx));
         HostHandle { spec, tx, view }
@@ -168,10 +201,16 @@ impl HostHandle {
 
     /// The resource's status now.
     pub fn report(&self) -> ResourceReport {
-        let view = self.view.borrow().clone();
+        let mut view = self.view.borrow().clone();
         match &view.engine {
             Some(engine) => {
-                ResourceReport::build(&self.spec, &engine.status(), engine.size(), view.front_end)
+                let status = engine.status();
+                if view.recovering
+                    && let Verdict::Wait(why) | Verdict::Abandon(why) = verdict(&self.spec, &status)
+                {
+                    view.front_end.reason = Some(why);
+                }
+                ResourceReport::build(&self.spec, &status, engine.size(), view.front_end)
             }
             None => ResourceReport::down(&self.spec, view.front_end),
         }
@@ -181,7 +220,12 @@ impl HostHandle {
 /// A resource that is up.
 struct UpState {
     engine: Resource,
+    /// The front end, while Primary.
     front_end: Option<FrontEnd>,
+    /// A ublk device left by a daemon that died, waiting to be re-attached.
+    waiting: Option<Waiting>,
+    /// Why the front end cannot serve (found on `up` or at the last attempt).
+    blocked: Option<String>,
     forwarder: JoinHandle<()>,
 }
 
@@ -192,6 +236,8 @@ struct Host {
     events: broadcast::Sender<NodeEvent>,
     view: watch::Sender<HostView>,
     up: Option<UpState>,
+    /// The task's own queue, for the recovery watcher (weak: the task ends when the handles go).
+    self_tx: mpsc::WeakSender<Envelope>,
 }
 
 impl Host {
@@ -212,10 +258,28 @@ impl Host {
 
     fn publish(&self) {
         let up = self.up.as_ref();
+        let condition = match up {
+            Some(UpState {
+                front_end: Some(fe), ..
+            }) => Condition::Running(fe),
+            Some(UpState {
+                blocked: Some(why), ..
+            }) => Condition::Unavailable(why),
+            Some(UpState { waiting: Some(_), .. }) => {
+                Condition::Recovering("I/O waits until this node is Primary again")
+            }
+            _ => Condition::Stopped,
+        };
         self.view.send_replace(HostView {
             engine: up.map(|u| u.engine.clone()),
-            front_end: frontend::report(&self.spec.front_end, up.and_then(|u| u.front_end.as_ref())),
+            front_end: frontend::report(&self.spec.front_end, condition),
+            recovering: up
+                .is_some_and(|u| u.waiting.is_some() && u.front_end.is_none() && u.blocked.is_none()),
         });
+    }
+
+    fn volume(&self, engine: &Resource) -> Arc<frontend::ServedVolume> {
+        Arc::new(MeteredVolume::new(Arc::new(engine.clone()), self.meter.clone()))
     }
 
     fn engine(&self) -> Result<&Resource, HostError> {
@@ -257,20 +321,37 @@ impl Host {
                 Ok(format!("{name}: disconnected from {}", self.peer_name(peer)))
             }
             Op::Verify => {
-                engine_adapter::verify(self.engine()?).await?;
-                Ok(format!("{name}: verify started"))
+                let peers = self
+                    .engine()?
+                    .verify(None)
+                    .map_err(|e| HostError::Engine(e.to_string()))?;
+                let names: Vec<String> = peers.iter().map(|&p| self.spec.node_name(p)).collect();
+                info!(resource = %name, peers = ?names, "online verify started");
+                Ok(format!(
+                    "{name}: online verify started against {}; results in `events` and the log",
+                    names.join(", ")
+                ))
             }
             Op::Invalidate => {
-                engine_adapter::invalidate(self.engine()?).await?;
-                Ok(format!("{name}: local data invalidated"))
+                let source = self
+                    .engine()?
+                    .invalidate(None)
+                    .map_err(|e| HostError::Engine(e.to_string()))?;
+                Ok(format!(
+                    "{name}: local data invalidated; full resync from {} started",
+                    self.spec.node_name(source)
+                ))
             }
             Op::InvalidateRemote { peer } => {
-                engine_adapter::invalidate_remote(self.engine()?, peer).await?;
+                self.engine()?
+                    .invalidate_remote(peer)
+                    .map_err(|e| HostError::Engine(e.to_string()))?;
                 Ok(format!(
-                    "{name}: data of {} invalidated",
+                    "{name}: data of {} invalidated; full resync from this node started",
                     self.spec.node_name(peer)
                 ))
             }
+            Op::ResumeDevice => self.resume_device().await,
             Op::NewCurrentUuid { uuid } => {
                 if self.up.is_some() {
                     return Err(HostError::Up { resource: name });
@@ -315,23 +396,29 @@ impl Host {
         self.up = Some(UpState {
             engine,
             front_end: None,
+            waiting: None,
+            blocked: None,
             forwarder,
         });
+        let note = self.survey_device().await;
         self.publish();
         let _ = self
             .events
             .send(NodeEvent::lifecycle(Action::Create, &name, Some(role)));
         info!(resource = %name, volume = self.spec.volume.number, "resource up");
-        Ok(format!("{name} is up"))
+        Ok(format!("{name} is up{note}"))
     }
 
     async fn down(&mut self) -> Result<String, HostError> {
         let name = self.name().to_owned();
-        let Some(up) = self.up.take() else {
+        let Some(mut up) = self.up.take() else {
             return Ok(format!("{name} is already down"));
         };
-        if let Some(fe) = up.front_end {
+        if let Some(fe) = up.front_end.take() {
             fe.stop(&name).await;
+        }
+        if let Some(waiting) = up.waiting.take() {
+            waiting.give_up(&name, "the resource was taken down").await;
         }
         let result = up.engine.down().await;
         up.forwarder.abort();
@@ -358,16 +445,49 @@ impl Host {
         if serving && engine.status().role == Role::Primary {
             return Ok(format!("{name} is already Primary"));
         }
-        let volume = Arc::new(MeteredVolume::new(Arc::new(engine.clone()), self.meter.clone()));
-        let prepared = frontend::prepare(&self.spec.front_end, &name, volume).await?;
+        if let Some(waiting) = self.up.as_mut().and_then(|u| u.waiting.take()) {
+            return self.reattach(waiting, force).await;
+        }
+        if let FrontEndSpec::Ublk(u) = &self.spec.front_end {
+            // What is at the device number now (it may have changed since `up`).
+            let (spec, u) = (Arc::clone(&self.spec), *u);
+            let found = tokio::task::spawn_blocking(move || ublk::survey(&spec, &u))
+                .await
+                .unwrap_or_else(|e| Found::Blocked(format!("the ublk control task failed: {e}")));
+            match found {
+                Found::Free => {}
+                Found::Leftover(dev) => self.delete_leftover(dev.id).await?,
+                Found::Recoverable(dev) => return self.reattach(Waiting::found(dev), force).await,
+                Found::Blocked(why) => {
+                    if let Some(up) = self.up.as_mut() {
+                        up.blocked = Some(why.clone());
+                    }
+                    self.publish();
+                    return Err(FrontEndError::Unavailable(why).into());
+                }
+            }
+        }
+        if let Some(up) = self.up.as_mut() {
+            up.blocked = None;
+        }
+        let prepared = frontend::prepare(&self.spec, self.volume(&engine)).await?;
         if let Err(e) = engine.primary(force).await {
             prepared.discard().await;
             return Err(e.into());
         }
-        let running = prepared.start(&name);
+        let running = match prepared.start(&name).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(resource = %name, error = %e, "the front end did not start; demoting again");
+                if let Err(d) = engine.secondary().await {
+                    warn!(resource = %name, error = %d, "demoting after the failed start failed");
+                }
+                return Err(HostError::FrontEndStart(e));
+            }
+        };
         let note = match &running {
-            FrontEnd::UblkUnavailable => format!("; {}", frontend::UBLK_UNAVAILABLE),
             FrontEnd::Nbd { address, .. } => format!("; NBD export {name} at {address}"),
+            FrontEnd::Ublk(s) => format!("; {}", s.info().block_device.display()),
             FrontEnd::None => String::new(),
         };
         if let Some(up) = self.up.as_mut() {
@@ -383,6 +503,9 @@ impl Host {
         let engine = self.engine()?.clone();
         if let Some(fe) = self.up.as_mut().and_then(|u| u.front_end.take()) {
             fe.stop(&name).await;
+        }
+        if let Some(waiting) = self.up.as_mut().and_then(|u| u.waiting.take()) {
+            waiting.give_up(&name, "demoted by the administrator").await;
         }
         self.publish();
         engine.secondary().await?;

@@ -1,0 +1,122 @@
+//! Acting on peer acks: sending them as Primary, and as Secondary marking what other peers lack
+//! (see [`super::peer_ack`] for the protocol).
+//!
+//! Crash ordering: a Secondary marks a write for the peers that lack it only once the Primary says
+//! who holds it. If this node crashes first, the write's extent is still in its activity log, and
+//! an unclean attach marks every activity-log extent out of sync for every peer — so nothing is
+//! missed, only more is resynced.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use replbd_quorum::Role;
+
+use super::core::Inner;
+use super::link::Link;
+use super::peer_ack::{Mask, Ready, bit};
+use super::resync::SyncRole;
+use crate::wire::{FrameHeader, Kind, OutFrame};
+
+impl Inner {
+    /// Sends each ready epoch's peer ack to the peers that received its writes.
+    pub(crate) fn send_peer_acks(&self, ready: Vec<Ready>) {
+        if ready.is_empty() {
+            return;
+        }
+        let links = self.live_links();
+        for r in ready {
+            let mut h = FrameHeader::new(Kind::PeerAck);
+            h.seq = r.holders;
+            h.aux = r.epoch;
+            for l in links.iter().filter(|l| r.recipients & bit(l.peer) != 0) {
+                l.send(OutFrame::bare(h));
+            }
+        }
+    }
+
+    /// Marks `ranges` out of sync for every diskful peer (other than `primary`) not in `holders`,
+    /// and tells those that are connected.
+    fn mark_for_missing(&self, primary: u8, holders: Mask, ranges: &[Range<u64>]) {
+        let Some(d) = &self.disk else { return };
+        if ranges.is_empty() {
+            return;
+        }
+        for p in &self.peers {
+            let n = p.cfg.node_id;
+            let Some(slot) = p.slot else { continue };
+            if n == primary || holders & bit(n) != 0 {
+                continue;
+            }
+            for r in ranges {
+                let _ = d.meta.mark_out_of_sync(slot, r.start, r.end - r.start);
+            }
+            tracing::debug!(resource = %self.cfg.name, peer = n, ranges = ranges.len(), "marked writes the peer did not get");
+            if let Some(l) = p.live() {
+                for r in ranges {
+                    let mut h = FrameHeader::new(Kind::OutOfSync);
+                    h.sector = r.start / 512;
+                    h.aux = r.end - r.start;
+                    l.send(OutFrame::bare(h));
+                }
+            }
+        }
+    }
+
+    /// The Primary behind `link` says every write of `epoch` is durable on `holders`.
+    pub(crate) fn peer_ack_received(&self, link: &Link, epoch: u64, holders: Mask) {
+        let ranges = link.unacked.take(epoch);
+        self.mark_for_missing(link.peer, holders | bit(self.cfg.node_id), &ranges);
+    }
+
+    /// The connection to a Primary is gone with writes never peer-acked: whoever else may lack
+    /// them, this node cannot tell.
+    pub(crate) fn primary_link_lost(&self, link: &Link) {
+        let ranges = link.unacked.take_all();
+        if !ranges.is_empty() {
+            tracing::info!(resource = %self.cfg.name, peer = link.peer, ranges = ranges.len(), "writes of the lost Primary were never peer-acked; marked out of sync for every peer");
+        }
+        self.mark_for_missing(link.peer, bit(self.cfg.node_id), &ranges);
+    }
+
+    /// The peer behind `link` holds `offset..offset+len` and this node does not: mark it, after
+    /// whatever this node is still applying there, and fetch it from that peer.
+    pub(crate) fn out_of_sync_received(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), String> {
+        let end = offset.checked_add(len);
+        if len == 0 || end.is_none_or(|e| e > self.size) {
+            return Err(format!(
+                "out-of-sync note for {offset}+{len} is outside the {}-byte volume",
+                self.size
+            ));
+        }
+        let (Some(_), Some(slot)) = (&self.disk, link.slot) else {
+            return Ok(());
+        };
+        // Behind every request and write already applying to the range (a resync write answering
+        // an older request clears these bits; the mark must come after it).
+        let turn = self.apply_order.register(offset..offset + len);
+        let (inner, link) = (Arc::clone(self), Arc::clone(link));
+        tokio::spawn(async move {
+            let _turn = turn.granted().await;
+            let Some(d) = &inner.disk else { return };
+            if let Err(e) = d.meta.mark_out_of_sync(slot, offset, len) {
+                tracing::error!(resource = %inner.cfg.name, peer = link.peer, offset, len, error = %e, "cannot mark blocks the peer reported missing here");
+                return;
+            }
+            // A resync with this peer under way picks the bits up (its target, this node, walks the
+            // bitmap again before it ends); otherwise start one.
+            if link.resync().is_none_or(|r| !r.active())
+                && inner.role() != Role::Primary
+                && let Err(e) =
+                    super::resync::command::begin_resync(&inner, &link, SyncRole::Target, false, true)
+            {
+                tracing::warn!(resource = %inner.cfg.name, peer = link.peer, error = %e, "cannot resync blocks the peer reported missing here; they stay marked");
+            }
+        });
+        Ok(())
+    }
+}
