@@ -1,29 +1,14 @@
 #!/usr/bin/env bash
-# What replbd runs today: its metadata layer, end to end, on a scratch file.
-# Creates internal metadata on a 1 GiB sparse file, shows it, damages a bitmap block, lets `check`
-# find it and `apply-al` repair it. (The node daemon and the cluster demo come with later issues.)
+# The main job on a fresh machine: `replbd demo`. Installs what it needs (libclang-dev for the
+# build, qemu-utils for qemu-io), builds replbd, replbd-controller and replbd-node, then runs
+#   replbd demo
+# a controller and three node daemons on loopback with file pools in a temporary directory, a
+# 3-replica volume written and verified (through the NBD front end: controller-managed volumes are
+# served over NBD), a node stopped, more data written, the node restarted and resynced to UpToDate,
+# everything cleaned up; it ends with the line `demo: ok`.
+# Usage: scripts/demo.sh [replbd demo options, e.g. --keep]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet --release --locked -p replbd-bitmap --bin replbd-meta
-META="$PWD/target/release/replbd-meta"
-DIR=$(mktemp -d /tmp/replbd-demo.XXXXXX)
-trap 'rm -rf "$DIR"' EXIT
-DISK="$DIR/disk.img"
-truncate -s 1G "$DISK"
-
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
-
-step "$META" create --internal "$DISK" --max-peers 2 --node-id 0
-step "$META" dump "$DISK"
-step "$META" show-gi "$DISK"
-step "$META" check "$DISK"
-offset=$("$META" dump --json "$DISK" | sed -n 's/.*"meta_offset": \([0-9]*\).*/\1/p')
-printf '\n# flipping one byte in the first bitmap block (offset %s)\n' "$offset"
-printf '\x55' | dd of="$DISK" bs=1 seek=$((offset + 100)) conv=notrunc status=none
-step "$META" check "$DISK" || echo "(check exited $? — it found the damage)"
-step "$META" apply-al "$DISK"
-printf "\n# the damaged block's range is now out of sync with peer slot 0: resync will cover it\n"
-"$META" dump "$DISK" | tail -3
-step "$META" check "$DISK"
-echo
-echo "demo: ok"
+./scripts/install-deps.sh --demo
+cargo build --quiet --release --locked -p replbd-ctl -p replbd-node
+exec "${CARGO_TARGET_DIR:-$PWD/target}/release/replbd" demo "$@"

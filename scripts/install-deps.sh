@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Installs the Debian packages replbd's build and tests need, only those missing (needs root or sudo).
 #   libclang-dev             libublk's -sys crate runs bindgen at build time (before clippy can run)
+#   qemu-utils               qemu-io: `replbd demo` and the NBD tests write and verify data with it
+#   etcd-server              the controller's etcd store test starts a real etcd
 #   qemu-system-x86 busybox-static cpio
 #                            the VM suite (tests/vm/run): a Debian kernel with ublk_drv under qemu TCG
 #   fio e2fsprogs            tools the VM scenarios run inside the VM
-# Usage: scripts/install-deps.sh
+# Usage: scripts/install-deps.sh          everything (the build, every test, the VM suite)
+#        scripts/install-deps.sh --demo   only what building and running `replbd demo` needs
 set -euo pipefail
 
-PACKAGES=(libclang-dev qemu-system-x86 qemu-utils busybox-static cpio fio e2fsprogs)
+case "${1:-}" in
+    "") PACKAGES=(libclang-dev qemu-utils etcd-server qemu-system-x86 busybox-static cpio fio e2fsprogs) ;;
+    --demo) PACKAGES=(libclang-dev qemu-utils) ;;
+    *) echo "usage: $0 [--demo]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do

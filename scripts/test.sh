@@ -4,13 +4,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the build and the tests use (libclang for libublk's bindgen, qemu and tools for
-# the VM suite). Installed only when missing (needs root or sudo).
+# Debian packages the build and the tests use (libclang for libublk's bindgen, qemu-io, etcd, qemu
+# and tools for the VM suite). Installed only when missing (needs root or sudo).
 ./scripts/install-deps.sh
 
-# Unit, property, crash, corruption and CLI tests of every crate.
+# Unit, property, crash, corruption and CLI tests of every crate, and the controller's cluster
+# tests with real processes (a controller, node daemons, etcd for the HA store: a missing etcd fails
+# the run here instead of skipping that test).
 # The crash tests run 5,000 seeded crash schedules here (1,000 by default).
-REPLBD_CRASH_SEEDS="${REPLBD_CRASH_SEEDS:-5000}" cargo test --workspace --locked
+REPLBD_CRASH_SEEDS="${REPLBD_CRASH_SEEDS:-5000}" REPLBD_REQUIRE_ETCD=1 cargo test --workspace --locked
+
+# The README's main job, `replbd demo`, with the binaries the tests just built: its last line must
+# be "demo: ok".
+demo_log=$(mktemp "${TMPDIR:-/tmp}/replbd-test-demo.XXXXXX")
+if "${CARGO_TARGET_DIR:-target}/debug/replbd" demo >"$demo_log" 2>&1 && [ "$(tail -n 1 "$demo_log")" = "demo: ok" ]; then
+    grep '^demo: finished' "$demo_log" || true
+    rm -f "$demo_log"
+else
+    cat "$demo_log"
+    echo "scripts/test.sh: replbd demo failed (output above, kept in $demo_log)" >&2
+    exit 1
+fi
 
 # The VM suite: real /dev/ublkbN devices inside a qemu VM (this machine's kernel has no ublk).
 # It ends with "vm-suite: N passed, M failed" and fails the run on any failed scenario.

@@ -1,6 +1,7 @@
 //! A controller and three node daemons as real processes on loopback, driven through the `replbd`
 //! CLI binary: the whole lifecycle with data written through NBD and a node outage with resync;
-//! a controller restart keeping its SQLite state; bad input with clear errors; metrics and health.
+//! a controller restart keeping its SQLite state; bad input with clear errors; metrics and health;
+//! node evacuation and auto-evict of a lost node, with the replacements resynced.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -41,9 +42,18 @@ fn lifecycle_through_the_cli() {
 
     // Data through the front end of n1.
     c.ok(&["resource", "primary", "n1", "r0"]);
+    // The agent's reply carries its state: the new role and the device show at once.
+    let r1 = c.replica("r0", "n1");
+    assert_eq!(r1["usage"], "InUse", "{r1}");
+    assert!(
+        r1["volumes"][0]["device"]
+            .as_str()
+            .unwrap()
+            .starts_with("nbd+unix://"),
+        "{r1}"
+    );
     let dev1 = c.device("r0", "n1");
     qemu_io(&dev1, "write -P 0x5a 0 2M");
-    assert_eq!(c.replica("r0", "n1")["usage"], "InUse");
 
     // n3 stops: the controller shows it Unknown, its peers show the broken connection.
     c.node("n3").stop();
@@ -233,4 +243,65 @@ fn bad_input_gives_clear_errors() {
         .unwrap();
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no active controller"));
+}
+
+/// The nodes holding a replica of `res` (diskful or not), sorted.
+fn holders(c: &Cluster, res: &str) -> Vec<String> {
+    let mut v: Vec<String> = c
+        .json(&["resource", "list", "-r", res])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["node"].as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn evacuation_and_auto_evict_move_replicas_and_keep_the_data() {
+    let mut c = Cluster::start(4, &["--auto-evict-after", "3s"], &[]);
+    c.register_nodes("filethin");
+    c.ok(&["rd", "c", "r0"]);
+    c.ok(&["vd", "c", "r0", "16MiB"]);
+    c.ok(&["r", "c", "n1", "n2", "n3", "r0"]);
+    c.ok(&["resource", "wait-sync", "r0", "--timeout", "60"]);
+    c.ok(&["resource", "primary", "n1", "r0"]);
+    qemu_io(&c.device("r0", "n1"), "write -P 0x11 0 1M");
+    c.ok(&["resource", "secondary", "n1", "r0"]);
+
+    // Evacuating n3: a replacement on n4 (the only free node), n3's replica goes once n4 is UpToDate.
+    let out = c.ok(&["node", "evacuate", "n3"]);
+    assert!(out.contains("r0 on n3 will be removed"), "{out}");
+    c.wait(Duration::from_secs(60), "r0 moved from n3 to n4", || {
+        holders(&c, "r0") == ["n1", "n2", "n4"]
+    });
+    c.ok(&["resource", "wait-sync", "r0", "--timeout", "60"]);
+    // An evacuated node takes nothing new until it is restored.
+    let e = c.fails(&["r", "c", "r0", "--auto-place", "+1"]);
+    assert!(e.contains("cannot place 1 more diskful replica(s) of r0"), "{e}");
+    c.ok(&["node", "restore", "n3"]);
+
+    // n2 goes away for longer than --auto-evict-after: EVICTED, its replica placed again on n3.
+    c.node("n2").stop();
+    c.wait(
+        Duration::from_secs(60),
+        "n2 is evicted and r0 re-placed on n3",
+        || holders(&c, "r0") == ["n1", "n3", "n4"],
+    );
+    let nodes = c.ok(&["node", "list"]);
+    assert!(nodes.contains("EVICTED"), "{nodes}");
+    c.ok(&["resource", "wait-sync", "r0", "--timeout", "60"]);
+    for n in ["n1", "n3", "n4"] {
+        assert_eq!(c.replica("r0", n)["state"], "UpToDate", "{n}");
+    }
+
+    // Both replacements were filled by resync: the data written on n1 reads back on n3 and n4.
+    for n in ["n3", "n4"] {
+        c.ok(&["resource", "primary", n, "r0"]);
+        qemu_io(&c.device("r0", n), "read -P 0x11 0 1M");
+        c.ok(&["resource", "secondary", n, "r0"]);
+    }
+    let reports = c.ok(&["error-reports", "list"]);
+    assert!(!reports.contains("was not evicted"), "{reports}");
 }

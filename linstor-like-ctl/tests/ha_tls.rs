@@ -73,6 +73,11 @@ fn controller(dir: &Path, id: &str, listen: &str, etcd: &str) -> Proc {
 #[test]
 fn etcd_store_and_failover_between_two_controllers() {
     let Some(etcd) = etcd_binary() else {
+        // scripts/test.sh sets REPLBD_REQUIRE_ETCD=1: in CI a missing etcd is a failure, not a skip.
+        assert!(
+            std::env::var_os("REPLBD_REQUIRE_ETCD").is_none(),
+            "etcd is not installed and REPLBD_REQUIRE_ETCD is set (Debian's etcd-server; scripts/install-deps.sh installs it)"
+        );
         println!(
             "SKIPPED: etcd is not installed (Debian's etcd-server; scripts/install-deps.sh installs it)"
         );

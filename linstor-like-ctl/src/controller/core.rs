@@ -122,6 +122,14 @@ impl Controller {
         self.runtime.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Records the state `node`'s agent reported (a stream snapshot or a reply's).
+    pub fn set_node_state(&self, node: &str, state: replbd_proto::agent::NodeState) {
+        let mut rt = self.runtime.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = rt.nodes.get_mut(node) {
+            n.state = Some(state);
+        }
+    }
+
     /// Runs `decide` over the current state and persists and applies its changes, one request at
     /// a time.
     pub async fn commit(

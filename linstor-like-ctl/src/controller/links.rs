@@ -198,10 +198,7 @@ async fn push(
     pushed.pools = pools;
     pushed.resources = want;
     if let Some(state) = reply.state {
-        let mut rt = ctl.runtime.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = rt.nodes.get_mut(node) {
-            n.state = Some(state);
-        }
+        ctl.set_node_state(node, state);
     }
     for r in reply.results.iter().filter(|r| !r.error.is_empty()) {
         ctl.report(node, &format!("applying resource {}", r.name), &r.error, "")
@@ -228,12 +225,7 @@ async fn session(
     loop {
         tokio::select! {
             m = tokio::time::timeout(SILENCE, stream.message()) => match m {
-                Ok(Ok(Some(state))) => {
-                    let mut rt = ctl.runtime.write().unwrap_or_else(PoisonError::into_inner);
-                    if let Some(n) = rt.nodes.get_mut(node) {
-                        n.state = Some(state);
-                    }
-                }
+                Ok(Ok(Some(state))) => ctl.set_node_state(node, state),
                 Ok(Ok(None)) => return End::Lost("the agent closed the state stream".into()),
                 Ok(Err(s)) => return End::Lost(format!("state stream: {}", s.message())),
                 Err(_) => return End::Lost(format!("no state from the agent for {}s", SILENCE.as_secs())),

@@ -697,9 +697,16 @@ impl Api for Service {
             })
             .await
         {
-            Ok(reply) => Ok(Response::new(pb::Reply {
-                messages: vec![format!("SUCCESS: {}: {}", r.node, reply.into_inner().message)],
-            })),
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                // `resource list` right after shows the new role and device, not the last snapshot.
+                if let Some(state) = reply.state {
+                    ctl.set_node_state(&r.node, state);
+                }
+                Ok(Response::new(pb::Reply {
+                    messages: vec![format!("SUCCESS: {}: {}", r.node, reply.message)],
+                }))
+            }
             Err(s) => {
                 let e = ApiError::Agent {
                     node: r.node,

@@ -155,7 +155,10 @@ impl NodeAgent for AgentService {
             .call(op)
             .await
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        Ok(Response::new(SetRoleReply { message }))
+        Ok(Response::new(SetRoleReply {
+            message,
+            state: Some(snapshot(&self.agent)),
+        }))
     }
 
     type WatchStream = ReceiverStream<Result<NodeState, Status>>;
