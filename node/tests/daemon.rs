@@ -513,7 +513,7 @@ fn admin_errors_name_the_command_the_resource_and_the_reason() {
     let err = error(&["primary", "r0"]);
     assert!(
         err.starts_with(
-            "replbd-node: primary r0: the local disk is Inconsistent: only UpToDate data can be promoted"
+            "replbd-node: primary r0: cannot promote: the local disk is Inconsistent (fresh metadata, no data yet)"
         ),
         "{err}"
     );
@@ -537,8 +537,8 @@ fn admin_errors_name_the_command_the_resource_and_the_reason() {
     );
     assert!(error(&["invalidate-remote", "r0", "omega"]).contains("r0 has no peer named omega"));
     assert!(
-        error(&["connect", "r0", "--discard-my-data"])
-            .contains("connect --discard-my-data is not supported yet")
+        c.ok(0, &["connect", "r0", "--discard-my-data"])
+            .contains("a split brain discards this node's changes")
     );
     assert_eq!(c.ok(0, &["up", "r0"]), "r0 is already up\n");
 

@@ -110,6 +110,13 @@ pub enum PromoteRefusal {
         /// The local disk state.
         disk: DiskState,
     },
+    /// Fresh metadata (no data generation yet) and no UpToDate peer connected: day 0.
+    #[error(
+        "the local disk is Inconsistent (fresh metadata, no data yet) and no UpToDate peer is connected: \
+         promote with --force on the node whose data is to be the first copy; the others then get a full \
+         initial sync"
+    )]
+    FreshMetadata,
     /// The local disk is Inconsistent with real history and no UpToDate peer is connected.
     #[error(
         "the local disk is Inconsistent (an interrupted resync: a mix of two generations) and no UpToDate \
@@ -152,6 +159,9 @@ pub fn can_promote(request: &PromoteRequest<'_>) -> Result<Promotion, PromoteRef
             DiskState::Consistent | DiskState::Outdated => return Err(PromoteRefusal::NotUpToDate { disk }),
             DiskState::Inconsistent if request.force && request.local_just_created => {
                 promotion.local_becomes_up_to_date = true;
+            }
+            DiskState::Inconsistent if request.local_just_created => {
+                return Err(PromoteRefusal::FreshMetadata);
             }
             DiskState::Inconsistent => return Err(PromoteRefusal::Inconsistent),
             _ => return Err(PromoteRefusal::NoData { disk }),

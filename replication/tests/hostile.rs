@@ -181,6 +181,11 @@ async fn a_peer_that_stops_reading_is_disconnected_and_writes_complete() {
             reconnect: false,
             dirty_for: vec![],
             replicating: 0,
+            quorate: true,
+            discard_my_data: false,
+            changes: 0,
+            synced_uuid: 0,
+            synced_from: 0,
         };
         w.send(messages::encode(Kind::StateReport, &report))
             .await

@@ -60,6 +60,20 @@ pub enum Object {
         /// The disk state.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         disk: Option<DiskState>,
+        /// Whether this node has quorum.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quorum: Option<bool>,
+    },
+    /// A split brain found at connect with a peer, and what happens about it.
+    SplitBrain {
+        /// The resource.
+        name: String,
+        /// The peer's node id.
+        peer_node_id: u8,
+        /// The peer's node name.
+        conn_name: String,
+        /// The resolution (or "disconnect") and why.
+        outcome: String,
     },
     /// The connection to a peer.
     Connection {
@@ -181,6 +195,19 @@ impl NodeEvent {
                 name: name.clone(),
                 volume,
                 disk: Some(*disk),
+                quorum: None,
+            })],
+            Event::Quorum { have, .. } => vec![change(Object::Device {
+                name: name.clone(),
+                volume,
+                disk: None,
+                quorum: Some(*have),
+            })],
+            Event::SplitBrain { peer, outcome } => vec![change(Object::SplitBrain {
+                name: name.clone(),
+                peer_node_id: *peer,
+                conn_name: spec.node_name(*peer),
+                outcome: outcome.clone(),
             })],
             Event::Connection { peer, state, reason } => {
                 vec![change(connection(*peer, Some(*state), None, reason.clone()))]
@@ -255,6 +282,7 @@ impl NodeEvent {
                 name: name.clone(),
                 volume: report.volume,
                 disk: report.disk,
+                quorum: report.quorum,
             }),
         ];
         for p in &report.peers {
@@ -312,13 +340,30 @@ impl fmt::Display for NodeEvent {
                 }
                 Ok(())
             }
-            Object::Device { name, volume, disk } => {
+            Object::Device {
+                name,
+                volume,
+                disk,
+                quorum,
+            } => {
                 write!(f, " device name:{name} volume:{volume}")?;
                 if let Some(d) = disk {
                     write!(f, " disk:{d}")?;
                 }
+                if let Some(q) = quorum {
+                    write!(f, " quorum:{}", if *q { "yes" } else { "no" })?;
+                }
                 Ok(())
             }
+            Object::SplitBrain {
+                name,
+                peer_node_id,
+                conn_name,
+                outcome,
+            } => write!(
+                f,
+                " split-brain name:{name} peer-node-id:{peer_node_id} conn-name:{conn_name} outcome:{outcome:?}"
+            ),
             Object::Connection {
                 name,
                 peer_node_id,

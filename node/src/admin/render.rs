@@ -51,7 +51,11 @@ fn resource(out: &mut String, r: &ResourceReport) {
         return;
     };
     let _ = writeln!(out, "{} role:{role}", r.name);
-    let _ = writeln!(out, "  disk:{disk}");
+    let _ = write!(out, "  disk:{disk}");
+    if r.quorum == Some(false) {
+        out.push_str(" quorum:no");
+    }
+    out.push('\n');
     let _ = writeln!(out, "  {}", front_end(&r.front_end));
     for p in &r.peers {
         if p.connection != ConnectionState::Connected {
@@ -109,6 +113,7 @@ mod tests {
             up: true,
             role: Some(Role::Primary),
             disk: Some(DiskState::UpToDate),
+            quorum: Some(true),
             volume: 0,
             size_bytes: 100 << 20,
             front_end: FrontEndReport {

@@ -64,6 +64,9 @@ pub struct ResourceReport {
     /// Local disk state (absent while down).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<DiskState>,
+    /// Whether this node has quorum (absent while down; always true with `quorum off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<bool>,
     /// The volume number.
     pub volume: u32,
     /// The volume size in bytes (0 while down, or diskless before a peer reported it).
@@ -106,6 +109,7 @@ impl ResourceReport {
             up: false,
             role: None,
             disk: None,
+            quorum: None,
             volume: spec.volume.number,
             size_bytes: 0,
             front_end,
@@ -141,6 +145,7 @@ impl ResourceReport {
             up: true,
             role: Some(status.role),
             disk: Some(status.disk),
+            quorum: Some(status.quorum),
             volume: spec.volume.number,
             size_bytes: size,
             front_end,

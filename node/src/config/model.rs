@@ -278,6 +278,11 @@ impl ResourceSpec {
             csums: self.resync.csums_alg,
             verify: self.resync.verify_alg,
         };
+        cfg.quorum = self.quorum;
+        cfg.split_brain = self.split_brain.clone();
+        cfg.node_names = std::iter::once((self.this.id, self.this.name.clone()))
+            .chain(self.peers.iter().map(|p| (p.node.id, p.node.name.clone())))
+            .collect();
         cfg
     }
 }

@@ -143,6 +143,7 @@ mod tests {
             node: 0,
             role: Role::Secondary,
             disk,
+            quorum: true,
             peers,
         }
     }

@@ -136,6 +136,14 @@ fn promote_table() {
             Err(PromoteRefusal::Inconsistent),
         ),
         (
+            "day 0: Inconsistent just-created without force says to use --force",
+            PromoteRequest {
+                local_just_created: true,
+                ..request(Inconsistent)
+            },
+            Err(PromoteRefusal::FreshMetadata),
+        ),
+        (
             "day 0: Inconsistent just-created with force",
             PromoteRequest {
                 force: true,

@@ -105,6 +105,12 @@ pub struct ResourceConfig {
     pub max_in_flight_bytes: u64,
     /// Resync rates and checksums.
     pub resync: super::resync::ResyncConfig,
+    /// `quorum`, `quorum-minimum-redundancy` and `on-no-quorum` (off by default, as in DRBD).
+    pub quorum: replbd_quorum::QuorumConfig,
+    /// `after-sb-0pri`, `after-sb-1pri`, `after-sb-2pri`, `rr-conflict`, `always-asbp`.
+    pub split_brain: replbd_quorum::split_brain::SplitBrainPolicies,
+    /// Node names by id, for log lines and `discard-node-NAME` (a missing one is `node<ID>`).
+    pub node_names: std::collections::BTreeMap<u8, String>,
 }
 
 impl ResourceConfig {
@@ -122,7 +128,18 @@ impl ResourceConfig {
             max_epoch_size: 2048,
             max_in_flight_bytes: 128 << 20,
             resync: super::resync::ResyncConfig::default(),
+            quorum: replbd_quorum::QuorumConfig::default(),
+            split_brain: replbd_quorum::split_brain::SplitBrainPolicies::default(),
+            node_names: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// The name of node `id`.
+    pub fn node_name(&self, id: u8) -> String {
+        self.node_names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("node{id}"))
     }
 
     /// Checks the configuration for contradictions, naming the first one found.

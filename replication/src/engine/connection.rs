@@ -25,6 +25,8 @@ use super::epoch;
 use super::generation::{disk_from_u8, protocol_to_u8, role_from_u8};
 use super::link::Link;
 use super::resync::SyncRole;
+use super::split_brain::Verdict;
+use super::state::Event;
 use super::tasks;
 use crate::handshake::{self, HandshakeError};
 use crate::wire::messages::{self, ErrorCode, ErrorMessage, StateReport};
@@ -65,7 +67,10 @@ pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>) {
             continue;
         }
         inner.set_connection(node, ConnectionState::Connecting, None);
-        let streams = if dial {
+        let partitioned = || peer.partitioned.load(std::sync::atomic::Ordering::SeqCst);
+        let streams = if dial && partitioned() {
+            Err(Attempt::Retry("network partition (fault injection)".to_string()))
+        } else if dial {
             let dialed = tokio::select! {
                 s = dial_peer(&inner, &peer) => s,
                 _ = shutdown.wait_for(|s| *s) => break,
@@ -80,6 +85,9 @@ pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>) {
                 _ = wanted.wait_for(|w| !*w) => continue,
             };
             match accepted {
+                Some(_) if partitioned() => {
+                    Err(Attempt::Retry("network partition (fault injection)".to_string()))
+                }
                 Some(a) => accept_peer(&inner, a).await.map_err(Attempt::Retry),
                 None => break,
             }
@@ -102,8 +110,9 @@ pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>) {
             }
             Attempt::StandAlone(reason) => {
                 tracing::error!(resource = %inner.cfg.name, peer = node, reason, "giving up on the peer until `connect`");
-                inner.set_connection(node, ConnectionState::StandAlone, Some(reason));
+                // Before the state is published: a `connect` issued on seeing StandAlone must win.
                 peer.wanted.send_replace(false);
+                inner.set_connection(node, ConnectionState::StandAlone, Some(reason));
                 continue;
             }
         }
@@ -199,13 +208,15 @@ async fn connected(
     let node = peer.cfg.node_id;
     let protocol = peer.cfg.protocol;
     let t = inner.cfg.timeouts.connect;
-    if let Err(e) = w
-        .send(messages::encode(
-            Kind::StateReport,
-            &inner.state_report_for(protocol, reconnect),
-        ))
-        .await
-    {
+    let discard_my_data = peer.discard_my_data.load(std::sync::atomic::Ordering::SeqCst);
+    let my_changes = match (&inner.disk, peer.slot) {
+        (Some(d), Some(slot)) => d.meta.out_of_sync_bytes(slot).unwrap_or(0),
+        _ => 0,
+    };
+    let mut report = inner.state_report_for(protocol, reconnect);
+    report.discard_my_data = discard_my_data;
+    report.changes = my_changes;
+    if let Err(e) = w.send(messages::encode(Kind::StateReport, &report)).await {
         return Attempt::Retry(format!("sending state failed: {e}"));
     }
     let theirs: StateReport = match tokio::time::timeout(t, r.read_frame()).await {
@@ -252,6 +263,10 @@ async fn connected(
             .store(theirs.size, std::sync::atomic::Ordering::Relaxed);
     }
     let both_disks = inner.disk.is_some() && theirs.size != 0;
+    let mut split_brain_target = false;
+    if both_disks {
+        inner.forget_bits_satisfied_elsewhere(peer, &theirs);
+    }
     let sync = if both_disks {
         match inner.decide_with(node, protocol, &theirs, reconnect) {
             Ok(d) => {
@@ -260,12 +275,36 @@ async fn connected(
                     SyncDecision::NoSync => marked_blocks_sync(inner, node, &theirs),
                     SyncDecision::BecomeSource { kind } => Some((SyncRole::Source, kind == SyncKind::Full)),
                     SyncDecision::BecomeTarget { kind } => Some((SyncRole::Target, kind == SyncKind::Full)),
-                    SyncDecision::SplitBrain { .. } => {
-                        let msg = format!(
-                            "split brain detected ({}): both nodes wrote since they diverged; resolve with `connect --discard-my-data` on the node whose changes are to be dropped",
-                            d.rule
+                    SyncDecision::SplitBrain { auto_recoverable } => {
+                        let (verdict, outcome) = inner.resolve_split_brain_with(
+                            node,
+                            &theirs,
+                            auto_recoverable,
+                            discard_my_data,
+                            my_changes,
                         );
-                        return refuse(&mut w, ErrorCode::Incompatible, msg).await;
+                        tracing::warn!(resource = %inner.cfg.name, peer = node, rule = %d.rule, outcome = %outcome, "split brain detected");
+                        inner.emit(Event::SplitBrain {
+                            peer: node,
+                            outcome: outcome.to_string(),
+                        });
+                        match verdict {
+                            Verdict::Resync { target, full } => {
+                                split_brain_target = target;
+                                Some((
+                                    if target {
+                                        SyncRole::Target
+                                    } else {
+                                        SyncRole::Source
+                                    },
+                                    full,
+                                ))
+                            }
+                            Verdict::Disconnect(why) => {
+                                let msg = format!("split brain detected ({}): {why}", d.rule);
+                                return refuse(&mut w, ErrorCode::Incompatible, msg).await;
+                            }
+                        }
                     }
                     SyncDecision::UnrelatedData => {
                         let msg = format!(
@@ -302,20 +341,37 @@ async fn connected(
         link
     };
     link.touch();
+    if !split_brain_target {
+        // Kept through a split-brain resync until it finishes (a reconnect in between needs it).
+        peer.discard_my_data
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
     inner.set_connection(node, ConnectionState::Connected, None);
+    inner.set_peer_quorate(node, theirs.quorate);
+    {
+        // The control state learns of a failure before any request on the link completes.
+        let weak = Arc::downgrade(inner);
+        link.set_on_fail(Box::new(move |reason: &str| {
+            if let Some(i) = weak.upgrade() {
+                i.set_connection(node, ConnectionState::Disconnecting, Some(reason.to_string()));
+            }
+        }));
+    }
     inner.set_peer_state(node, disk_from_u8(theirs.disk), role_from_u8(theirs.role));
     inner.set_peer_uuid(node, theirs.current_uuid);
     if sync.is_none() {
         inner.set_replication(node, ReplicationState::Established);
     }
     let sender = tokio::spawn(tasks::sender(Arc::clone(&link), rx, w));
-    let receiver = tokio::spawn(tasks::receiver(Arc::clone(inner), Arc::clone(&link), r));
-    let watchdog = tokio::spawn(tasks::watchdog(Arc::clone(inner), Arc::clone(&link)));
+    // The resync is set up before the receiver runs: the peer's first bitmap frame may already be
+    // on the way.
     if let Some((role, full)) = sync
         && let Err(e) = super::resync::command::begin_resync(inner, &link, role, full, false)
     {
         link.fail(&format!("starting the resync failed: {e}"));
     }
+    let receiver = tokio::spawn(tasks::receiver(Arc::clone(inner), Arc::clone(&link), r));
+    let watchdog = tokio::spawn(tasks::watchdog(Arc::clone(inner), Arc::clone(&link)));
     let mut dead = link.dead.subscribe();
     let reason = dead
         .wait_for(Option::is_some)
@@ -382,6 +438,36 @@ pub(crate) async fn route_incoming(inner: Arc<Inner>, stream: TcpStream, from: s
 /// or a peer write that failed while connected: resync them, with the Primary as the source (its
 /// data is what the application reads). Without a Primary there is no rule to pick the good copy:
 /// the blocks stay marked and the administrator chooses with `invalidate` or `invalidate-remote`.
+impl Inner {
+    /// One of the two nodes completed a resync to the generation both hold now, from a third node,
+    /// since they were last connected: the blocks marked between them are already equal (that
+    /// source was UpToDate in this generation, which only holds while it got every write of it).
+    /// Forget them rather than move them a second time. The peer side: it was resynced while away
+    /// from here. This side: the resync data it applied was marked for the absent peer, which has
+    /// that data.
+    fn forget_bits_satisfied_elsewhere(&self, peer: &Peer, theirs: &StateReport) {
+        let (Some(d), Some(slot)) = (&self.disk, peer.slot) else {
+            return;
+        };
+        let current = self.local_gi().current & !1;
+        let (_, my_disk) = self.role_and_disk();
+        let both_up_to_date = my_disk == replbd_quorum::DiskState::UpToDate
+            && disk_from_u8(theirs.disk) == replbd_quorum::DiskState::UpToDate
+            && theirs.current_uuid & !1 == current;
+        let they_synced = theirs.synced_uuid == current && theirs.synced_from != self.cfg.node_id;
+        let we_synced = (*super::core::lock(&self.last_sync))
+            .is_some_and(|(uuid, from)| uuid == current && from != peer.cfg.node_id);
+        let satisfied = current != 0 && both_up_to_date && (they_synced || we_synced);
+        if !satisfied || d.meta.out_of_sync_bits(slot).unwrap_or(0) == 0 {
+            return;
+        }
+        tracing::info!(resource = %self.cfg.name, peer = peer.cfg.node_id, through = theirs.synced_from, bytes = d.meta.out_of_sync_bytes(slot).unwrap_or(0), "the peer was resynced to this generation through another node: its marked blocks need not move again");
+        if let Err(e) = d.meta.clear_in_sync(slot, 0, d.size()) {
+            tracing::warn!(resource = %self.cfg.name, peer = peer.cfg.node_id, error = %e, "cannot clear the peer's bitmap; the blocks will move again");
+        }
+    }
+}
+
 fn marked_blocks_sync(inner: &Inner, node: u8, theirs: &StateReport) -> Option<(SyncRole, bool)> {
     let ours = inner
         .peer(node)

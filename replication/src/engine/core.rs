@@ -45,6 +45,11 @@ pub(crate) struct Peer {
     pub incoming_rx: Mutex<Option<mpsc::Receiver<Accepted>>>,
     /// Whether the administrator wants this peer connected.
     pub wanted: watch::Sender<bool>,
+    /// `connect --discard-my-data`: resolve a split brain with this peer by dropping our changes.
+    /// Cleared by the next successful handshake.
+    pub discard_my_data: AtomicBool,
+    /// A simulated network partition (fault injection): no connection to this peer forms.
+    pub partitioned: AtomicBool,
 }
 
 impl Peer {
@@ -73,6 +78,28 @@ pub(crate) struct PeerView {
     pub role: Role,
     /// The peer's current UUID as last reported (primary bit masked).
     pub uuid: u64,
+    /// The peer reported having quorum.
+    pub quorate: bool,
+    /// The peer said it is leaving on purpose (down or disconnect), not failing.
+    pub leaving: bool,
+    /// While not connected: what is known about it, for the quorum count.
+    pub absence: replbd_quorum::quorum::Absence,
+}
+
+impl PeerView {
+    /// A peer never heard from.
+    pub fn unknown() -> PeerView {
+        PeerView {
+            connection: ConnectionState::StandAlone,
+            replication: ReplicationState::Off,
+            disk: DiskState::DUnknown,
+            role: Role::Unknown,
+            uuid: 0,
+            quorate: false,
+            leaving: false,
+            absence: replbd_quorum::quorum::Absence::Unknown,
+        }
+    }
 }
 
 /// Role, disk and peer states: the single owner of control state.
@@ -81,6 +108,8 @@ pub(crate) struct Control {
     pub role: Role,
     pub disk: DiskState,
     pub peers: BTreeMap<u8, PeerView>,
+    /// The quorum verdict for the state above (see [`super::quorum`]).
+    pub quorum: replbd_quorum::QuorumVerdict,
 }
 
 pub(crate) struct Inner {
@@ -115,6 +144,11 @@ pub(crate) struct Inner {
     pub apply_order: Arc<super::intervals::Intervals>,
     /// As Primary: which peers hold each epoch (see [`super::peer_ack`]).
     pub peer_acks: super::peer_ack::Tracker,
+    /// The generation this node last completed a resync to as target, and the source (see
+    /// [`Inner::forget_bits_satisfied_elsewhere`]).
+    pub last_sync: Mutex<Option<(u64, u8)>>,
+    /// Whether this node has quorum now (what suspended I/O waits on).
+    pub quorum_tx: watch::Sender<bool>,
     /// When application writes last passed through this node (ms since `born`).
     pub last_app_io_ms: AtomicU64,
     pub born: std::time::Instant,
@@ -156,17 +190,36 @@ impl Inner {
 
     /// Applies `f` to the control state, then emits `events` and republishes the status.
     pub fn change(&self, f: impl FnOnce(&mut Control) -> Vec<Event>) {
-        let (events, status) = {
+        let (events, status, quorum_changed) = {
             let mut c = lock(&self.control);
-            let events = f(&mut c);
+            let mut events = f(&mut c);
             self.primary.store(c.role == Role::Primary, Ordering::SeqCst);
-            (events, self.snapshot(&c))
+            let quorum_changed = self.reevaluate_quorum(&mut c, &mut events);
+            (events, self.snapshot(&c), quorum_changed)
         };
         for e in events {
             tracing::info!(resource = %self.cfg.name, event = %e, "state change");
             let _ = self.events_tx.send(e);
         }
         self.status_tx.send_replace(status);
+        if let Some(have) = quorum_changed {
+            self.quorum_changed(have);
+        }
+    }
+
+    /// Reports an event that changes no state.
+    pub fn emit(&self, e: Event) {
+        self.change(|_| vec![e]);
+    }
+
+    /// Records whether a connected peer reports quorum (a diskless client's quorum depends on it).
+    pub fn set_peer_quorate(&self, node: u8, quorate: bool) {
+        self.change(|c| {
+            if let Some(v) = c.peers.get_mut(&node) {
+                v.quorate = quorate;
+            }
+            Vec::new()
+        });
     }
 
     /// Republishes the status (e.g. after out-of-sync counts changed).
@@ -206,6 +259,7 @@ impl Inner {
             node: self.cfg.node_id,
             role: c.role,
             disk: c.disk,
+            quorum: c.quorum.have_quorum,
             peers,
         }
     }
@@ -213,14 +267,14 @@ impl Inner {
     /// Sets a peer's connection state (with the reason for a failure).
     pub fn set_connection(&self, node: u8, state: ConnectionState, reason: Option<String>) {
         self.change(|c| {
-            let v = c.peers.entry(node).or_insert_with(|| PeerView {
-                connection: ConnectionState::StandAlone,
-                replication: ReplicationState::Off,
-                disk: DiskState::DUnknown,
-                role: Role::Unknown,
-                uuid: 0,
-            });
+            let had_quorum = c.quorum.have_quorum;
+            let v = c.peers.entry(node).or_insert_with(PeerView::unknown);
             let mut events = Vec::new();
+            if v.connection == ConnectionState::Connected && state != ConnectionState::Connected {
+                v.absence = super::quorum::absence_on_leaving(v, had_quorum);
+                v.leaving = false;
+                v.quorate = false;
+            }
             if v.connection != state {
                 v.connection = state;
                 events.push(Event::Connection {
@@ -282,6 +336,16 @@ impl Inner {
     /// Live links to every peer.
     pub fn live_links(&self) -> Vec<Arc<Link>> {
         self.peers.iter().filter_map(|p| p.live()).collect()
+    }
+
+    /// Live links to the peers that store data: writes and barriers go only to them (a diskless
+    /// peer, such as a tiebreaker, has nowhere to put them).
+    pub fn live_data_links(&self) -> Vec<Arc<Link>> {
+        self.peers
+            .iter()
+            .filter(|p| !p.cfg.diskless)
+            .filter_map(|p| p.live())
+            .collect()
     }
 
     /// The role and disk state now.
@@ -375,6 +439,8 @@ pub(crate) fn make_peers(cfg: &ResourceConfig, disk: Option<&LocalDisk>) -> Resu
             incoming_tx,
             incoming_rx: Mutex::new(Some(incoming_rx)),
             wanted: watch::channel(true).0,
+            discard_my_data: AtomicBool::new(false),
+            partitioned: AtomicBool::new(false),
         }));
     }
     Ok(peers)

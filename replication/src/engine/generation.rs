@@ -111,7 +111,16 @@ impl Inner {
                 .iter()
                 .filter(|p| !p.cfg.diskless && p.live().is_some())
                 .fold(0, |m, p| m | super::peer_ack::bit(p.cfg.node_id)),
+            quorate: super::core::lock(&self.control).quorum.have_quorum,
+            discard_my_data: false,
+            changes: 0,
+            synced_uuid: 0,
+            synced_from: 0,
         };
+        if let Some((uuid, from)) = *super::core::lock(&self.last_sync) {
+            r.synced_uuid = uuid;
+            r.synced_from = from;
+        }
         if self.disk.is_none() {
             let uuid = self.diskless_uuid.load(Ordering::SeqCst);
             if uuid != 0 {
@@ -222,7 +231,12 @@ impl Inner {
     /// A peer reported its state after the handshake (role change, new generation).
     pub(crate) async fn peer_reported(self: &Arc<Self>, link: &Arc<Link>, r: &StateReport) {
         let (peer_role, peer_disk) = (role_from_u8(r.role), disk_from_u8(r.disk));
+        let was_primary = self.peer_role(link.peer) == Role::Primary;
         self.set_peer_state(link.peer, peer_disk, peer_role);
+        self.set_peer_quorate(link.peer, r.quorate);
+        if peer_role == Role::Primary && !was_primary {
+            self.resync_marked_from_new_primary(link);
+        }
         self.set_peer_uuid(link.peer, r.current_uuid);
         let Some(d) = &self.disk else {
             // A diskless Secondary presents the generation of the data it reads.

@@ -77,7 +77,7 @@ impl Inner {
             h.flags = FrameFlags::FLUSH;
         }
         let mut sent_to = 0;
-        for l in self.live_links() {
+        for l in self.live_data_links() {
             l.send(OutFrame::bare(h));
             sent_to |= super::peer_ack::bit(l.peer);
         }
@@ -96,6 +96,8 @@ impl Inner {
     ) -> VolumeResult<()> {
         self.check_access(offset, len)?;
         let _active = self.begin_io();
+        // Before the rotation: a Primary cut off from the quorum starts no new generation.
+        self.quorum_gate().await?;
         self.rotate_if_pending().await?;
         if kind != WriteKind::Data && len > MAX_PIECE {
             let mut pos = offset;
@@ -126,7 +128,7 @@ impl Inner {
         };
         // Credits before the epoch lock: waiting for a slow peer must not block other writers' dispatch.
         let mut targets: Vec<(Arc<Link>, Option<tokio::sync::OwnedSemaphorePermit>)> = Vec::new();
-        for l in self.live_links() {
+        for l in self.live_data_links() {
             let bytes = if kind == WriteKind::Data { len } else { 0 };
             if let Some(permit) = l.credits(bytes).await {
                 targets.push((l, Some(permit)));
@@ -215,7 +217,13 @@ impl Inner {
                 self.send_barrier(c, false);
             }
         }
-        result.map_err(|e| VolumeError::Io(std::io::Error::other(e)))
+        result.map_err(|e| VolumeError::Io(std::io::Error::other(e)))?;
+        // A peer failed this write: its link's failure updated the quorum before the request
+        // completed, so a write that reached only a minority is not acknowledged.
+        if req.had_failed_path() {
+            self.quorum_gate().await?;
+        }
+        Ok(())
     }
 
     /// Flush: every write acknowledged before it is durable locally and on every protocol-C peer
@@ -225,12 +233,13 @@ impl Inner {
             return Err(self.not_primary());
         }
         let _active = self.begin_io();
+        self.quorum_gate().await?;
         let (target, links) = {
             let mut ep = epoch::lock(&self.epochs);
             if let Some(c) = ep.close() {
                 self.send_barrier(c, true);
             }
-            (ep.last_closed(), self.live_links())
+            (ep.last_closed(), self.live_data_links())
         };
         let local = async {
             match &self.disk {
@@ -279,6 +288,7 @@ impl Inner {
     pub(crate) async fn read_path(self: &Arc<Self>, offset: u64, len: u32) -> VolumeResult<Bytes> {
         self.check_access(offset, u64::from(len))?;
         let _active = self.begin_io();
+        self.quorum_gate().await?;
         let (_, disk_state) = self.role_and_disk();
         let local_ok = self.disk.is_some() && disk_state == DiskState::UpToDate;
         let mut remote = self.up_to_date_peers();

@@ -35,6 +35,8 @@ pub enum Outgoing {
         /// Its request id.
         seq: u64,
     },
+    /// Fires once every frame queued before it is on the socket.
+    Sent(oneshot::Sender<()>),
 }
 
 struct Entry {
@@ -85,6 +87,11 @@ pub struct Link {
     /// The peer's writes (as Primary) not yet peer-acked, by epoch.
     pub(crate) unacked: super::peer_ack::Unacked,
     verify: Mutex<Option<Arc<super::resync::verify::Verify>>>,
+    /// Set by the first `fail`.
+    failing: std::sync::atomic::AtomicBool,
+    /// Runs at the start of the first `fail`.
+    #[allow(clippy::type_complexity)]
+    on_fail: Mutex<Option<Box<dyn FnOnce(&str) + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -139,6 +146,8 @@ impl Link {
             writes: Default::default(),
             unacked: Default::default(),
             verify: Mutex::new(None),
+            failing: std::sync::atomic::AtomicBool::new(false),
+            on_fail: Mutex::new(None),
         }
     }
 
@@ -179,6 +188,20 @@ impl Link {
     /// Queues any frame.
     pub fn send(&self, frame: OutFrame) {
         let _ = self.tx.send(Outgoing::Frame(frame));
+    }
+
+    /// Queues `frame`; the receiver fires once it is on the socket (never, if the link fails).
+    pub fn send_confirmed(&self, frame: OutFrame) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Outgoing::Frame(frame));
+        let _ = self.tx.send(Outgoing::Sent(tx));
+        rx
+    }
+
+    /// Runs `f` when the link fails, before any request on it completes (the control state learns
+    /// of the failure before a write that missed this peer can complete).
+    pub(crate) fn set_on_fail(&self, f: Box<dyn FnOnce(&str) + Send + Sync>) {
+        *lock(&self.on_fail) = Some(f);
     }
 
     /// Registers `req` and queues its frame. Fails when the link is down.
@@ -320,6 +343,12 @@ impl Link {
     /// Fails the link (once): every registered write is marked out of sync for the peer and stops
     /// waiting for it, remote reads fail, queued writers are released.
     pub fn fail(&self, reason: &str) {
+        if self.failing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(f) = lock(&self.on_fail).take() {
+            f(reason);
+        }
         let entries = {
             let mut inf = lock(&self.inflight);
             if inf.dead.is_some() {

@@ -35,8 +35,8 @@ impl Inner {
     }
 
     /// Marks `ranges` out of sync for every diskful peer (other than `primary`) not in `holders`,
-    /// and tells those that are connected.
-    fn mark_for_missing(&self, primary: u8, holders: Mask, ranges: &[Range<u64>]) {
+    /// and, with `tell`, tells those that are connected (they then resync from this node).
+    fn mark_for_missing(&self, primary: u8, holders: Mask, ranges: &[Range<u64>], tell: bool) {
         let Some(d) = &self.disk else { return };
         if ranges.is_empty() {
             return;
@@ -51,7 +51,7 @@ impl Inner {
                 let _ = d.meta.mark_out_of_sync(slot, r.start, r.end - r.start);
             }
             tracing::debug!(resource = %self.cfg.name, peer = n, ranges = ranges.len(), "marked writes the peer did not get");
-            if let Some(l) = p.live() {
+            if tell && let Some(l) = p.live() {
                 for r in ranges {
                     let mut h = FrameHeader::new(Kind::OutOfSync);
                     h.sector = r.start / 512;
@@ -65,7 +65,7 @@ impl Inner {
     /// The Primary behind `link` says every write of `epoch` is durable on `holders`.
     pub(crate) fn peer_ack_received(&self, link: &Link, epoch: u64, holders: Mask) {
         let ranges = link.unacked.take(epoch);
-        self.mark_for_missing(link.peer, holders | bit(self.cfg.node_id), &ranges);
+        self.mark_for_missing(link.peer, holders | bit(self.cfg.node_id), &ranges, true);
     }
 
     /// The connection to a Primary is gone with writes never peer-acked: whoever else may lack
@@ -75,7 +75,45 @@ impl Inner {
         if !ranges.is_empty() {
             tracing::info!(resource = %self.cfg.name, peer = link.peer, ranges = ranges.len(), "writes of the lost Primary were never peer-acked; marked out of sync for every peer");
         }
-        self.mark_for_missing(link.peer, bit(self.cfg.node_id), &ranges);
+        // Every Secondary does the same, and none knows whose copy of these writes is the one to
+        // keep: the marks stay until a Primary emerges and resyncs them from its copy
+        // ([`Inner::resync_marked_after_promotion`]), or until the next handshake.
+        self.mark_for_missing(link.peer, bit(self.cfg.node_id), &ranges, false);
+    }
+
+    /// A new Primary: blocks marked for connected peers (writes of a lost Primary nobody confirmed,
+    /// an online verify's findings) move from this node now, its copy being the one the
+    /// application uses.
+    pub(crate) fn resync_marked_after_promotion(self: &Arc<Self>) {
+        let Some(d) = &self.disk else { return };
+        for p in &self.peers {
+            let (Some(slot), Some(l)) = (p.slot, p.live()) else {
+                continue;
+            };
+            if d.meta.out_of_sync_bits(slot).unwrap_or(0) == 0 || l.resync().is_some_and(|r| r.active()) {
+                continue;
+            }
+            if let Err(e) = super::resync::command::begin_resync(self, &l, SyncRole::Source, false, true) {
+                tracing::warn!(resource = %self.cfg.name, peer = p.cfg.node_id, error = %e, "cannot resync the blocks marked for this peer; they stay marked");
+            }
+        }
+    }
+
+    /// A connected peer became Primary: blocks this Secondary marked for it (writes of the previous
+    /// Primary nobody confirmed) are fetched from it, its copy being the one the application uses.
+    pub(crate) fn resync_marked_from_new_primary(self: &Arc<Self>, link: &Arc<Link>) {
+        let (Some(d), Some(slot)) = (&self.disk, link.slot) else {
+            return;
+        };
+        if self.role() == Role::Primary
+            || d.meta.out_of_sync_bits(slot).unwrap_or(0) == 0
+            || link.resync().is_some_and(|r| r.active())
+        {
+            return;
+        }
+        if let Err(e) = super::resync::command::begin_resync(self, link, SyncRole::Target, false, true) {
+            tracing::warn!(resource = %self.cfg.name, peer = link.peer, error = %e, "cannot resync the blocks marked for the new Primary; they stay marked");
+        }
     }
 
     /// The peer behind `link` holds `offset..offset+len` and this node does not: mark it, after

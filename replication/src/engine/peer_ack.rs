@@ -165,6 +165,11 @@ impl Unacked {
         self.lock().remove(&epoch).unwrap_or_default()
     }
 
+    /// Whether every write received was peer-acked.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// Every write never peer-acked (the Primary is gone).
     pub(crate) fn take_all(&self) -> Vec<Range<u64>> {
         std::mem::take(&mut *self.lock())

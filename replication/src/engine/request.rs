@@ -30,6 +30,7 @@ pub enum WriteKind {
 struct Paths {
     pending: u32,
     succeeded: u32,
+    failed: u32,
     local_error: Option<String>,
 }
 
@@ -81,6 +82,7 @@ impl WriteRequest {
             paths: Mutex::new(Paths {
                 pending: paths,
                 succeeded: 0,
+                failed: 0,
                 local_error: None,
             }),
             done: Notify::new(),
@@ -96,9 +98,15 @@ impl WriteRequest {
         }
         p.pending -= 1;
         p.succeeded += u32::from(ok);
+        p.failed += u32::from(!ok);
         if p.pending == 0 {
             self.done.notify_one();
         }
+    }
+
+    /// Some path (local or a peer) failed.
+    pub fn had_failed_path(&self) -> bool {
+        self.paths.lock().unwrap_or_else(PoisonError::into_inner).failed > 0
     }
 
     /// The local path finished with an error.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use replbd_bitmap::NodeFlags;
-use replbd_quorum::{ConnectionState, DiskState, Role};
+use replbd_quorum::{DiskState, Role};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, broadcast, watch};
@@ -51,23 +51,10 @@ pub enum StartError {
 /// Why a role change was refused.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum RoleError {
-    /// Another node is Primary.
-    #[error("node {node} is Primary: demote it first (two primaries are not allowed)")]
-    AnotherPrimary {
-        /// The other Primary.
-        node: u8,
-    },
-    /// The local data is not UpToDate.
-    #[error(
-        "the local disk is {disk}: only UpToDate data can be promoted (use --force to promote this data anyway and make it the newest)"
-    )]
-    NotUpToDate {
-        /// The disk state.
-        disk: DiskState,
-    },
-    /// A diskless node has no UpToDate peer to serve it.
-    #[error("this node is diskless and no connected peer has UpToDate data")]
-    NoUpToDatePeer,
+    /// Promotion refused: another Primary, no UpToDate data, or no quorum (the message says what
+    /// to do).
+    #[error("cannot promote: {0}")]
+    Refused(#[from] replbd_quorum::PromoteRefusal),
     /// Persisting the new state failed.
     #[error("updating the metadata failed: {0}")]
     Metadata(String),
@@ -119,12 +106,19 @@ impl Resource {
             role: Role::Secondary,
             disk: disk_state,
             peers: Default::default(),
+            // Replaced by the real verdict below, before anything reads it.
+            quorum: replbd_quorum::QuorumVerdict {
+                have_quorum: false,
+                reason: replbd_quorum::quorum::QuorumReason::TooFewVoters,
+                tally: Default::default(),
+            },
         };
         let status = Status {
             name: cfg.name.clone(),
             node: cfg.node_id,
             role: Role::Secondary,
             disk: disk_state,
+            quorum: false,
             peers: Vec::new(),
         };
         let inner = Arc::new(Inner {
@@ -149,10 +143,18 @@ impl Resource {
             intervals: Arc::default(),
             apply_order: Arc::default(),
             peer_acks: Default::default(),
+            quorum_tx: watch::channel(false).0,
+            last_sync: std::sync::Mutex::new(None),
             last_app_io_ms: AtomicU64::new(0),
             born: std::time::Instant::now(),
             cfg,
         });
+        {
+            let mut c = lock(&inner.control);
+            c.quorum = inner.quorum_verdict(&c, 0, false);
+            inner.quorum_tx.send_replace(c.quorum.have_quorum);
+            tracing::info!(resource = %inner.cfg.name, quorum = %c.quorum, "started");
+        }
         inner.republish();
         let mut tasks = Vec::new();
         let l_inner = Arc::clone(&inner);
@@ -242,21 +244,11 @@ impl Resource {
         if role == Role::Primary {
             return Ok(());
         }
-        {
-            let c = lock(&inner.control);
-            if let Some((&node, _)) = c
-                .peers
-                .iter()
-                .find(|(_, v)| v.role == Role::Primary && v.connection == ConnectionState::Connected)
-            {
-                return Err(RoleError::AnotherPrimary { node });
-            }
+        let promotion = inner.may_promote(force, disk)?;
+        if promotion.outdate_absent_peers {
+            inner.outdate_absent_peers();
         }
-        match &inner.disk {
-            None if inner.up_to_date_peers().is_empty() => return Err(RoleError::NoUpToDatePeer),
-            Some(_) if disk != DiskState::UpToDate && !force => return Err(RoleError::NotUpToDate { disk }),
-            _ => {}
-        }
+        let force = force && promotion.local_becomes_up_to_date;
         if let Some(d) = &inner.disk {
             let meta = Arc::clone(&d.meta);
             tokio::task::spawn_blocking(move || {
@@ -283,6 +275,7 @@ impl Resource {
             events
         });
         inner.broadcast_state();
+        inner.resync_marked_after_promotion();
         Ok(())
     }
 
@@ -336,14 +329,42 @@ impl Resource {
         })
     }
 
-    /// Disconnects from `peer`, or from every peer, and stays disconnected until `connect`.
+    /// Connects to `peer` (or every peer) as `connect --discard-my-data`: should the handshake find
+    /// split brain, this node's changes are the ones dropped (it becomes SyncTarget).
+    pub fn connect_discarding_my_data(&self, peer: Option<u8>) -> Result<(), String> {
+        if self.inner.role() == Role::Primary {
+            return Err(format!(
+                "resource {} is Primary here: demote it before connecting with --discard-my-data (its data would change under the application)",
+                self.inner.cfg.name
+            ));
+        }
+        self.for_peers(peer, |p| {
+            p.discard_my_data.store(true, Ordering::SeqCst);
+            p.wanted.send_replace(true);
+        })
+    }
+
+    /// Disconnects from `peer`, or from every peer, and stays disconnected until `connect`. The
+    /// peer is told first, so it knows this node left on purpose (for its quorum count).
     pub fn disconnect(&self, peer: Option<u8>) -> Result<(), String> {
         self.for_peers(peer, |p| {
             p.wanted.send_replace(false);
             if let Some(l) = p.live() {
-                l.fail("disconnected by the administrator");
+                tokio::spawn(super::quorum::leave(l, "disconnected by the administrator"));
             }
         })
+    }
+
+    /// Cuts `peer` off as a network partition would: the connection fails and no new one forms
+    /// until `partition(peer, false)`. Apply it on both sides for a symmetric partition. For tests
+    /// and fault injection.
+    pub fn partition(&self, peer: u8, on: bool) {
+        if let Some(p) = self.inner.peer(peer) {
+            p.partitioned.store(on, Ordering::SeqCst);
+            if on && let Some(l) = p.live() {
+                l.fail("network partition");
+            }
+        }
     }
 
     fn for_peers(&self, peer: Option<u8>, f: impl Fn(&super::core::Peer)) -> Result<(), String> {
@@ -393,6 +414,17 @@ impl Resource {
     pub async fn down(&self) -> Result<(), String> {
         if self.inner.role() == Role::Primary {
             self.secondary().await.map_err(|e| e.to_string())?;
+        }
+        // Tell the peers first: they then know this node left on purpose.
+        let goodbyes: Vec<_> = self
+            .inner
+            .peers
+            .iter()
+            .filter_map(|p| p.live())
+            .map(|l| tokio::spawn(super::quorum::leave(l, "the resource is going down")))
+            .collect();
+        for g in goodbyes {
+            let _ = g.await;
         }
         self.inner.shutdown.send_replace(true);
         for p in &self.inner.peers {

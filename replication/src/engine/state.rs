@@ -35,6 +35,8 @@ pub struct Status {
     pub role: Role,
     /// Local disk state.
     pub disk: DiskState,
+    /// Whether this node has quorum (always true with `quorum off`).
+    pub quorum: bool,
     /// Peers, by node id.
     pub peers: Vec<PeerStatus>,
 }
@@ -50,7 +52,11 @@ impl fmt::Display for Status {
     /// DRBD's `drbdadm status` layout.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{} role:{}", self.name, self.role)?;
-        writeln!(f, "  disk:{}", self.disk)?;
+        write!(f, "  disk:{}", self.disk)?;
+        if !self.quorum {
+            f.write_str(" quorum:no")?;
+        }
+        writeln!(f)?;
         for p in &self.peers {
             write!(f, "  node{} connection:{}", p.node, p.connection)?;
             if p.connection == ConnectionState::Connected {
@@ -117,6 +123,20 @@ pub enum Event {
         /// The differing ranges, as half-open sector ranges.
         sectors: Vec<(u64, u64)>,
     },
+    /// This node gained or lost quorum.
+    Quorum {
+        /// Whether it has quorum now.
+        have: bool,
+        /// The verdict, e.g. "no quorum: 1 of 3 voters present, need 2".
+        reason: String,
+    },
+    /// The handshake with a peer found split brain.
+    SplitBrain {
+        /// The peer.
+        peer: u8,
+        /// What happens, and why (the resolution, or "disconnect" and how to recover).
+        outcome: String,
+    },
     /// A peer's disk or role as it reported them.
     PeerState {
         /// The peer.
@@ -169,6 +189,16 @@ impl fmt::Display for Event {
                     write!(f, " sectors:{s}-{}", e.saturating_sub(1))?;
                 }
                 Ok(())
+            }
+            Event::Quorum { have, reason } => {
+                write!(
+                    f,
+                    "change resource quorum:{} reason:{reason:?}",
+                    if *have { "yes" } else { "no" }
+                )
+            }
+            Event::SplitBrain { peer, outcome } => {
+                write!(f, "split-brain peer-node-id:{peer} outcome:{outcome:?}")
             }
             Event::PeerState { peer, disk, role } => write!(
                 f,

@@ -34,6 +34,7 @@ pub(crate) async fn sender(
         };
         let Some(first) = first else { break };
         let mut bytes = 0;
+        let mut confirmations = Vec::new();
         let mut push = |m: Outgoing, frames: &mut Vec<OutFrame>, bytes: &mut usize| match m {
             Outgoing::Frame(f) => {
                 *bytes += f.payload.len();
@@ -44,6 +45,7 @@ pub(crate) async fn sender(
                 frames.push(frame);
                 sent_seqs.push(seq);
             }
+            Outgoing::Sent(tx) => confirmations.push(tx),
         };
         push(first, &mut frames, &mut bytes);
         while frames.len() < BATCH_FRAMES && bytes < BATCH_BYTES {
@@ -64,6 +66,9 @@ pub(crate) async fn sender(
             for seq in sent_seqs.drain(..) {
                 link.path_done(seq, true);
             }
+        }
+        for tx in confirmations.drain(..) {
+            let _ = tx.send(());
         }
         frames.clear();
         sent_seqs.clear();
@@ -133,6 +138,7 @@ async fn dispatch(
         Kind::ReadError => link.finish_read(h.seq, Err(i32::try_from(h.aux).unwrap_or(libc::EIO))),
         Kind::Ping => link.send(ack(Kind::Pong, h.seq, 0)),
         Kind::Pong => {}
+        Kind::Leaving => inner.peer_leaving(link.peer),
         Kind::StateReport => {
             let report: StateReport =
                 messages::decode(Kind::StateReport, &payload).map_err(|e| e.to_string())?;

@@ -53,6 +53,8 @@ kinds! {
     Ping = 5, 0;
     /// Keepalive answer.
     Pong = 6, 0;
+    /// The sender is leaving on purpose (down or disconnect), not failing.
+    Leaving = 7, 0;
     /// An application write: `seq` request id, `sector` start, `aux` epoch, payload the data.
     Data = 16, MAX_DATA_PAYLOAD;
     /// Protocol B: the write `seq` was received.

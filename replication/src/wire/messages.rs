@@ -86,6 +86,18 @@ pub struct StateReport {
     pub dirty_for: Vec<u8>,
     /// A Primary's diskful peers that its writes reach (node-id bit set).
     pub replicating: u64,
+    /// The sender has quorum.
+    pub quorate: bool,
+    /// The sender was connected with `--discard-my-data` (handshake only).
+    pub discard_my_data: bool,
+    /// Bytes the sender's bitmap marks out of sync for the receiver (handshake only): its changes
+    /// since they parted, for the `discard-least-changes` split-brain policies.
+    pub changes: u64,
+    /// The generation the sender last completed a resync to (0: none since it started), and from
+    /// which node.
+    pub synced_uuid: u64,
+    /// See `synced_uuid`.
+    pub synced_from: u8,
 }
 
 fn config() -> impl bincode::config::Config {

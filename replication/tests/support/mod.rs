@@ -264,3 +264,26 @@ pub fn same_data(nodes: &[&Node]) {
         .collect();
     assert!(sums.iter().all(|s| *s == sums[0]), "replicas differ: {sums:x?}");
 }
+
+/// Bytes every source moved to `peer`, from the `ResyncFinished` events already in `events` (call
+/// once `peer` is in sync). With three or more nodes a returning node may be served by a
+/// Secondary that tracked what it missed (peer acks) rather than by the Primary; what counts is
+/// the total it received.
+pub fn moved_to(events: &mut [Receiver<Event>], peer: u8) -> u64 {
+    let mut total = 0;
+    for rx in events {
+        while let Ok(e) = rx.try_recv() {
+            if let Event::ResyncFinished {
+                peer: p,
+                source: true,
+                bytes_moved,
+                ..
+            } = e
+                && p == peer
+            {
+                total += bytes_moved;
+            }
+        }
+    }
+    total
+}

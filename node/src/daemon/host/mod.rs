@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::disk::{self, DiskError};
-use super::engine_adapter::{self, NotSupportedYet};
+use super::engine_adapter::NotSupportedYet;
 use crate::admin::event::{Action, NodeEvent};
 use crate::admin::report::{FrontEndReport, ResourceReport};
 use crate::config::{FrontEndSpec, ResourceSpec};
@@ -308,12 +308,22 @@ impl Host {
             } => {
                 let engine = self.engine()?;
                 if discard_my_data {
-                    engine_adapter::connect_discarding_my_data(engine, peer).await?;
+                    engine
+                        .connect_discarding_my_data(peer)
+                        .map_err(HostError::Engine)?;
                 } else {
                     engine.connect(peer).map_err(HostError::Engine)?;
                 }
-                info!(resource = %name, peer = %self.peer_name(peer), "connecting");
-                Ok(format!("{name}: connecting to {}", self.peer_name(peer)))
+                info!(resource = %name, peer = %self.peer_name(peer), discard_my_data, "connecting");
+                Ok(format!(
+                    "{name}: connecting to {}{}",
+                    self.peer_name(peer),
+                    if discard_my_data {
+                        " (a split brain discards this node's changes)"
+                    } else {
+                        ""
+                    }
+                ))
             }
             Op::Disconnect { peer } => {
                 self.engine()?.disconnect(peer).map_err(HostError::Engine)?;

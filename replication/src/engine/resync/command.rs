@@ -111,6 +111,12 @@ pub(crate) fn start_sync_received(
         [RECEIVER_IS_TARGET, full] => (SyncRole::Target, *full != 0),
         _ => return Err(format!("malformed StartSync payload {payload:?}")),
     };
+    // Both sides may start the same resync at once (a new Primary and its Secondary, each finding
+    // marked blocks): each already sent its bitmap, so the other's request is already met.
+    if !full && link.resync().is_some_and(|r| r.active() && r.role == role) {
+        tracing::debug!(resource = %inner.cfg.name, peer = link.peer, "the peer asked for the resync already starting");
+        return Ok(());
+    }
     begin_resync(inner, link, role, full, false)
         .map_err(|e| format!("refusing the resync node {} asked for: {e}", link.peer))
 }

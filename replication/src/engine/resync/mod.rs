@@ -332,22 +332,33 @@ impl Resync {
     }
 
     /// Whether this target must wait: the source said it cannot serve now, or another source is
-    /// preferred. A node syncs from one source at a time — a Primary first, otherwise the lowest
-    /// node id — so the same blocks do not cross the network twice; when that resync ends, the
-    /// others are usually redundant ([`Resync::abandon_if_redundant`]).
+    /// preferred. A node syncs from one source at a time — the one it started with first — so the
+    /// same blocks do not cross the network twice; when that resync ends, the others are usually
+    /// redundant ([`Resync::abandon_if_redundant`]).
     fn target_should_pause(&self) -> bool {
         let paused = *self.paused_until.lock().unwrap_or_else(PoisonError::into_inner);
         if paused.is_some_and(|t| Instant::now() < t) {
             return true;
         }
-        let rank = |peer: u8| (self.inner.peer_role(peer) != Role::Primary, peer);
-        let mine = rank(self.link.peer);
+        let mine = self.rank();
         self.inner
             .live_links()
             .iter()
             .filter(|l| l.peer != self.link.peer)
             .filter_map(|l| l.resync())
-            .any(|r| r.role == SyncRole::Target && r.running() && rank(r.link.peer) < mine)
+            .any(|r| r.role == SyncRole::Target && r.active() && r.rank() < mine)
+    }
+
+    /// Which of several target resyncs runs: the one started first (what it already moved need
+    /// not move again; the others end as redundant when it finishes), unless its source asked it
+    /// to wait (`ResyncPaused`).
+    fn rank(&self) -> (bool, Instant, u8) {
+        let backing_off = self
+            .paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|t| Instant::now() < t);
+        (backing_off, self.started, self.link.peer)
     }
 
     /// Target: what a request for `range` must say about a Primary's writes, and the place it takes
@@ -756,11 +767,12 @@ impl Resync {
         .map_err(|e| e.to_string())?;
         self.finished.store(true, Ordering::SeqCst);
         self.link.send(frame(Kind::ResyncFinished, 0, 0, current));
+        // Reported before Established: whoever sees the connection in sync sees the event too.
+        self.report_finished(true);
         self.inner
             .set_replication(self.link.peer, ReplicationState::Established);
         // The peer's disk counts as UpToDate when the peer says so (its state report after it
         // persisted the new generation), not before.
-        self.report_finished(true);
         tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, moved = self.moved.load(Ordering::Relaxed), seconds = self.started.elapsed().as_secs_f64(), "resync finished (source)");
         Ok(())
     }
@@ -830,6 +842,13 @@ impl Resync {
             }
         }
         tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, moved = self.moved.load(Ordering::Relaxed), seconds = self.started.elapsed().as_secs_f64(), "resync finished (target): UpToDate");
+        if !abandoned {
+            *super::core::lock(&self.inner.last_sync) = Some((source_uuid & !1, self.link.peer));
+        }
+        // `connect --discard-my-data` has done its work: this node now holds the peer's data.
+        if let Some(p) = self.inner.peer(self.link.peer) {
+            p.discard_my_data.store(false, Ordering::SeqCst);
+        }
         // Blocks the source reported missing here after this resync had walked past them.
         if d.meta.out_of_sync_bits(slot).unwrap_or(0) > 0 && self.inner.role() != Role::Primary {
             tracing::info!(resource = %self.inner.cfg.name, peer = self.link.peer, "blocks marked during the resync remain; resyncing them");

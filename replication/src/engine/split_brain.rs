@@ -1,0 +1,98 @@
+//! Split brain at connect: who loses, decided by the `after-sb-*` policies or the administrator.
+//!
+//! Both nodes find split brain independently (the generation identifiers say both wrote since they
+//! parted) and each runs [`replbd_quorum::resolve_split_brain`] on the same facts, mirrored: its own
+//! and the peer's role, changes since the split (bits each bitmap holds for the other), who was
+//! Primary at the split, quorum, and `--discard-my-data`. So both reach the same verdict without
+//! another round trip: one becomes SyncTarget (its changes are overwritten by a bitmap resync, or a
+//! full one when the histories share no bitmap base), the other SyncSource — or both stay
+//! StandAlone until the administrator reconnects the victim with `connect --discard-my-data`.
+//!
+//! A Primary is never made a sync target underneath its application: a resolution that would
+//! need it (`call-pri-lost-after-sb`, `violently-as0p`) disconnects instead and says so.
+
+use replbd_quorum::split_brain::{SbSide, SplitBrain};
+use replbd_quorum::{NodeId, Role, SbOutcome, SbResolution, resolve_split_brain};
+
+use super::core::{Inner, lock};
+use super::generation::{report_gi, role_from_u8};
+use crate::wire::messages::StateReport;
+
+/// What the connection does about a split brain.
+pub(crate) enum Verdict {
+    /// Resync: this node is the target (`true`) or the source, full or by bitmap.
+    Resync { target: bool, full: bool },
+    /// Stay StandAlone; the message says how to recover.
+    Disconnect(String),
+}
+
+impl Inner {
+    /// Resolves a split brain with `peer`, whose handshake state is `theirs`.
+    pub(crate) fn resolve_split_brain_with(
+        &self,
+        peer: u8,
+        theirs: &StateReport,
+        auto_recoverable: bool,
+        discard_my_data: bool,
+        my_changes: u64,
+    ) -> (Verdict, SbOutcome) {
+        let (Ok(me), Ok(them)) = (NodeId::new(self.cfg.node_id), NodeId::new(peer)) else {
+            let outcome = SbOutcome {
+                resolution: SbResolution::Disconnect,
+                full_sync: !auto_recoverable,
+                reason: replbd_quorum::split_brain::SbReason::NotAutoRecoverable,
+            };
+            return (Verdict::Disconnect("invalid node ids".into()), outcome);
+        };
+        let local_gi = self.local_gi();
+        let peer_gi = report_gi(theirs);
+        let (role, have_quorum) = {
+            let c = lock(&self.control);
+            (c.role, c.quorum.have_quorum)
+        };
+        let (my_name, peer_name) = (self.cfg.node_name(self.cfg.node_id), self.cfg.node_name(peer));
+        let sb = SplitBrain {
+            local: SbSide {
+                node: me,
+                name: &my_name,
+                role,
+                changes: my_changes,
+                primary_at_split: local_gi.was_primary_when_split_from(them),
+                have_quorum,
+                discard_my_data,
+            },
+            peer: SbSide {
+                node: them,
+                name: &peer_name,
+                role: role_from_u8(theirs.role),
+                changes: theirs.changes,
+                primary_at_split: peer_gi.was_primary_when_split_from(me),
+                have_quorum: theirs.quorate,
+                discard_my_data: theirs.discard_my_data,
+            },
+            auto_recoverable,
+            quorum_enabled: self.cfg.quorum.quorum != replbd_quorum::QuorumPolicy::Off,
+        };
+        let outcome = resolve_split_brain(&self.cfg.split_brain, &sb);
+        let verdict = match outcome.resolution {
+            SbResolution::DiscardLocal if role == Role::Primary => Verdict::Disconnect(format!(
+                "{outcome}; this node is Primary: demote it, then `connect --discard-my-data` here"
+            )),
+            SbResolution::DiscardLocal => Verdict::Resync {
+                target: true,
+                full: outcome.full_sync,
+            },
+            SbResolution::DiscardRemote => Verdict::Resync {
+                target: false,
+                full: outcome.full_sync,
+            },
+            SbResolution::CallHelper(h) => Verdict::Disconnect(format!(
+                "{outcome}; the {h} handler is not run by replbd: demote this node, then `connect --discard-my-data` here"
+            )),
+            SbResolution::Disconnect => Verdict::Disconnect(format!(
+                "{outcome}; resolve with `connect --discard-my-data` on the node whose changes are to be dropped"
+            )),
+        };
+        (verdict, outcome)
+    }
+}

@@ -1,0 +1,319 @@
+//! Quorum and split brain through the engine, in the spirit of the DRBD test suite:
+//! quorum-isolate-primary (io-error and suspend-io), quorum-tiebreaker, last man standing,
+//! promotion refusals, and split brain detected on both sides and recovered with
+//! `connect --discard-my-data` (and by an after-sb policy).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use replbd_quorum::quorum::OnNoQuorum;
+use replbd_quorum::split_brain::AfterSb0Pri;
+use replbd_quorum::{ConnectionState, QuorumConfig, QuorumPolicy, ReplicationState, Role};
+use replbd_replication::engine::{Event, Resource, RoleError};
+use replbd_replication::{BlockVolume, VolumeError, WriteFlags};
+use support::{Node, block, cluster_with, in_sync, same_data, write_blocks};
+
+const MIB: u64 = 1 << 20;
+const WAIT: Duration = Duration::from_secs(20);
+
+fn majority(on_no_quorum: OnNoQuorum) -> QuorumConfig {
+    QuorumConfig {
+        quorum: QuorumPolicy::Majority,
+        minimum_redundancy: QuorumPolicy::Off,
+        on_no_quorum,
+    }
+}
+
+/// Cuts node `a` off from every node in `others`, on both sides.
+fn partition(nodes: &[Node], a: usize, others: &[usize], on: bool) {
+    for &b in others {
+        nodes[a].res.partition(b as u8, on);
+        nodes[b].res.partition(a as u8, on);
+    }
+}
+
+async fn wait_quorum(res: &Resource, have: bool) {
+    res.wait_for(WAIT, |s| s.quorum == have)
+        .await
+        .unwrap_or_else(|s| panic!("node {} never reached quorum={have}: {s}", s.node));
+}
+
+async fn down_all(nodes: &[Node]) {
+    for n in nodes {
+        n.res.down().await.unwrap();
+    }
+}
+
+/// quorum-isolate-primary: the isolated Primary gets I/O errors and cannot be promoted again; the
+/// majority promotes a new Primary; on rejoin the old Primary resyncs from it without split brain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_primary_fails_io_and_the_majority_carries_on() {
+    let nodes = cluster_with(3, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
+        cfg.quorum = majority(OnNoQuorum::IoError);
+    })
+    .await;
+    for n in &nodes {
+        wait_quorum(&n.res, true).await;
+    }
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    write_blocks(&p, 0..16).await;
+    p.flush().await.unwrap();
+
+    partition(&nodes, 0, &[1, 2], true);
+    wait_quorum(&p, false).await;
+    let err = p.write(20 * 4096, block(999), WriteFlags::default()).await;
+    assert!(matches!(err, Err(VolumeError::NoQuorum { .. })), "{err:?}");
+    assert!(matches!(p.flush().await, Err(VolumeError::NoQuorum { .. })));
+    p.secondary().await.unwrap();
+    match p.primary(false).await {
+        Err(RoleError::Refused(e)) => assert!(e.to_string().contains("no quorum"), "{e}"),
+        other => panic!("promotion without quorum: {other:?}"),
+    }
+
+    // The majority still has quorum: an HA agent promotes node 1, which writes on.
+    let q = nodes[1].res.clone();
+    wait_quorum(&q, true).await;
+    q.primary(false).await.expect("node 1 promotes with the majority");
+    write_blocks(&q, 100..132).await;
+    q.flush().await.unwrap();
+
+    // Rejoin: no split brain; node 0 ends with node 1's data.
+    let mut events = p.events();
+    partition(&nodes, 0, &[1, 2], false);
+    in_sync(&nodes[0], 1).await;
+    in_sync(&nodes[2], 1).await;
+    while let Ok(e) = events.try_recv() {
+        assert!(!matches!(e, Event::SplitBrain { .. }), "{e}");
+    }
+    q.flush().await.unwrap();
+    same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
+    down_all(&nodes).await;
+}
+
+/// With `on-no-quorum suspend-io` the isolated Primary's I/O waits, and completes once the
+/// partition heals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspended_io_resumes_when_quorum_returns() {
+    let nodes = cluster_with(3, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
+        cfg.quorum = majority(OnNoQuorum::SuspendIo);
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    wait_quorum(&p, true).await;
+    p.primary(false).await.unwrap();
+    write_blocks(&p, 0..4).await;
+    partition(&nodes, 0, &[1, 2], true);
+    wait_quorum(&p, false).await;
+    let res = p.clone();
+    let write = tokio::spawn(async move { res.write(8 * 4096, block(8), WriteFlags::default()).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!write.is_finished(), "I/O without quorum must be suspended");
+    partition(&nodes, 0, &[1, 2], false);
+    tokio::time::timeout(WAIT, write)
+        .await
+        .expect("the suspended write resumes")
+        .unwrap()
+        .unwrap();
+    in_sync(&nodes[1], 0).await;
+    in_sync(&nodes[2], 0).await;
+    p.flush().await.unwrap();
+    same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
+    down_all(&nodes).await;
+}
+
+/// quorum-tiebreaker: two diskful nodes and a diskless tiebreaker. The node that keeps the
+/// tiebreaker keeps quorum; the one cut off from both loses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_diskless_tiebreaker_keeps_quorum_on_its_side() {
+    let nodes = cluster_with(3, 16 * MIB, replbd_quorum::Protocol::C, &[2], |_, cfg| {
+        cfg.quorum = majority(OnNoQuorum::IoError);
+    })
+    .await;
+    for n in &nodes {
+        wait_quorum(&n.res, true).await;
+    }
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    write_blocks(&p, 0..8).await;
+    partition(&nodes, 0, &[1, 2], true);
+    wait_quorum(&p, false).await;
+    // Node 1 is one vote short of two but keeps the tiebreaker, so it keeps quorum.
+    let q = nodes[1].res.clone();
+    let s = q.status();
+    assert!(s.quorum, "node 1 with the tiebreaker: {s}");
+    q.primary(false).await.unwrap();
+    write_blocks(&q, 50..60).await;
+    assert!(matches!(
+        p.write(0, block(1), WriteFlags::default()).await,
+        Err(VolumeError::NoQuorum { .. })
+    ));
+    p.secondary().await.unwrap();
+    partition(&nodes, 0, &[1, 2], false);
+    in_sync(&nodes[0], 1).await;
+    q.flush().await.unwrap();
+    same_data(&[&nodes[0], &nodes[1]]);
+    down_all(&nodes).await;
+}
+
+/// Last man standing: Secondaries that leave on purpose (`down`) do not take quorum with them, down
+/// to the Primary alone; a Secondary lost to a network failure does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondaries_that_leave_on_purpose_leave_the_last_man_standing_with_quorum() {
+    let nodes = cluster_with(3, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
+        cfg.quorum = majority(OnNoQuorum::IoError);
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    wait_quorum(&p, true).await;
+    p.primary(false).await.unwrap();
+    nodes[2].res.down().await.unwrap();
+    nodes[1].res.down().await.unwrap();
+    p.wait_for(WAIT, |s| {
+        s.peers.iter().all(|x| x.connection != ConnectionState::Connected)
+    })
+    .await
+    .unwrap();
+    assert!(p.status().quorum, "{}", p.status());
+    write_blocks(&p, 0..4).await;
+    p.down().await.unwrap();
+}
+
+/// A Primary whose peers fail (no goodbye) loses quorum: they may have formed a majority elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondaries_lost_to_a_network_failure_take_quorum_with_them() {
+    let nodes = cluster_with(3, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
+        cfg.quorum = majority(OnNoQuorum::IoError);
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    wait_quorum(&p, true).await;
+    p.primary(false).await.unwrap();
+    nodes[2].res.halt().await;
+    write_blocks(&p, 0..4).await; // 2 of 3: still quorate
+    nodes[1].res.halt().await;
+    wait_quorum(&p, false).await;
+    assert!(matches!(
+        p.write(0, block(1), WriteFlags::default()).await,
+        Err(VolumeError::NoQuorum { .. })
+    ));
+    p.down().await.unwrap();
+}
+
+/// A second Primary is refused while one is connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_primary_is_refused() {
+    let nodes = cluster_with(2, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, _| {}).await;
+    nodes[0].res.primary(false).await.unwrap();
+    nodes[1]
+        .res
+        .wait_for(WAIT, |s| s.peer(0).unwrap().role == Role::Primary)
+        .await
+        .unwrap();
+    match nodes[1].res.primary(false).await {
+        Err(RoleError::Refused(e)) => assert!(e.to_string().contains("already Primary"), "{e}"),
+        other => panic!("a second Primary: {other:?}"),
+    }
+    down_all(&nodes).await;
+}
+
+/// Makes a split brain between two nodes: both become Primary while disconnected and write.
+async fn split_brain(nodes: &[Node]) {
+    nodes[0].res.primary(false).await.unwrap();
+    write_blocks(&nodes[0].res, 0..8).await;
+    nodes[0].res.flush().await.unwrap();
+    nodes[0].res.secondary().await.unwrap();
+    nodes[1]
+        .res
+        .wait_for(WAIT, |s| s.peer(0).unwrap().role == Role::Secondary)
+        .await
+        .unwrap();
+    partition(nodes, 0, &[1], true);
+    for (i, n) in nodes.iter().enumerate() {
+        n.res
+            .wait_for(WAIT, |s| {
+                s.peer(1 - i as u8).unwrap().connection != ConnectionState::Connected
+            })
+            .await
+            .unwrap();
+        n.res.primary(false).await.unwrap();
+    }
+    write_blocks(&nodes[0].res, 100..110).await;
+    write_blocks(&nodes[1].res, 200..205).await;
+    nodes[0].res.secondary().await.unwrap();
+    nodes[1].res.secondary().await.unwrap();
+}
+
+/// split-brain: detected on both sides (StandAlone, event naming the rule), then recovered by
+/// connecting the victim with `--discard-my-data`; ten repetitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_brain_is_detected_on_both_sides_and_recovered_with_discard_my_data() {
+    for round in 0..10 {
+        let nodes = cluster_with(2, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, _| {}).await;
+        split_brain(&nodes).await;
+        let mut events: Vec<_> = nodes.iter().map(|n| n.res.events()).collect();
+        partition(&nodes, 0, &[1], false);
+        for (i, n) in nodes.iter().enumerate() {
+            let s = n
+                .res
+                .wait_for(WAIT, |s| {
+                    s.peer(1 - i as u8).unwrap().connection == ConnectionState::StandAlone
+                })
+                .await
+                .unwrap_or_else(|s| panic!("round {round}: node {i} not StandAlone: {s}"));
+            assert_eq!(s.disk, replbd_quorum::DiskState::UpToDate);
+        }
+        for (i, rx) in events.iter_mut().enumerate() {
+            let mut saw = false;
+            while let Ok(e) = rx.try_recv() {
+                saw |= matches!(e, Event::SplitBrain { .. });
+            }
+            assert!(saw, "round {round}: node {i} reported no split brain");
+        }
+        // Node 1's changes are dropped.
+        nodes[1].res.connect_discarding_my_data(Some(0)).unwrap();
+        nodes[0].res.connect(Some(1)).unwrap();
+        in_sync(&nodes[1], 0).await;
+        in_sync(&nodes[0], 1).await;
+        same_data(&[&nodes[0], &nodes[1]]);
+        let content = nodes[1].store.as_ref().unwrap().content();
+        assert!(
+            content[100 * 4096..101 * 4096] == block(100)[..],
+            "node 0's write survived"
+        );
+        assert!(
+            content[200 * 4096..201 * 4096] != block(200)[..],
+            "node 1's write was discarded"
+        );
+        down_all(&nodes).await;
+    }
+}
+
+/// `after-sb-0pri discard-least-changes` resolves a split brain by itself: the node with fewer
+/// changes becomes SyncTarget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_after_sb_policy_resolves_a_split_brain_automatically() {
+    let nodes = cluster_with(2, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
+        cfg.split_brain.after_sb_0pri = AfterSb0Pri::DiscardLeastChanges;
+    })
+    .await;
+    split_brain(&nodes).await;
+    partition(&nodes, 0, &[1], false);
+    in_sync(&nodes[1], 0).await;
+    in_sync(&nodes[0], 1).await;
+    same_data(&[&nodes[0], &nodes[1]]);
+    let content = nodes[0].store.as_ref().unwrap().content();
+    assert!(
+        content[100 * 4096..101 * 4096] == block(100)[..],
+        "the node with more changes won"
+    );
+    assert_eq!(
+        nodes[0].res.status().peer(1).unwrap().replication,
+        ReplicationState::Established
+    );
+    down_all(&nodes).await;
+}
