@@ -79,8 +79,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     /// The controller's API address.
     pub controller_addr: String,
-    /// Where the volume was last served (shown with --keep).
-    pub device_hint: String,
+    /// The node that served the volume last and its NBD address there (shown with --keep).
+    pub device_hint: (String, String),
     node_bin: PathBuf,
     controller: Option<Proc>,
     nodes: BTreeMap<String, NodeProc>,
@@ -143,7 +143,7 @@ impl Cluster {
         let mut c = Cluster {
             dir: dir.to_owned(),
             controller_addr,
-            device_hint: String::new(),
+            device_hint: (String::new(), String::new()),
             node_bin: bins.node.clone(),
             controller: Some(controller),
             nodes,

@@ -49,11 +49,13 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         (Ok(()), true) => {
             cluster.detach();
             say(&format!(
-                "\ndemo: the cluster keeps running (--keep). Use it with:\n  export REPLBD_CONTROLLERS={}\n  {} resource list\n  {} node list\n  qemu-io -f raw -c 'read -v 0 512' '{}'\nStop it with:\n  kill {}\n  rm -rf {}",
+                "\ndemo: the cluster keeps running (--keep). Use it with:\n  export REPLBD_CONTROLLERS={}\n  {} resource list\n  {} node list\n  {} resource primary {} demo\n  qemu-io -f raw -c 'read -v 0 512' '{}'\nStop it with:\n  kill {}\n  rm -rf {}",
                 cluster.controller_addr,
                 bins.replbd.display(),
                 bins.replbd.display(),
-                cluster.device_hint,
+                bins.replbd.display(),
+                cluster.device_hint.0,
+                cluster.device_hint.1,
                 cluster
                     .pids()
                     .iter()
@@ -209,7 +211,7 @@ async fn steps(c: &mut Cluster, qemu: &Path, size_text: &str) -> Result<(), Fail
     }
     replbd(c, &["resource", "primary", "n1", "demo"]).await?;
     let dev1 = c.device_of("demo", "n1").await?;
-    c.device_hint = dev1.clone();
+    c.device_hint = ("n1".to_owned(), dev1.clone());
     replbd(c, &["volume", "list"]).await?;
     qemu_io(qemu, &dev1, "write -P 0xab 0 4M")?;
     qemu_io(qemu, &dev1, "read -P 0xab 0 4M")?;
@@ -230,6 +232,7 @@ async fn steps(c: &mut Cluster, qemu: &Path, size_text: &str) -> Result<(), Fail
     replbd(c, &["resource", "secondary", "n1", "demo"]).await?;
     replbd(c, &["resource", "primary", "n3", "demo"]).await?;
     let dev3 = c.device_of("demo", "n3").await?;
+    c.device_hint = ("n3".to_owned(), dev3.clone());
     qemu_io(qemu, &dev3, "read -P 0xab 0 4M")?;
     qemu_io(qemu, &dev3, "read -P 0xcd 4M 4M")?;
     replbd(c, &["resource", "secondary", "n3", "demo"]).await?;
