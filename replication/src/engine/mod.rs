@@ -15,6 +15,7 @@ pub mod config;
 mod connection;
 mod core;
 pub mod epoch;
+mod fencing;
 mod gate;
 mod generation;
 mod intervals;
