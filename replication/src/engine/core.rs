@@ -152,6 +152,8 @@ pub(crate) struct Inner {
     pub frozen: watch::Sender<u32>,
     /// Peers fenced by a handler, for `unfence-peer` once every peer is UpToDate again.
     pub fenced: Mutex<std::collections::BTreeSet<u8>>,
+    /// The local disk failed and is out of service (see [`super::detach`]).
+    pub detached: AtomicBool,
     /// Whether this node has quorum now (what suspended I/O waits on).
     pub quorum_tx: watch::Sender<bool>,
     /// When application writes last passed through this node (ms since `born`).

@@ -14,6 +14,7 @@ mod apply;
 pub mod config;
 mod connection;
 mod core;
+mod detach;
 pub mod epoch;
 mod fencing;
 mod gate;

@@ -146,6 +146,7 @@ impl Resource {
             quorum_tx: watch::channel(false).0,
             last_sync: std::sync::Mutex::new(None),
             frozen: watch::channel(0).0,
+            detached: AtomicBool::new(false),
             fenced: Default::default(),
             last_app_io_ms: AtomicU64::new(0),
             born: std::time::Instant::now(),
