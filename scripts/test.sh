@@ -26,6 +26,11 @@ else
     exit 1
 fi
 
+# Deterministic simulation: 10,000 seeded schedules of partitions, crashes, promotions and writes,
+# checking the quorum and split-brain invariants (docs/simulation.md). It reuses the binary the tests
+# just built (dev profile, about 8 s); it ends with "schedules=N violations=V" and fails on a violation.
+cargo run --quiet --locked -p replbd-sim -- --seeds "${REPLBD_SIM_SEEDS:-10000}"
+
 # The VM suite: real /dev/ublkbN devices inside a qemu VM (this machine's kernel has no ublk).
 # It ends with "vm-suite: N passed, M failed" and fails the run on any failed scenario.
 ./tests/vm/run

@@ -42,9 +42,27 @@
 //!
 //! Results 3, 4 and 6 are *weak*: differing disk states (e.g. Outdated vs UpToDate) replace them, the
 //! better disk being source; failing that, if a node is Primary right now, the Primary is source (both
-//! Primary: no sync). A "no sync" between an Inconsistent and a better disk also becomes a resync from
-//! the better disk. When both nodes match the same weak rule (both lost quorum,
+//! Primary: no sync). When both nodes match the same weak rule (both lost quorum,
 //! both crashed as Primary) the tie goes to the higher dagtag (more data written), then the lower node id.
+//!
+//! **Inconsistent disks.** Apart from the weak results above, only a "no sync" between an
+//! Inconsistent and a better disk turns into a resync from the better disk. Rules 2 and 4–8 keep their
+//! direction, and a split brain stays a split brain:
+//! DRBD reverses both toward the better disk ("becoming sync target due to disk states"), which
+//! silently discards acknowledged writes that the Inconsistent node's side holds — an Inconsistent
+//! node of the *newer* generation, an interrupted catch-up, still carries writes the older Consistent
+//! node lacks (both found by the deterministic simulation, `replbd-sim`). Instead the engine must
+//! refuse to become the source of any resync while its own disk is Inconsistent (DRBD: "I shall
+//! become SyncSource, but I am inconsistent!"): such a connection waits for a complete copy, and an
+//! Inconsistent node never survives a split brain.
+//!
+//! **Split brain and lost quorum.** A split brain where exactly one side carries the
+//! primary-lost-quorum flag is resolved against that side, as rule 3 does for equal UUIDs: it lost
+//! quorum as Primary, so nothing it wrote since completed, and it must take the quorate side's data
+//! (even from an Inconsistent peer, which then cannot be a source: the connection waits). Leaving it
+//! to the after-split-brain policies let `discard-secondary` discard the Secondary that carried the
+//! majority's acknowledged writes, after which the old Primary regained quorum through it and
+//! completed its frozen writes (found by `replbd-sim`: two Primaries completing writes apart).
 //!
 //! **Symmetry.** Both ends run this function on the same facts and must reach mirror-image results
 //! (one source, the other target; split brain on both), or the connection would be torn between two
@@ -397,6 +415,9 @@ pub enum Adjustment {
     FollowPrimary(Side),
     /// A weak rule 3 result was dropped: both nodes are Primary, neither may become target.
     BothPrimary,
+    /// A split brain where only the given side lost quorum as Primary: it takes the other side's
+    /// data.
+    LostQuorum(Side),
 }
 
 impl Adjustment {
@@ -409,6 +430,7 @@ impl Adjustment {
             },
             Adjustment::FollowPrimary(s) => Adjustment::FollowPrimary(s.mirror()),
             Adjustment::BothPrimary => Adjustment::BothPrimary,
+            Adjustment::LostQuorum(s) => Adjustment::LostQuorum(s.mirror()),
         }
     }
 }
@@ -422,6 +444,12 @@ impl fmt::Display for Adjustment {
             Adjustment::FollowPrimary(Side::Local) => f.write_str("I am Primary, so I am source"),
             Adjustment::FollowPrimary(Side::Peer) => f.write_str("the peer is Primary, so it is source"),
             Adjustment::BothPrimary => f.write_str("both nodes are Primary, so neither resyncs"),
+            Adjustment::LostQuorum(Side::Local) => {
+                f.write_str("I lost quorum as Primary, so I take the peer's data")
+            }
+            Adjustment::LostQuorum(Side::Peer) => {
+                f.write_str("the peer lost quorum as Primary, so it takes my data")
+            }
         }
     }
 }
@@ -475,7 +503,8 @@ pub enum DecideError {
 
 /// The rule's result before roles and disk states are considered.
 enum Verdict {
-    /// Final, except that "no sync" between an Inconsistent and a better disk becomes a resync.
+    /// Final, except that "no sync" between an Inconsistent and a better disk becomes a resync,
+    /// and a split brain where only one side lost quorum as Primary is resolved against it.
     Firm(SyncDecision),
     /// A rule 3 direction that current roles and disk states override.
     Weak { source: Side },
@@ -686,13 +715,20 @@ fn adjust(l: &HandshakeSide<'_>, p: &HandshakeSide<'_>, verdict: Verdict, rule: 
     let (ld, pd) = (l.data_disk(), p.data_disk());
     let disks_differ = ld != pd && ld.describes_data() && pd.describes_data();
     let one_inconsistent = ld == DiskState::Inconsistent || pd == DiskState::Inconsistent;
+    let resync_kind = |source: Side, full: bool| {
+        if full {
+            SyncKind::Full
+        } else {
+            SyncKind::Bitmap {
+                slot_of: match source {
+                    Side::Local => p.node,
+                    Side::Peer => l.node,
+                },
+            }
+        }
+    };
     let resync_from = |source: Side| {
-        let kind = SyncKind::Bitmap {
-            slot_of: match source {
-                Side::Local => p.node,
-                Side::Peer => l.node,
-            },
-        };
+        let kind = resync_kind(source, false);
         match source {
             Side::Local => SyncDecision::BecomeSource { kind },
             Side::Peer => SyncDecision::BecomeTarget { kind },
@@ -706,6 +742,25 @@ fn adjust(l: &HandshakeSide<'_>, p: &HandshakeSide<'_>, verdict: Verdict, rule: 
 
     match verdict {
         Verdict::Firm(SyncDecision::NoSync) if disks_differ && one_inconsistent => by_disks(),
+        Verdict::Firm(SyncDecision::SplitBrain { auto_recoverable })
+            if l.gi.flags.primary_lost_quorum != p.gi.flags.primary_lost_quorum =>
+        {
+            let loser = if l.gi.flags.primary_lost_quorum {
+                Side::Local
+            } else {
+                Side::Peer
+            };
+            let source = loser.mirror();
+            let kind = resync_kind(source, !auto_recoverable);
+            Decision {
+                outcome: match source {
+                    Side::Local => SyncDecision::BecomeSource { kind },
+                    Side::Peer => SyncDecision::BecomeTarget { kind },
+                },
+                rule,
+                adjustment: Some(Adjustment::LostQuorum(loser)),
+            }
+        }
         Verdict::Firm(outcome) => Decision {
             outcome,
             rule,

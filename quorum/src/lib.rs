@@ -39,6 +39,6 @@ pub use names::UnknownName;
 pub use node::{InvalidNodeId, NodeId, NodeSet};
 pub use options::{ConfigError, ConnectionOptions, Protocol, validate_connection_options};
 pub use promote::{PromoteRefusal, can_promote};
-pub use quorum::{QuorumConfig, QuorumPolicy, QuorumVerdict, evaluate_quorum};
+pub use quorum::{QuorumConfig, QuorumPolicy, QuorumVerdict, departed_peer_absence, evaluate_quorum};
 pub use split_brain::{SbOutcome, SbResolution, SplitBrainPolicies, resolve_split_brain};
 pub use state::{ConnectionState, DiskState, ReplicationState, Role};

@@ -9,12 +9,19 @@
 //!
 //! Each absent voter is one of:
 //! - *Outdated*: known to hold old data; it cannot promote, so its partition cannot write;
-//! - *quorumless*: it left while this node had quorum, so it knows it is in the minority;
+//! - *quorumless*: when it left, a strict majority of the voters was still present here without it,
+//!   so it is on the minority side of whatever split happened ([`departed_peer_absence`]). Having had
+//!   quorum *before* it left, or keeping it only through the tiebreaker, is not enough (see there);
 //! - *unknown*: nothing is known; it might be part of a quorate partition.
 //!
 //! Rules, applied in order (DRBD's):
 //! 1. If the absent voters together could form a quorum, quorumless ones are treated as unknown (a
-//!    quorum may have formed among them after all).
+//!    quorum may have formed among them after all). "Could form a quorum" means: as many as the
+//!    policy needs, *or half of the voters*, whichever is fewer. Under `quorum all` (or N above a
+//!    majority) the absent voters can never be *all* of them, and with an even number of voters half
+//!    of them are no majority, yet either group can hold quorum through last man standing against
+//!    this node — its record of this node may be as stale as this node's record of it — just as this
+//!    node would against them. (Both found by the deterministic simulation, `replbd-sim`.)
 //! 2. **Last man standing**: if no absent voter is unknown, the absent voters are dropped from the
 //!    count. No other partition can write, so gracefully downed secondaries leave the remaining nodes
 //!    quorate, down to a single node.
@@ -147,7 +154,7 @@ pub enum LocalVote {
 pub enum Absence {
     /// Known Outdated (or worse): it cannot promote.
     Outdated,
-    /// It left while this node had quorum.
+    /// When it left, a strict majority of voters remained here (see [`departed_peer_absence`]).
     Quorumless,
     /// Nothing known.
     Unknown,
@@ -316,7 +323,8 @@ pub fn evaluate_quorum(config: &QuorumConfig, input: &QuorumInput<'_>) -> Quorum
     let present = c.up_to_date + c.present;
 
     let missing = c.outdated + c.quorumless + c.unknown;
-    if missing >= config.quorum.needed(missing + present) {
+    let all = missing + present;
+    if missing >= config.quorum.needed(all).min(all.div_ceil(2)) {
         c.unknown += c.quorumless;
         c.quorumless = 0;
     }
@@ -375,6 +383,34 @@ pub fn evaluate_quorum(config: &QuorumConfig, input: &QuorumInput<'_>) -> Quorum
     }
 }
 
+/// What to record about diskful peers that just left (connection lost, node gone) and are not
+/// known to be Outdated: [`Absence::Quorumless`] if a strict majority of the voters is still present
+/// with them counted as [`Absence::Unknown`] (`view` must count them so), otherwise
+/// [`Absence::Unknown`].
+///
+/// Two disjoint groups cannot both hold a strict majority, so peers whose departure leaves a strict
+/// majority here are on the minority side. Two weaker tests are unsound, and the deterministic
+/// simulation (`replbd-sim`) found both:
+///
+/// - "this node had quorum *before* the peer left": in a split into two equal halves, each half had
+///   quorum when the other left, and both would keep quorum through last man standing;
+/// - "this node still has quorum without the peer", counting the diskless **tiebreaker**: failures are
+///   noticed one connection at a time, so the tiebreaker may still look connected here after it has
+///   gone over to the other half, which then keeps quorum through it as well. DRBD (9.1.13, 9.2.2)
+///   records quorumless peers on a tiebreaker verdict; replbd does not, and so a two-diskful-node
+///   cluster whose tiebreaker also leaves loses quorum where DRBD would keep it.
+///
+/// `quorum-minimum-redundancy` and the configured `quorum` value do not enter: the question is only
+/// which side of a split holds the majority of voters.
+pub fn departed_peer_absence(config: &QuorumConfig, view: &QuorumInput<'_>) -> Absence {
+    let tally = evaluate_quorum(config, view).tally;
+    if tally.voters > 0 && tally.present >= QuorumPolicy::Majority.needed(tally.voters) {
+        Absence::Quorumless
+    } else {
+        Absence::Unknown
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +436,148 @@ mod tests {
         }
         assert_eq!("io-error".parse::<OnNoQuorum>().unwrap(), OnNoQuorum::IoError);
         assert_eq!(OnNoQuorum::default().to_string(), "suspend-io");
+    }
+
+    fn majority() -> QuorumConfig {
+        QuorumConfig {
+            quorum: QuorumPolicy::Majority,
+            ..QuorumConfig::default()
+        }
+    }
+
+    fn view(peers: &[PeerVote]) -> QuorumInput<'_> {
+        QuorumInput {
+            local: LocalVote::Diskful(DiskState::UpToDate),
+            peers,
+            had_quorum: true,
+        }
+    }
+
+    const UP: PeerVote = PeerVote::Present {
+        disk: DiskState::UpToDate,
+        quorate: true,
+    };
+    const GONE: PeerVote = PeerVote::Absent(Absence::Unknown);
+
+    /// Found by the deterministic simulation (`replbd-sim`, seed 192 with 4 nodes before the fix):
+    /// four voters split 2 + 2. Recording the other half as quorumless because this node had quorum
+    /// before the split gives *both* halves quorum by last man standing.
+    #[test]
+    fn an_even_split_leaves_neither_half_quorate() {
+        let config = majority();
+        // Even the unsound classification (each half records the other as quorumless) no longer
+        // gives quorum: an absent half cancels quorumless records (rule 1).
+        let quorumless = PeerVote::Absent(Absence::Quorumless);
+        let wrong = [UP, quorumless, quorumless];
+        assert!(!evaluate_quorum(&config, &view(&wrong)).have_quorum);
+        // The other half left together: counted as unknown, this node has no quorum, so they stay
+        // unknown, and neither half is quorate.
+        let after = [UP, GONE, GONE];
+        assert_eq!(departed_peer_absence(&config, &view(&after)), Absence::Unknown);
+        assert!(!evaluate_quorum(&config, &view(&after)).have_quorum);
+        // Noticed one after the other: the first may be quorumless (3 of 4 remain), the second not.
+        let first = [UP, UP, GONE];
+        assert_eq!(departed_peer_absence(&config, &view(&first)), Absence::Quorumless);
+        let second = [UP, GONE, quorumless];
+        assert_eq!(departed_peer_absence(&config, &view(&second)), Absence::Unknown);
+        assert!(!evaluate_quorum(&config, &view(&second)).have_quorum);
+    }
+
+    /// Found by `replbd-sim` (seed 186, 4 diskful nodes + 1 diskless, before the fix): a 2 + 2 split
+    /// noticed one connection at a time. When n2 notices n3 has gone it still sees the tiebreaker,
+    /// so it would keep quorum through it; recording n3 as quorumless on that verdict left both
+    /// halves quorate once the tiebreaker was gone too.
+    #[test]
+    fn a_tiebreaker_verdict_does_not_make_a_departed_peer_quorumless() {
+        let config = majority();
+        let quorumless = PeerVote::Absent(Absence::Quorumless);
+        // n2's view: n1 present, n0 already quorumless (3 of 4 were present then), n3 just left,
+        // the tiebreaker still looks connected.
+        let peers = [GONE, UP, quorumless, PeerVote::DisklessConnected];
+        let verdict = evaluate_quorum(&config, &view(&peers));
+        assert!(verdict.have_quorum && verdict.reason == QuorumReason::Tiebreaker);
+        assert_eq!(departed_peer_absence(&config, &view(&peers)), Absence::Unknown);
+        // Once the tiebreaker is gone as well, n2 has no quorum (n3 is unknown).
+        let later = [GONE, UP, quorumless, PeerVote::DisklessAbsent];
+        assert!(!evaluate_quorum(&config, &view(&later)).have_quorum);
+    }
+
+    /// Found by `replbd-sim` (seed 1650, 3 nodes, `quorum all`, before the fix): a Primary left
+    /// with one quorumless and one Outdated absent peer kept quorum by last man standing, because
+    /// two absent voters can never be "all"; the two of them, a majority, had quorum as well.
+    #[test]
+    fn absent_majority_cancels_quorumless_under_quorum_all() {
+        let all = QuorumConfig {
+            quorum: QuorumPolicy::All,
+            ..QuorumConfig::default()
+        };
+        let peers = [
+            PeerVote::Absent(Absence::Quorumless),
+            PeerVote::Absent(Absence::Outdated),
+        ];
+        assert!(!evaluate_quorum(&all, &view(&peers)).have_quorum);
+        // With only Outdated peers absent (nodes taken down cleanly) last man standing still holds.
+        let downed = [
+            PeerVote::Absent(Absence::Outdated),
+            PeerVote::Absent(Absence::Outdated),
+        ];
+        assert!(evaluate_quorum(&all, &view(&downed)).have_quorum);
+        // One quorumless peer of three, absent alone, stays quorumless under `all`.
+        let one = [UP, PeerVote::Absent(Absence::Quorumless)];
+        assert!(evaluate_quorum(&all, &view(&one)).have_quorum);
+    }
+
+    /// Found by `replbd-sim` (seed 53051, 4 nodes, before the fix): after a 2 + 2 split each half
+    /// held one quorumless and one Outdated record of the other half; an absent half is no majority,
+    /// so rule 1 did not apply and both halves kept quorum by last man standing.
+    #[test]
+    fn an_absent_half_cancels_quorumless() {
+        let config = majority();
+        let peers = [
+            UP,
+            PeerVote::Absent(Absence::Quorumless),
+            PeerVote::Absent(Absence::Outdated),
+        ];
+        assert!(!evaluate_quorum(&config, &view(&peers)).have_quorum);
+        // Outdated records alone (nodes taken down cleanly) keep last man standing.
+        let downed = [
+            UP,
+            PeerVote::Absent(Absence::Outdated),
+            PeerVote::Absent(Absence::Outdated),
+        ];
+        assert!(evaluate_quorum(&config, &view(&downed)).have_quorum);
+        // Fewer than half absent: a quorumless record still counts as such (5 voters, 2 absent).
+        let few = [UP, UP, PeerVote::Absent(Absence::Quorumless), GONE];
+        let verdict = evaluate_quorum(&config, &view(&few));
+        assert!(verdict.have_quorum && verdict.tally.voters == 5);
+    }
+
+    #[test]
+    fn a_lone_departure_from_a_majority_is_quorumless() {
+        let config = majority();
+        assert_eq!(
+            departed_peer_absence(&config, &view(&[UP, GONE])),
+            Absence::Quorumless
+        );
+        // Losing the second peer of three costs quorum: unknown.
+        let quorumless = PeerVote::Absent(Absence::Quorumless);
+        assert_eq!(
+            departed_peer_absence(&config, &view(&[GONE, quorumless])),
+            Absence::Unknown
+        );
+        // Only the voter majority counts, not the configured policy or redundancy.
+        let all = QuorumConfig {
+            quorum: QuorumPolicy::All,
+            ..QuorumConfig::default()
+        };
+        assert_eq!(
+            departed_peer_absence(&all, &view(&[UP, GONE])),
+            Absence::Quorumless
+        );
+        assert_eq!(
+            departed_peer_absence(&QuorumConfig::default(), &view(&[GONE, GONE])),
+            Absence::Unknown
+        );
     }
 
     #[test]

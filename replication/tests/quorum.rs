@@ -317,3 +317,82 @@ async fn an_after_sb_policy_resolves_a_split_brain_automatically() {
     );
     down_all(&nodes).await;
 }
+
+/// fencing resource-and-stonith: a Primary that loses its peer freezes I/O until the fence-peer
+/// handler answers; exit 7 (STONITH) resumes it, the handler saw the peer in its environment, and
+/// the peer counts as Outdated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_freezes_io_until_the_handler_fences_the_peer() {
+    let env_file = std::env::temp_dir().join(format!("replbd-fence-env-{}", std::process::id()));
+    let _ = std::fs::remove_file(&env_file);
+    let handler = format!(
+        "sleep 1; echo \"$REPLBD_RESOURCE $REPLBD_PEER $REPLBD_PEER_NODE_ID\" > {}; exit 7",
+        env_file.display()
+    );
+    let nodes = cluster_with(2, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
+        cfg.fencing
+            .insert(1 - cfg.node_id, replbd_quorum::FencingPolicy::ResourceAndStonith);
+        cfg.fence_peer = Some(handler.clone());
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    let mut events = p.events();
+    partition(&nodes, 0, &[1], true);
+    p.wait_for(WAIT, |s| {
+        s.peer(1).unwrap().connection != ConnectionState::Connected
+    })
+    .await
+    .unwrap();
+    let res = p.clone();
+    let write = tokio::spawn(async move { res.write(0, block(5), WriteFlags::default()).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!write.is_finished(), "I/O must be frozen while the handler runs");
+    tokio::time::timeout(WAIT, write)
+        .await
+        .expect("I/O resumes once the peer is fenced")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&env_file).unwrap().trim(),
+        "r0 node1 1",
+        "the handler's environment"
+    );
+    let mut saw = false;
+    while let Ok(e) = events.try_recv() {
+        saw |= matches!(&e, Event::Fenced { peer: 1, outcome } if outcome.contains("exit code 7"));
+    }
+    assert!(saw, "a fence-peer event");
+    let _ = std::fs::remove_file(&env_file);
+    partition(&nodes, 0, &[1], false);
+    in_sync(&nodes[1], 0).await;
+    down_all(&nodes).await;
+}
+
+/// A handler that fails (exit 1) proves nothing: I/O stays frozen until `resume-io`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fence_keeps_io_frozen_until_resume_io() {
+    let nodes = cluster_with(2, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
+        cfg.fencing
+            .insert(1 - cfg.node_id, replbd_quorum::FencingPolicy::ResourceAndStonith);
+        cfg.fence_peer = Some("exit 1".into());
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    partition(&nodes, 0, &[1], true);
+    p.wait_for(WAIT, |s| {
+        s.peer(1).unwrap().connection != ConnectionState::Connected
+    })
+    .await
+    .unwrap();
+    let res = p.clone();
+    let write = tokio::spawn(async move { res.write(0, block(5), WriteFlags::default()).await });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!write.is_finished(), "I/O stays frozen after a failed fence");
+    assert!(p.resume_io());
+    tokio::time::timeout(WAIT, write).await.unwrap().unwrap().unwrap();
+    partition(&nodes, 0, &[1], false);
+    in_sync(&nodes[1], 0).await;
+    down_all(&nodes).await;
+}

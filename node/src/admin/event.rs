@@ -64,6 +64,17 @@ pub enum Object {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         quorum: Option<bool>,
     },
+    /// The fence-peer handler answered for a peer.
+    Fenced {
+        /// The resource.
+        name: String,
+        /// The peer's node id.
+        peer_node_id: u8,
+        /// The peer's node name.
+        conn_name: String,
+        /// The exit code and its meaning.
+        outcome: String,
+    },
     /// A split brain found at connect with a peer, and what happens about it.
     SplitBrain {
         /// The resource.
@@ -202,6 +213,12 @@ impl NodeEvent {
                 volume,
                 disk: None,
                 quorum: Some(*have),
+            })],
+            Event::Fenced { peer, outcome } => vec![change(Object::Fenced {
+                name: name.clone(),
+                peer_node_id: *peer,
+                conn_name: spec.node_name(*peer),
+                outcome: outcome.clone(),
             })],
             Event::SplitBrain { peer, outcome } => vec![change(Object::SplitBrain {
                 name: name.clone(),
@@ -355,6 +372,15 @@ impl fmt::Display for NodeEvent {
                 }
                 Ok(())
             }
+            Object::Fenced {
+                name,
+                peer_node_id,
+                conn_name,
+                outcome,
+            } => write!(
+                f,
+                " fence-peer name:{name} peer-node-id:{peer_node_id} conn-name:{conn_name} outcome:{outcome:?}"
+            ),
             Object::SplitBrain {
                 name,
                 peer_node_id,

@@ -77,6 +77,11 @@ pub enum Request {
         /// The resource.
         resource: String,
     },
+    /// Resume I/O frozen by fencing (after making sure the unfenced peer cannot write).
+    ResumeIo {
+        /// The resource.
+        resource: String,
+    },
     /// Discard the local data and resync it from a peer.
     Invalidate {
         /// The resource.
@@ -117,6 +122,7 @@ impl Request {
             Request::Disconnect { .. } => "disconnect",
             Request::Verify { .. } => "verify",
             Request::Invalidate { .. } => "invalidate",
+            Request::ResumeIo { .. } => "resume-io",
             Request::InvalidateRemote { .. } => "invalidate-remote",
             Request::NewCurrentUuid { .. } => "new-current-uuid",
             Request::Events => "events",

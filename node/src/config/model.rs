@@ -280,6 +280,13 @@ impl ResourceSpec {
         };
         cfg.quorum = self.quorum;
         cfg.split_brain = self.split_brain.clone();
+        cfg.fencing = self
+            .peers
+            .iter()
+            .map(|p| (p.node.id, p.options.fencing))
+            .collect();
+        cfg.fence_peer = self.handlers.fence_peer.clone();
+        cfg.unfence_peer = self.handlers.unfence_peer.clone();
         cfg.node_names = std::iter::once((self.this.id, self.this.name.clone()))
             .chain(self.peers.iter().map(|p| (p.node.id, p.node.name.clone())))
             .collect();

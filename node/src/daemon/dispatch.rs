@@ -28,6 +28,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Reply {
         | Request::Disconnect { resource: r, .. }
         | Request::Verify { resource: r }
         | Request::Invalidate { resource: r }
+        | Request::ResumeIo { resource: r }
         | Request::InvalidateRemote { resource: r, .. }
         | Request::NewCurrentUuid { resource: r, .. } => r.clone(),
     };
@@ -64,6 +65,7 @@ fn operation(host: &HostHandle, request: Request) -> Result<Option<Op>, String> 
         Request::Secondary { .. } => Op::Secondary,
         Request::Verify { .. } => Op::Verify,
         Request::Invalidate { .. } => Op::Invalidate,
+        Request::ResumeIo { .. } => Op::ResumeIo,
         Request::Connect {
             peer,
             discard_my_data,

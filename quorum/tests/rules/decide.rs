@@ -516,6 +516,77 @@ fn cases() -> Vec<Case> {
             UnrelatedData,
             Rule::Unrelated,
         ),
+        // Split brain between an Inconsistent and a better disk stays split brain: DRBD would resync
+        // from the better disk and silently drop what the Inconsistent side's lineage wrote (found by
+        // replbd-sim); the policies decide, and an Inconsistent node never becomes a sync source.
+        case(
+            "rule 9: with an Inconsistent side it is still split brain",
+            node(A, gi(X).bm(B, Z)).disk(Inconsistent),
+            node(B, gi(Y).bm(A, Z)).disk(UpToDate).primary(),
+            SplitBrain {
+                auto_recoverable: true,
+            },
+            Rule::BitmapsEqual,
+        ),
+        // Rules 4–8 keep their direction even from an Inconsistent disk: it is the newer generation
+        // and may hold acknowledged writes the older Consistent node lacks (replbd-sim). The engine
+        // then refuses to become SyncSource while Inconsistent, and the connection waits.
+        case(
+            "rule 6: an Inconsistent disk of the newer generation stays source",
+            node(A, gi(X).bm(B, Y)).disk(Inconsistent),
+            node(B, gi(Y)).disk(Consistent),
+            source_bitmap(B),
+            Rule::MyBitmapForPeer,
+        ),
+        case(
+            "rule 8: an Inconsistent disk of the newer generation stays full-sync source",
+            node(A, gi(X).hist(&[Y])).disk(Inconsistent),
+            node(B, gi(Y)).disk(UpToDate),
+            SOURCE_FULL,
+            Rule::CurrentInHistory(Side::Peer),
+        ),
+        // Split brain where one side lost quorum as Primary: it takes the other side's data
+        // (replbd-sim, seed 10653 before the fix: discard-secondary let it win).
+        case(
+            "rule 9: the side that lost quorum as Primary becomes target",
+            node(A, gi(X).bm(B, Z).lost_quorum()).primary(),
+            node(B, gi(Y).bm(A, Z)),
+            target_bitmap(A),
+            Rule::BitmapsEqual,
+        )
+        .adjusted(Adjustment::LostQuorum(Side::Local)),
+        case(
+            "rule 10: the peer lost quorum as Primary: full sync to it",
+            node(A, gi(X).hist(&[Z, W])),
+            node(B, gi(Y).hist(&[W]).lost_quorum()),
+            SOURCE_FULL,
+            Rule::CommonHistory,
+        )
+        .adjusted(Adjustment::LostQuorum(Side::Peer)),
+        case(
+            "rule 9: lost quorum decides before disk states: an Inconsistent peer is still source",
+            node(A, gi(X).bm(B, Z).lost_quorum()).primary(),
+            node(B, gi(Y).bm(A, Z)).disk(Inconsistent),
+            target_bitmap(A),
+            Rule::BitmapsEqual,
+        )
+        .adjusted(Adjustment::LostQuorum(Side::Local)),
+        case(
+            "rule 9: both lost quorum as Primary: still a split brain",
+            node(A, gi(X).bm(B, Z).lost_quorum()),
+            node(B, gi(Y).bm(A, Z).lost_quorum()),
+            SplitBrain {
+                auto_recoverable: true,
+            },
+            Rule::BitmapsEqual,
+        ),
+        case(
+            "unrelated data stays unrelated whatever the disks",
+            node(A, gi(X).hist(&[Z])).disk(Inconsistent),
+            node(B, gi(Y).hist(&[W])),
+            UnrelatedData,
+            Rule::Unrelated,
+        ),
     ]
 }
 

@@ -72,7 +72,13 @@ impl Starter<PendingWrite> for Tasks {
                     match result {
                         Ok(()) if link.protocol == Protocol::C => link.send(frame(Kind::WriteAck, seq, 0)),
                         Ok(()) => {}
-                        Err(errno) => link.send(frame(Kind::NegAck, seq, errno as u64)),
+                        Err(errno) => {
+                            inner.detach_after_error(
+                                "replicated write",
+                                &std::io::Error::from_raw_os_error(errno),
+                            );
+                            link.send(frame(Kind::NegAck, seq, errno as u64));
+                        }
                     }
                 }
             }
@@ -95,9 +101,12 @@ impl Starter<PendingWrite> for Tasks {
             };
             match flushed {
                 Ok(()) => link.send(frame(Kind::BarrierAck, 0, epoch)),
-                Err(e) => link.fail(&format!(
-                    "flushing the local disk for barrier {epoch} failed: {e}"
-                )),
+                Err(e) => {
+                    inner.detach_after_error("flush", &e);
+                    link.fail(&format!(
+                        "flushing the local disk for barrier {epoch} failed: {e}"
+                    ));
+                }
             }
             gate.barrier_done();
         });

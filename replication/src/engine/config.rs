@@ -111,6 +111,12 @@ pub struct ResourceConfig {
     pub split_brain: replbd_quorum::split_brain::SplitBrainPolicies,
     /// Node names by id, for log lines and `discard-node-NAME` (a missing one is `node<ID>`).
     pub node_names: std::collections::BTreeMap<u8, String>,
+    /// `fencing` per peer (a missing peer: `dont-care`).
+    pub fencing: std::collections::BTreeMap<u8, replbd_quorum::FencingPolicy>,
+    /// The `fence-peer` handler, run with `sh -c`.
+    pub fence_peer: Option<String>,
+    /// The `unfence-peer` handler, run with `sh -c`.
+    pub unfence_peer: Option<String>,
 }
 
 impl ResourceConfig {
@@ -131,6 +137,9 @@ impl ResourceConfig {
             quorum: replbd_quorum::QuorumConfig::default(),
             split_brain: replbd_quorum::split_brain::SplitBrainPolicies::default(),
             node_names: std::collections::BTreeMap::new(),
+            fencing: std::collections::BTreeMap::new(),
+            fence_peer: None,
+            unfence_peer: None,
         }
     }
 

@@ -354,6 +354,7 @@ async fn connected(
         link.set_on_fail(Box::new(move |reason: &str| {
             if let Some(i) = weak.upgrade() {
                 i.set_connection(node, ConnectionState::Disconnecting, Some(reason.to_string()));
+                i.peer_lost_maybe_fence(node);
             }
         }));
     }

@@ -147,6 +147,13 @@ pub(crate) struct Inner {
     /// The generation this node last completed a resync to as target, and the source (see
     /// [`Inner::forget_bits_satisfied_elsewhere`]).
     pub last_sync: Mutex<Option<(u64, u8)>>,
+    /// Fence-peer handlers running with `resource-and-stonith` (or failed, until `resume-io`):
+    /// application I/O is frozen while this is above zero.
+    pub frozen: watch::Sender<u32>,
+    /// Peers fenced by a handler, for `unfence-peer` once every peer is UpToDate again.
+    pub fenced: Mutex<std::collections::BTreeSet<u8>>,
+    /// The local disk failed and is out of service (see [`super::detach`]).
+    pub detached: AtomicBool,
     /// Whether this node has quorum now (what suspended I/O waits on).
     pub quorum_tx: watch::Sender<bool>,
     /// When application writes last passed through this node (ms since `born`).

@@ -237,6 +237,9 @@ impl Inner {
         if peer_role == Role::Primary && !was_primary {
             self.resync_marked_from_new_primary(link);
         }
+        if peer_disk == DiskState::UpToDate {
+            self.maybe_unfence();
+        }
         self.set_peer_uuid(link.peer, r.current_uuid);
         let Some(d) = &self.disk else {
             // A diskless Secondary presents the generation of the data it reads.

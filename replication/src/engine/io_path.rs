@@ -134,7 +134,7 @@ impl Inner {
                 targets.push((l, Some(permit)));
             }
         }
-        if self.disk.is_none() && targets.is_empty() {
+        if self.local().is_none() && targets.is_empty() {
             return Err(VolumeError::NoData {
                 resource: self.cfg.name.clone(),
             });
@@ -162,7 +162,7 @@ impl Inner {
             header.seq = seq;
             let e = ep.join();
             header.aux = e;
-            let paths = targets.len() as u32 + u32::from(self.disk.is_some());
+            let paths = targets.len() as u32 + u32::from(self.local().is_some());
             let req = Arc::new(WriteRequest::new(offset, len, kind, e, seq, paths, guard));
             for (link, permit) in targets {
                 let frame = OutFrame {
@@ -195,7 +195,7 @@ impl Inner {
             }
             req
         };
-        if let Some(d) = &self.disk {
+        if let Some(d) = self.local() {
             let local = match kind {
                 WriteKind::Data => d.store.write(offset, data, fua).await,
                 WriteKind::Discard => d.store.discard(offset, len).await,
@@ -205,6 +205,7 @@ impl Inner {
                 Ok(()) => req.path_done(true),
                 Err(e) => {
                     tracing::error!(resource = %self.cfg.name, offset, len, error = %e, "local write failed");
+                    self.detach_after_error("write", &e);
                     req.local_failed(e.to_string());
                 }
             }
@@ -242,8 +243,14 @@ impl Inner {
             (ep.last_closed(), self.live_data_links())
         };
         let local = async {
-            match &self.disk {
-                Some(d) => d.store.flush().await.map(|()| true).map_err(|e| io_error(&e)),
+            match self.local() {
+                Some(d) => match d.store.flush().await {
+                    Ok(()) => Ok(true),
+                    Err(e) => {
+                        self.detach_after_error("flush", &e);
+                        Err(io_error(&e))
+                    }
+                },
                 None => Ok(false),
             }
         };
@@ -290,7 +297,7 @@ impl Inner {
         let _active = self.begin_io();
         self.quorum_gate().await?;
         let (_, disk_state) = self.role_and_disk();
-        let local_ok = self.disk.is_some() && disk_state == DiskState::UpToDate;
+        let local_ok = self.local().is_some() && disk_state == DiskState::UpToDate;
         let mut remote = self.up_to_date_peers();
         let prefer_local = match self.cfg.read_balancing {
             ReadBalancing::PreferLocal => true,
@@ -314,12 +321,13 @@ impl Inner {
         };
         if local_ok
             && prefer_local
-            && let Some(d) = &self.disk
+            && let Some(d) = self.local()
         {
             match d.store.read(offset, len as usize).await {
                 Ok(b) => return Ok(b),
                 Err(e) => {
-                    tracing::error!(resource = %self.cfg.name, offset, len, error = %e, "local read failed; trying peers")
+                    tracing::error!(resource = %self.cfg.name, offset, len, error = %e, "local read failed; trying peers");
+                    self.detach_after_error("read", &e);
                 }
             }
         }
@@ -333,9 +341,12 @@ impl Inner {
         }
         if local_ok
             && !prefer_local
-            && let Some(d) = &self.disk
+            && let Some(d) = self.local()
         {
-            return d.store.read(offset, len as usize).await.map_err(|e| io_error(&e));
+            return d.store.read(offset, len as usize).await.map_err(|e| {
+                self.detach_after_error("read", &e);
+                io_error(&e)
+            });
         }
         Err(VolumeError::NoData {
             resource: self.cfg.name.clone(),

@@ -136,6 +136,15 @@ impl Inner {
     /// Lets application I/O through when this node has quorum; otherwise fails it or waits, as
     /// `on-no-quorum` says.
     pub(crate) async fn quorum_gate(&self) -> VolumeResult<()> {
+        // Frozen while a fence-peer handler runs (`resource-and-stonith`).
+        if *self.frozen.borrow() > 0 {
+            let mut rx = self.frozen.subscribe();
+            let mut shutdown = self.shutdown.subscribe();
+            tokio::select! {
+                r = rx.wait_for(|n| *n == 0) => { r.map_err(|_| VolumeError::ShuttingDown)?; }
+                _ = shutdown.wait_for(|s| *s) => return Err(VolumeError::ShuttingDown),
+            }
+        }
         if *self.quorum_tx.borrow() {
             return Ok(());
         }

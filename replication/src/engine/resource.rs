@@ -145,6 +145,9 @@ impl Resource {
             peer_acks: Default::default(),
             quorum_tx: watch::channel(false).0,
             last_sync: std::sync::Mutex::new(None),
+            frozen: watch::channel(0).0,
+            detached: AtomicBool::new(false),
+            fenced: Default::default(),
             last_app_io_ms: AtomicU64::new(0),
             born: std::time::Instant::now(),
             cfg,
@@ -353,6 +356,12 @@ impl Resource {
                 tokio::spawn(super::quorum::leave(l, "disconnected by the administrator"));
             }
         })
+    }
+
+    /// `resume-io`: I/O frozen by fencing continues. Only after making sure that the peer that
+    /// could not be fenced cannot write. Returns whether I/O was frozen.
+    pub fn resume_io(&self) -> bool {
+        self.inner.resume_io()
     }
 
     /// Cuts `peer` off as a network partition would: the connection fails and no new one forms

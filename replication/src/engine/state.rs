@@ -130,6 +130,13 @@ pub enum Event {
         /// The verdict, e.g. "no quorum: 1 of 3 voters present, need 2".
         reason: String,
     },
+    /// The fence-peer handler answered for a peer.
+    Fenced {
+        /// The peer.
+        peer: u8,
+        /// The handler's exit code and its meaning.
+        outcome: String,
+    },
     /// The handshake with a peer found split brain.
     SplitBrain {
         /// The peer.
@@ -196,6 +203,9 @@ impl fmt::Display for Event {
                     "change resource quorum:{} reason:{reason:?}",
                     if *have { "yes" } else { "no" }
                 )
+            }
+            Event::Fenced { peer, outcome } => {
+                write!(f, "fence-peer peer-node-id:{peer} outcome:{outcome:?}")
             }
             Event::SplitBrain { peer, outcome } => {
                 write!(f, "split-brain peer-node-id:{peer} outcome:{outcome:?}")

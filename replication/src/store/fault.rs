@@ -23,10 +23,7 @@ fn overlaps(ranges: &[Range<u64>], offset: u64, len: u64) -> bool {
 }
 
 fn eio(what: &str, offset: u64, len: u64) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Other,
-        format!("injected {what} error at {offset}+{len} (EIO)"),
-    )
+    io::Error::other(format!("injected {what} error at {offset}+{len} (EIO)"))
 }
 
 impl FaultPlan {

@@ -110,6 +110,12 @@ pub enum Command {
         /// The resource.
         resource: String,
     },
+    /// Resume I/O frozen by fencing: only after making sure the peer that could not be fenced
+    /// cannot write.
+    ResumeIo {
+        /// The resource.
+        resource: String,
+    },
     /// Discard the local data and resync it from a peer.
     Invalidate {
         /// The resource.

@@ -121,6 +121,8 @@ pub enum Op {
     Verify,
     /// Resync the local data from a peer.
     Invalidate,
+    /// `resume-io`.
+    ResumeIo,
     /// Resync a peer's data from this node.
     InvalidateRemote {
         /// The peer's node id.
@@ -341,6 +343,14 @@ impl Host {
                     "{name}: online verify started against {}; results in `events` and the log",
                     names.join(", ")
                 ))
+            }
+            Op::ResumeIo => {
+                if self.engine()?.resume_io() {
+                    warn!(resource = %name, "I/O frozen by fencing resumed by the administrator");
+                    Ok(format!("{name}: frozen I/O resumed"))
+                } else {
+                    Ok(format!("{name}: I/O was not frozen"))
+                }
             }
             Op::Invalidate => {
                 let source = self

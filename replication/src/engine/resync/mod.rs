@@ -313,6 +313,11 @@ impl Resync {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         self.bitmap_done.store(true, Ordering::SeqCst);
+        // A source serves requests as they come: a small resync can be over (the target sent
+        // ResyncDone) before this side finished persisting the union. Then it stays Established.
+        if self.finished.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         self.start_bytes.store(self.out_of_sync(), Ordering::Relaxed);
         let peer = self.link.peer;
         tracing::info!(resource = %self.inner.cfg.name, peer, role = ?self.role, bytes = self.out_of_sync(), "resync starts");
