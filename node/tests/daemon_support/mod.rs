@@ -401,6 +401,17 @@ impl EventStream {
         }
     }
 
+    /// Collects what arrives within `window` into `seen`.
+    pub fn drain(&mut self, window: Duration) {
+        let deadline = Instant::now() + window;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+    }
+
     /// The first line (from now on) for which `pred` holds; fails after `timeout`.
     pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
