@@ -42,6 +42,18 @@ async fn wait_quorum(res: &Resource, have: bool) {
         .unwrap_or_else(|s| panic!("node {} never reached quorum={have}: {s}", s.node));
 }
 
+/// `n` nodes with `quorum majority` and `on_no_quorum`; node 0 promoted once it has quorum.
+async fn quorate_primary(n: usize, on_no_quorum: OnNoQuorum) -> (Vec<Node>, Resource) {
+    let nodes = cluster_with(n, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
+        cfg.quorum = majority(on_no_quorum);
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    wait_quorum(&p, true).await;
+    p.primary(false).await.unwrap();
+    (nodes, p)
+}
+
 async fn down_all(nodes: &[Node]) {
     for n in nodes {
         n.res.down().await.unwrap();
@@ -99,13 +111,7 @@ async fn an_isolated_primary_fails_io_and_the_majority_carries_on() {
 /// partition heals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspended_io_resumes_when_quorum_returns() {
-    let nodes = cluster_with(3, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
-        cfg.quorum = majority(OnNoQuorum::SuspendIo);
-    })
-    .await;
-    let p = nodes[0].res.clone();
-    wait_quorum(&p, true).await;
-    p.primary(false).await.unwrap();
+    let (nodes, p) = quorate_primary(3, OnNoQuorum::SuspendIo).await;
     write_blocks(&p, 0..4).await;
     partition(&nodes, 0, &[1, 2], true);
     wait_quorum(&p, false).await;
@@ -164,13 +170,7 @@ async fn the_diskless_tiebreaker_keeps_quorum_on_its_side() {
 /// to the Primary alone; a Secondary lost to a network failure does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secondaries_that_leave_on_purpose_leave_the_last_man_standing_with_quorum() {
-    let nodes = cluster_with(3, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
-        cfg.quorum = majority(OnNoQuorum::IoError);
-    })
-    .await;
-    let p = nodes[0].res.clone();
-    wait_quorum(&p, true).await;
-    p.primary(false).await.unwrap();
+    let (nodes, p) = quorate_primary(3, OnNoQuorum::IoError).await;
     nodes[2].res.down().await.unwrap();
     nodes[1].res.down().await.unwrap();
     p.wait_for(WAIT, |s| {
@@ -186,13 +186,7 @@ async fn secondaries_that_leave_on_purpose_leave_the_last_man_standing_with_quor
 /// A Primary whose peers fail (no goodbye) loses quorum: they may have formed a majority elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secondaries_lost_to_a_network_failure_take_quorum_with_them() {
-    let nodes = cluster_with(3, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
-        cfg.quorum = majority(OnNoQuorum::IoError);
-    })
-    .await;
-    let p = nodes[0].res.clone();
-    wait_quorum(&p, true).await;
-    p.primary(false).await.unwrap();
+    let (nodes, p) = quorate_primary(3, OnNoQuorum::IoError).await;
     nodes[2].res.halt().await;
     write_blocks(&p, 0..4).await; // 2 of 3: still quorate
     nodes[1].res.halt().await;
