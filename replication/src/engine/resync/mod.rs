@@ -174,8 +174,8 @@ pub(crate) struct Resync {
     paused_until: Mutex<Option<Instant>>,
     rate: Mutex<RateControl>,
     /// Our own side of the exchange is done: the bitmap for the peer is complete (a full sync has
-    /// marked everything) and persisted. The resync must not start before — bits cleared by
-    /// arriving data would be marked again.
+    /// marked everything), persisted and queued to the peer ahead of any request. The resync must
+    /// not start before — bits cleared by arriving data would be marked again.
     local_ready: tokio::sync::watch::Sender<bool>,
 }
 
@@ -264,7 +264,6 @@ impl Resync {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        self.local_ready.send_replace(true);
         let state = if target {
             ReplicationState::WFBitMapT
         } else {
@@ -280,6 +279,10 @@ impl Resync {
             });
         }
         self.link.send(frame(Kind::BitmapDone, 0, 0, 0));
+        // Ready only once our whole bitmap is queued: a target starts requesting as soon as this is
+        // set and the peer's bitmap is in, and the source must have merged ours before it serves
+        // and acknowledges requests — else bits of ours arriving after their acks stay set there.
+        self.local_ready.send_replace(true);
         Ok(())
     }
 
