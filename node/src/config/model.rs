@@ -224,6 +224,8 @@ pub struct ResourceSpec {
     pub max_epoch_size: u32,
     /// `max-buffers` in bytes.
     pub max_buffers: u64,
+    /// `congestion-fill` in bytes (0: off).
+    pub congestion_fill: u64,
     /// Read balancing.
     pub read_balancing: ReadBalancing,
     /// Resync controller.
@@ -271,6 +273,12 @@ impl ResourceSpec {
         cfg.timeouts = self.timeouts;
         cfg.max_epoch_size = self.max_epoch_size;
         cfg.max_in_flight_bytes = self.max_buffers;
+        cfg.congestion_fill = self.congestion_fill;
+        cfg.on_congestion = self
+            .peers
+            .iter()
+            .map(|p| (p.node.id, p.options.on_congestion))
+            .collect();
         cfg.resync = ResyncConfig {
             max_rate: self.resync.c_max_rate,
             min_rate: self.resync.c_min_rate,

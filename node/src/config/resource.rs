@@ -76,7 +76,7 @@ pub(crate) fn check_resource(
     let handlers = check_handlers(c, name, r, &defaults, &overrides, &split_brain);
     let front_end = check_front_end(c, name, res.span(), r.front_end.as_ref());
     let timeouts = check_timeouts(c, name, r);
-    let (max_epoch_size, max_buffers) = check_limits(c, name, r);
+    let (max_epoch_size, max_buffers, congestion_fill) = check_limits(c, name, r);
 
     let this = nodes.iter().find(|n| Some(n.spec.name.as_str()) == this_node)?;
     if c.count() != before {
@@ -104,6 +104,7 @@ pub(crate) fn check_resource(
         timeouts: timeouts?,
         max_epoch_size,
         max_buffers,
+        congestion_fill,
         read_balancing,
         resync,
         quorum,
@@ -921,7 +922,7 @@ fn check_timeouts(c: &mut Checker<'_>, res: &str, r: &RawResource) -> Option<Tim
     (c.count() == before).then_some(t)
 }
 
-fn check_limits(c: &mut Checker<'_>, res: &str, r: &RawResource) -> (u32, u64) {
+fn check_limits(c: &mut Checker<'_>, res: &str, r: &RawResource) -> (u32, u64, u64) {
     let default_net = Default::default();
     let n = r.net.as_ref().map_or(&default_net, Spanned::get_ref);
     let epoch = match &n.max_epoch_size {
@@ -948,5 +949,17 @@ fn check_limits(c: &mut Checker<'_>, res: &str, r: &RawResource) -> (u32, u64) {
         Ok(b)
     })
     .unwrap_or(128 << 20);
-    (epoch, buffers)
+    // Below max-buffers, or writers block before the link ever counts as congested.
+    let fill = opt(c, res, n.congestion_fill.as_ref(), |s| {
+        let f = parse_size(s)?;
+        if f >= buffers {
+            return Err(format!(
+                "congestion-fill {s:?} must be below max-buffers ({buffers} bytes): writers wait for \
+                 buffers before a link that full could count as congested"
+            ));
+        }
+        Ok(f)
+    })
+    .unwrap_or(0);
+    (epoch, buffers, fill)
 }

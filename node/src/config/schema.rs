@@ -189,6 +189,8 @@ pub struct RawNet {
     pub max_epoch_size: Option<Spanned<i64>>,
     /// Bytes of unacknowledged writes per peer.
     pub max_buffers: Option<Spanned<Text>>,
+    /// Bytes in flight that make a protocol-A link congested (`on-congestion`); 0 never.
+    pub congestion_fill: Option<Spanned<Text>>,
 }
 
 /// `[resource.NAME.disk]`.

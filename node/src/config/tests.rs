@@ -147,6 +147,33 @@ protocol = "A"
 }
 
 #[test]
+fn the_engine_configuration_carries_on_congestion_per_connection_and_congestion_fill() {
+    let text = with(
+        r#"
+[[resource.r0.connection]]
+hosts = ["alpha", "gamma"]
+protocol = "A"
+on-congestion = "pull-ahead"
+"#,
+    )
+    .replace(
+        "shared-secret = \"s3cret\"",
+        "shared-secret = \"s3cret\"\ncongestion-fill = \"2MiB\"",
+    );
+    let e = ok(&text).resources.remove(0).engine_config();
+    assert_eq!(e.congestion_fill, 2 << 20);
+    assert_eq!(
+        e.congestion_policy(1),
+        replbd_quorum::options::OnCongestion::Block
+    );
+    assert_eq!(
+        e.congestion_policy(2),
+        replbd_quorum::options::OnCongestion::PullAhead
+    );
+    assert!(e.validate().is_ok());
+}
+
+#[test]
 fn without_this_node_the_host_name_picks_the_node() {
     let text = BASE.replace("this-node = \"alpha\"\n", "");
     let c = parse(&text, Path::new("replbd.toml"), Some("beta.example.com")).unwrap();
@@ -486,6 +513,11 @@ fn option_names_are_checked() {
     rejects(&net("timeout = \"6\""), "timeout", "invalid duration \"6\"");
     rejects(&net("max-epoch-size = 0"), "max-epoch-size", "max-epoch-size 0");
     rejects(&net("max-buffers = \"4KiB\""), "max-buffers", "at least 1MiB");
+    rejects(
+        &net("max-buffers = \"8MiB\"\ncongestion-fill = \"8MiB\""),
+        "congestion-fill",
+        "must be below max-buffers",
+    );
     rejects(
         &net("connect-int = \"1s\"\nconnect-int-min = \"2s\""),
         "connect-int-min",

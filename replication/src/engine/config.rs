@@ -117,6 +117,11 @@ pub struct ResourceConfig {
     pub fence_peer: Option<String>,
     /// The `unfence-peer` handler, run with `sh -c`.
     pub unfence_peer: Option<String>,
+    /// `on-congestion` per peer (a missing peer: `block`); anything else needs protocol A.
+    pub on_congestion: std::collections::BTreeMap<u8, replbd_quorum::options::OnCongestion>,
+    /// A protocol-A link with this many bytes of writes not yet acknowledged by the peer is
+    /// congested (DRBD's `congestion-fill`; 0: never).
+    pub congestion_fill: u64,
 }
 
 impl ResourceConfig {
@@ -140,6 +145,8 @@ impl ResourceConfig {
             fencing: std::collections::BTreeMap::new(),
             fence_peer: None,
             unfence_peer: None,
+            on_congestion: std::collections::BTreeMap::new(),
+            congestion_fill: 0,
         }
     }
 
@@ -149,6 +156,11 @@ impl ResourceConfig {
             .get(&id)
             .cloned()
             .unwrap_or_else(|| format!("node{id}"))
+    }
+
+    /// `on-congestion` for the connection to `peer`.
+    pub fn congestion_policy(&self, peer: u8) -> replbd_quorum::options::OnCongestion {
+        self.on_congestion.get(&peer).copied().unwrap_or_default()
     }
 
     /// Checks the configuration for contradictions, naming the first one found.
@@ -178,6 +190,13 @@ impl ResourceConfig {
                 return Err(format!(
                     "peer node id {} is invalid, repeated, or this node's own id",
                     p.node_id
+                ));
+            }
+            let policy = self.congestion_policy(p.node_id);
+            if policy != replbd_quorum::options::OnCongestion::Block && p.protocol != Protocol::A {
+                return Err(format!(
+                    "on-congestion {policy} with node {} needs protocol A (the connection uses {})",
+                    p.node_id, p.protocol
                 ));
             }
         }

@@ -417,6 +417,8 @@ impl Inner {
                     .is_some_and(|v| v.disk == DiskState::UpToDate)
             })
             .filter_map(|p| p.live())
+            // A peer this node is Ahead of lacks recent writes whatever it last reported.
+            .filter(|l| !l.is_ahead())
             .collect()
     }
 }

@@ -109,7 +109,7 @@ impl Inner {
             replicating: self
                 .peers
                 .iter()
-                .filter(|p| !p.cfg.diskless && p.live().is_some())
+                .filter(|p| !p.cfg.diskless && p.live().is_some_and(|l| !l.is_ahead()))
                 .fold(0, |m, p| m | super::peer_ack::bit(p.cfg.node_id)),
             quorate: super::core::lock(&self.control).quorum.have_quorum,
             discard_my_data: false,

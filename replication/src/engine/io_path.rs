@@ -98,6 +98,9 @@ impl Inner {
         let _active = self.begin_io();
         // Before the rotation: a Primary cut off from the quorum starts no new generation.
         self.quorum_gate().await?;
+        // Before the rotation too: going Ahead of a peer starts a new generation, and this write
+        // must not be the one the peer's generation lacks unmarked.
+        self.check_congestion(len);
         self.rotate_if_pending().await?;
         if kind != WriteKind::Data && len > MAX_PIECE {
             let mut pos = offset;
@@ -128,7 +131,12 @@ impl Inner {
         };
         // Credits before the epoch lock: waiting for a slow peer must not block other writers' dispatch.
         let mut targets: Vec<(Arc<Link>, Option<tokio::sync::OwnedSemaphorePermit>)> = Vec::new();
+        let mut ahead_of = Vec::new();
         for l in self.live_data_links() {
+            if l.is_ahead() {
+                ahead_of.push(l);
+                continue;
+            }
             let bytes = if kind == WriteKind::Data { len } else { 0 };
             if let Some(permit) = l.credits(bytes).await {
                 targets.push((l, Some(permit)));
@@ -185,6 +193,9 @@ impl Inner {
                         let _ = d.meta.mark_out_of_sync(slot, offset, len);
                     }
                 }
+            }
+            for l in &ahead_of {
+                Self::tell_out_of_sync(l, offset, len);
             }
             self.peer_acks
                 .write(e, reached.iter().fold(0, |m, &p| m | super::peer_ack::bit(p)));

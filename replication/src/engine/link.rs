@@ -41,6 +41,8 @@ pub enum Outgoing {
 
 struct Entry {
     req: Arc<WriteRequest>,
+    /// Data bytes it counts in [`Link::data_in_flight`].
+    bytes: u64,
     /// The write is still waiting for this peer.
     pending: bool,
     queued_at: Instant,
@@ -51,6 +53,8 @@ struct Entry {
 struct Inflight {
     dead: Option<String>,
     entries: BTreeMap<u64, Entry>,
+    /// Data bytes of `entries`: written by the application, not yet durable on the peer.
+    bytes: u64,
 }
 
 /// A remote read's answer: the data or an errno.
@@ -92,6 +96,9 @@ pub struct Link {
     /// Runs at the start of the first `fail`.
     #[allow(clippy::type_complexity)]
     on_fail: Mutex<Option<Box<dyn FnOnce(&str) + Send + Sync>>>,
+    /// The link is congested and this node Ahead of the peer: writes are not sent, only marked
+    /// (see [`super::congestion`]).
+    ahead: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Link {
@@ -148,6 +155,7 @@ impl Link {
             verify: Mutex::new(None),
             failing: std::sync::atomic::AtomicBool::new(false),
             on_fail: Mutex::new(None),
+            ahead: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -169,6 +177,22 @@ impl Link {
     /// Sets the resync of this link.
     pub(crate) fn set_resync(&self, r: Option<Arc<super::resync::Resync>>) {
         *lock(&self.resync) = r;
+    }
+
+    /// Bytes of application writes queued or sent to the peer and not yet durable there (their
+    /// barrier not acknowledged).
+    pub fn data_in_flight(&self) -> u64 {
+        lock(&self.inflight).bytes
+    }
+
+    /// True while this node is Ahead of the peer (congestion, `pull-ahead`).
+    pub fn is_ahead(&self) -> bool {
+        self.ahead.load(Ordering::SeqCst)
+    }
+
+    /// Enters (`true`) or leaves Ahead; returns the previous value.
+    pub(crate) fn set_ahead(&self, on: bool) -> bool {
+        self.ahead.swap(on, Ordering::SeqCst)
     }
 
     /// True once the link failed.
@@ -215,10 +239,17 @@ impl Link {
         if inf.dead.is_some() {
             return Err(LinkDown);
         }
+        let bytes = if req.kind == super::request::WriteKind::Data {
+            req.len
+        } else {
+            0
+        };
+        inf.bytes += bytes;
         inf.entries.insert(
             req.seq,
             Entry {
                 req: Arc::clone(req),
+                bytes,
                 pending: true,
                 queued_at: Instant::now(),
                 _credits: credits,
@@ -260,7 +291,9 @@ impl Link {
                 if entry.get().req.epoch > epoch {
                     break;
                 }
-                released.push(entry.remove());
+                let e = entry.remove();
+                inf.bytes -= e.bytes;
+                released.push(e);
             }
         }
         for e in released {
@@ -355,6 +388,7 @@ impl Link {
                 return;
             }
             inf.dead = Some(reason.to_string());
+            inf.bytes = 0;
             std::mem::take(&mut inf.entries)
         };
         self.dead.send_replace(Some(reason.to_string()));

@@ -147,8 +147,10 @@ impl Inner {
             }
             // A resync with this peer under way picks the bits up (its target, this node, walks the
             // bitmap again before it ends); otherwise start one.
+            // Behind a congested Primary: that Primary starts the resync once its link drains.
             if link.resync().is_none_or(|r| !r.active())
                 && inner.role() != Role::Primary
+                && !inner.is_behind()
                 && let Err(e) =
                     super::resync::command::begin_resync(&inner, &link, SyncRole::Target, false, true)
             {

@@ -12,6 +12,7 @@
 mod admin;
 mod apply;
 pub mod config;
+mod congestion;
 mod connection;
 mod core;
 mod detach;

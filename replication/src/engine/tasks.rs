@@ -130,6 +130,7 @@ async fn dispatch(
         }
         Kind::PeerAck => inner.peer_ack_received(link, h.aux, h.seq),
         Kind::OutOfSync => inner.out_of_sync_received(link, h.sector.saturating_mul(512), h.aux)?,
+        Kind::Ahead => inner.became_behind(link).await?,
         Kind::BarrierRecvAck => link.barrier_received(h.aux),
         Kind::Data | Kind::Discard | Kind::WriteZeroes => applier.apply(h, payload).await?,
         Kind::Barrier => applier.barrier(h.aux).await?,

@@ -16,6 +16,8 @@ pub struct FaultPlan {
     pub all_reads_fail: bool,
     /// Flushes fail.
     pub flush_fails: bool,
+    /// Every write and flush takes at least this long (a slow or overloaded disk).
+    pub delay: std::time::Duration,
 }
 
 fn overlaps(ranges: &[Range<u64>], offset: u64, len: u64) -> bool {

@@ -92,6 +92,15 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Waits out the plan's delay (the lock is not held while waiting).
+    #[cfg(feature = "fault-injection")]
+    async fn injected_delay(&self) {
+        let delay = self.faults().delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     /// Reads `len` bytes at `offset`.
     pub async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         #[cfg(feature = "fault-injection")]
@@ -105,6 +114,8 @@ impl Store {
     /// Writes `data` at `offset`; with `fua` it is durable on return.
     pub async fn write(&self, offset: u64, data: Bytes, fua: bool) -> io::Result<()> {
         #[cfg(feature = "fault-injection")]
+        self.injected_delay().await;
+        #[cfg(feature = "fault-injection")]
         self.faults().check_write(offset, data.len() as u64)?;
         match &self.backend {
             Backend::Uring(u) => u.write(offset, data, fua).await,
@@ -114,6 +125,8 @@ impl Store {
 
     /// Makes every completed write durable.
     pub async fn flush(&self) -> io::Result<()> {
+        #[cfg(feature = "fault-injection")]
+        self.injected_delay().await;
         #[cfg(feature = "fault-injection")]
         self.faults().check_flush()?;
         match &self.backend {

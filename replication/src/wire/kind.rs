@@ -78,6 +78,9 @@ kinds! {
     PeerAck = 25, 0;
     /// The sender holds data for `aux` bytes at `sector` that the receiver lacks.
     OutOfSync = 26, 0;
+    /// The sender's link to the receiver is congested (`on-congestion pull-ahead`): it is Ahead,
+    /// the receiver Behind — it gets only `OutOfSync` marks until the sender starts a resync.
+    Ahead = 27, 0;
     /// A diskless node's read: `seq`, `sector`, `aux` byte length.
     ReadRequest = 32, 0;
     /// The data of read `seq`.

@@ -344,6 +344,11 @@ impl Resync {
     /// same blocks do not cross the network twice; when that resync ends, the others are usually
     /// redundant ([`Resync::abandon_if_redundant`]).
     fn target_should_pause(&self) -> bool {
+        // Behind a congested Primary: this node lacks writes no other peer's data can be trusted
+        // to bring (the Primary's resync, once its link drains, will).
+        if self.inner.is_behind() {
+            return true;
+        }
         let paused = *self.paused_until.lock().unwrap_or_else(PoisonError::into_inner);
         if paused.is_some_and(|t| Instant::now() < t) {
             return true;
