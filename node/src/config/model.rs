@@ -98,8 +98,7 @@ impl VolumeSpec {
     }
 }
 
-/// Resync and verify settings. `c-plan-ahead` is stored and validated; the engine's rate controller
-/// works from the other three (see docs/resync-and-verify.md).
+/// Resync and verify settings (see docs/resync-and-verify.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResyncSpec {
     /// `csums-alg` (net section): checksum resync with this digest.
@@ -126,7 +125,7 @@ impl Default for ResyncSpec {
             c_max_rate: e.max_rate,
             c_min_rate: e.min_rate,
             c_fill_target: e.fill_target,
-            c_plan_ahead: Duration::from_secs(2),
+            c_plan_ahead: e.plan_ahead,
         }
     }
 }
@@ -283,6 +282,7 @@ impl ResourceSpec {
             max_rate: self.resync.c_max_rate,
             min_rate: self.resync.c_min_rate,
             fill_target: self.resync.c_fill_target,
+            plan_ahead: self.resync.c_plan_ahead,
             csums: self.resync.csums_alg,
             verify: self.resync.verify_alg,
         };

@@ -95,6 +95,8 @@ pub struct ResyncConfig {
     pub min_rate: u64,
     /// Bytes a target keeps requested.
     pub fill_target: u64,
+    /// How far ahead the rate controller plans (`c-plan-ahead`; zero: a fixed rate of `max_rate`).
+    pub plan_ahead: Duration,
     /// Compare digests before moving data.
     pub csums: Option<DigestAlg>,
     /// Digest for online verify.
@@ -107,6 +109,7 @@ impl Default for ResyncConfig {
             max_rate: 100 << 20,
             min_rate: 250 << 10,
             fill_target: 4 << 20,
+            plan_ahead: Duration::from_secs(2),
             csums: None,
             verify: DigestAlg::Crc32c,
         }
@@ -447,7 +450,7 @@ impl Resync {
             let len = (run.end - run.start).min(MAX_REQUEST);
             let wait = {
                 let mut rate = self.rate.lock().unwrap_or_else(PoisonError::into_inner);
-                rate.delay(len, in_flight, self.inner.app_active(), self.progress().rate)
+                rate.delay(len, in_flight, self.inner.app_active())
             };
             if let Some(w) = wait {
                 tokio::select! {
