@@ -45,8 +45,11 @@
 //! Primary: no sync). When both nodes match the same weak rule (both lost quorum,
 //! both crashed as Primary) the tie goes to the higher dagtag (more data written), then the lower node id.
 //!
-//! **Inconsistent disks.** Apart from the weak results above, only a "no sync" between an
-//! Inconsistent and a better disk turns into a resync from the better disk. Rules 2 and 4–8 keep their
+//! **Inconsistent and Outdated disks.** Apart from the weak results above, only a "no sync" between
+//! an Inconsistent or Outdated disk and a better one turns into a resync (by bitmap) from the better
+//! disk: at equal generations the worse disk holds nothing the better one lacks, and its bitmap
+//! names what it misses (an Outdated disk that was detached after an I/O error marked every write
+//! it missed). Rules 2 and 4–8 keep their
 //! direction, and a split brain stays a split brain:
 //! DRBD reverses both toward the better disk ("becoming sync target due to disk states"), which
 //! silently discards acknowledged writes that the Inconsistent node's side holds — an Inconsistent
@@ -503,8 +506,8 @@ pub enum DecideError {
 
 /// The rule's result before roles and disk states are considered.
 enum Verdict {
-    /// Final, except that "no sync" between an Inconsistent and a better disk becomes a resync,
-    /// and a split brain where only one side lost quorum as Primary is resolved against it.
+    /// Final, except that "no sync" between an Inconsistent or Outdated and a better disk becomes a
+    /// resync, and a split brain where only one side lost quorum as Primary is resolved against it.
     Firm(SyncDecision),
     /// A rule 3 direction that current roles and disk states override.
     Weak { source: Side },
@@ -715,6 +718,9 @@ fn adjust(l: &HandshakeSide<'_>, p: &HandshakeSide<'_>, verdict: Verdict, rule: 
     let (ld, pd) = (l.data_disk(), p.data_disk());
     let disks_differ = ld != pd && ld.describes_data() && pd.describes_data();
     let one_inconsistent = ld == DiskState::Inconsistent || pd == DiskState::Inconsistent;
+    // A consistent but older copy (Outdated by fencing, Behind, or a detached disk) next to an
+    // UpToDate one of the same generation: catch it up from its bitmap.
+    let one_outdated = (ld == DiskState::UpToDate) != (pd == DiskState::UpToDate);
     let resync_kind = |source: Side, full: bool| {
         if full {
             SyncKind::Full
@@ -741,7 +747,9 @@ fn adjust(l: &HandshakeSide<'_>, p: &HandshakeSide<'_>, verdict: Verdict, rule: 
     };
 
     match verdict {
-        Verdict::Firm(SyncDecision::NoSync) if disks_differ && one_inconsistent => by_disks(),
+        Verdict::Firm(SyncDecision::NoSync) if disks_differ && (one_inconsistent || one_outdated) => {
+            by_disks()
+        }
         Verdict::Firm(SyncDecision::SplitBrain { auto_recoverable })
             if l.gi.flags.primary_lost_quorum != p.gi.flags.primary_lost_quorum =>
         {

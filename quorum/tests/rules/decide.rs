@@ -322,12 +322,16 @@ fn cases() -> Vec<Case> {
             peer: Inconsistent,
         }),
         case(
-            "rule 3: Outdated vs UpToDate with equal UUIDs needs no resync",
+            "rule 3: Outdated vs UpToDate with equal UUIDs resyncs the Outdated side by bitmap",
             node(A, gi(X)).disk(Outdated),
             node(B, gi(X)).disk(UpToDate),
-            NoSync,
+            target_bitmap(A),
             Rule::EqualCurrent,
-        ),
+        )
+        .adjusted(Adjustment::DiskStates {
+            local: Outdated,
+            peer: UpToDate,
+        }),
         case(
             "rule 3: Negotiating disk is judged from the metadata flags",
             node(A, {

@@ -76,6 +76,7 @@ impl Starter<PendingWrite> for Tasks {
                             inner.detach_after_error(
                                 "replicated write",
                                 &std::io::Error::from_raw_os_error(errno),
+                                Some(offset..offset + len),
                             );
                             link.send(frame(Kind::NegAck, seq, errno as u64));
                         }
@@ -87,22 +88,23 @@ impl Starter<PendingWrite> for Tasks {
     }
 
     fn start_barrier(&self, gate: &Arc<Gate<PendingWrite>>, epoch: u64) {
-        // Nothing to flush: acknowledge at once, without a task hand-off.
-        if self.inner.disk.as_ref().is_none_or(|d| d.store.flush_is_noop()) {
+        // Nothing to flush (no disk, a detached one, or memory): acknowledge at once, without a
+        // task hand-off. A detached node refused this epoch's writes (NegAck): the Primary marked them.
+        if self.inner.local().is_none_or(|d| d.store.flush_is_noop()) {
             self.link.send(frame(Kind::BarrierAck, 0, epoch));
             gate.barrier_done();
             return;
         }
         let (inner, link, gate) = (Arc::clone(&self.inner), Arc::clone(&self.link), Arc::clone(gate));
         tokio::spawn(async move {
-            let flushed = match &inner.disk {
+            let flushed = match inner.local() {
                 Some(d) => d.store.flush().await,
                 None => Ok(()),
             };
             match flushed {
                 Ok(()) => link.send(frame(Kind::BarrierAck, 0, epoch)),
                 Err(e) => {
-                    inner.detach_after_error("flush", &e);
+                    inner.detach_after_error("flush", &e, None);
                     link.fail(&format!(
                         "flushing the local disk for barrier {epoch} failed: {e}"
                     ));
@@ -302,7 +304,13 @@ async fn apply_locally(inner: &Arc<Inner>, link: &Arc<Link>, w: PendingWrite) ->
             (None, Some(lock))
         }
     };
-    let Some(d) = &inner.disk else {
+    let Some(d) = inner.local() else {
+        if let Some(d) = &inner.disk {
+            // Detached: the write is not applied here; the activity-log reference keeps the mark
+            // safe across a crash (see `detach`).
+            let _guard = al_begin(&d.meta, offset, len).await.ok();
+            inner.mark_missed_locally(offset..offset + len);
+        }
         return Err(libc::ENODEV);
     };
     let _guard = al_begin(&d.meta, offset, len).await.map_err(|e| {

@@ -197,6 +197,10 @@ impl Inner {
             for l in &ahead_of {
                 Self::tell_out_of_sync(l, offset, len);
             }
+            // A detached disk misses every write from here on.
+            if self.is_detached() {
+                self.mark_missed_locally(offset..offset + len);
+            }
             self.peer_acks
                 .write(e, reached.iter().fold(0, |m, &p| m | super::peer_ack::bit(p)));
             if ep.is_full()
@@ -216,7 +220,7 @@ impl Inner {
                 Ok(()) => req.path_done(true),
                 Err(e) => {
                     tracing::error!(resource = %self.cfg.name, offset, len, error = %e, "local write failed");
-                    self.detach_after_error("write", &e);
+                    self.detach_after_error("write", &e, Some(offset..offset + len));
                     req.local_failed(e.to_string());
                 }
             }
@@ -258,7 +262,7 @@ impl Inner {
                 Some(d) => match d.store.flush().await {
                     Ok(()) => Ok(true),
                     Err(e) => {
-                        self.detach_after_error("flush", &e);
+                        self.detach_after_error("flush", &e, None);
                         Err(io_error(&e))
                     }
                 },
@@ -338,7 +342,7 @@ impl Inner {
                 Ok(b) => return Ok(b),
                 Err(e) => {
                     tracing::error!(resource = %self.cfg.name, offset, len, error = %e, "local read failed; trying peers");
-                    self.detach_after_error("read", &e);
+                    self.detach_after_error("read", &e, Some(offset..offset + u64::from(len)));
                 }
             }
         }
@@ -355,7 +359,7 @@ impl Inner {
             && let Some(d) = self.local()
         {
             return d.store.read(offset, len as usize).await.map_err(|e| {
-                self.detach_after_error("read", &e);
+                self.detach_after_error("read", &e, Some(offset..offset + u64::from(len)));
                 io_error(&e)
             });
         }
