@@ -390,3 +390,51 @@ async fn a_failed_fence_keeps_io_frozen_until_resume_io() {
     in_sync(&nodes[1], 0).await;
     down_all(&nodes).await;
 }
+
+/// fencing before promotion: a node cut off from its peer runs `fence-peer` for it before it
+/// promotes; a handler that proves nothing (exit 1) refuses the promotion, one that outdates the
+/// peer (exit 4) lets it through; `--force` skips the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoting_while_cut_off_fences_the_peer_first() {
+    let exit_file = std::env::temp_dir().join(format!("replbd-fence-exit-{}", std::process::id()));
+    std::fs::write(&exit_file, "1").unwrap();
+    let handler = format!("exit $(cat {})", exit_file.display());
+    let nodes = cluster_with(2, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
+        cfg.fencing
+            .insert(1 - cfg.node_id, replbd_quorum::FencingPolicy::ResourceOnly);
+        cfg.fence_peer = Some(handler.clone());
+    })
+    .await;
+    let s = nodes[1].res.clone();
+    partition(&nodes, 0, &[1], true);
+    s.wait_for(WAIT, |st| {
+        st.peer(0).unwrap().connection != ConnectionState::Connected
+    })
+    .await
+    .unwrap();
+    let mut events = s.events();
+    let refused = s.primary(false).await.unwrap_err();
+    assert!(
+        matches!(&refused, RoleError::NotFenced(m) if m.contains("node0") && m.contains("exit code 1")),
+        "{refused}"
+    );
+    assert_eq!(s.status().role, Role::Secondary);
+    std::fs::write(&exit_file, "4").unwrap();
+    s.primary(false).await.unwrap();
+    let mut fenced = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let Event::Fenced { peer: 0, outcome } = e {
+            fenced.push(outcome);
+        }
+    }
+    assert_eq!(fenced.len(), 2, "{fenced:?}");
+    assert!(fenced[1].contains("exit code 4"), "{fenced:?}");
+    // Known Outdated now: demoting and promoting again needs no handler.
+    std::fs::write(&exit_file, "1").unwrap();
+    s.secondary().await.unwrap();
+    s.primary(false).await.unwrap();
+    s.secondary().await.unwrap();
+    let _ = std::fs::remove_file(&exit_file);
+    partition(&nodes, 0, &[1], false);
+    down_all(&nodes).await;
+}

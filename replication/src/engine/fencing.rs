@@ -14,6 +14,10 @@
 //! 5 with a local disk that is not UpToDate, or any unknown code) keeps I/O frozen until the
 //! administrator checks the peer and calls `resume-io`.
 //!
+//! A node that promotes (without `--force`) while a diskful peer is neither connected nor known
+//! Outdated runs the handler for that peer first, and the promotion is refused unless the answer
+//! proves the peer cannot write.
+//!
 //! Once every diskful peer is connected and UpToDate again, `unfence-peer` runs for each fenced
 //! peer.
 
@@ -21,8 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use replbd_quorum::fencing::{
-    FenceOutcome, FencingPolicy, IoAfterFence, apply_fence_outcome, freezes_io_while_fencing,
-    must_fence_on_peer_loss, must_unfence,
+    FenceOutcome, FenceResult, FencingPolicy, IoAfterFence, apply_fence_outcome, freezes_io_while_fencing,
+    must_fence_before_promote, must_fence_on_peer_loss, must_unfence,
 };
 use replbd_quorum::quorum::Absence;
 use replbd_quorum::{ConnectionState, DiskState};
@@ -67,6 +71,62 @@ impl Inner {
     }
 
     async fn fence(self: Arc<Self>, node: u8, froze: bool) {
+        let (outcome, result) = self.fence_and_record(node).await;
+        if froze {
+            match result.io {
+                IoAfterFence::Resume => {
+                    self.frozen.send_modify(|n| *n = n.saturating_sub(1));
+                    tracing::info!(resource = %self.cfg.name, peer = node, "fencing done: I/O resumes");
+                }
+                IoAfterFence::StayFrozen => tracing::error!(
+                    resource = %self.cfg.name,
+                    peer = node,
+                    outcome = %outcome,
+                    "the peer could not be fenced: I/O stays frozen; make sure the peer cannot write, then run resume-io"
+                ),
+            }
+        }
+    }
+
+    /// Before a promotion (without `--force`): every diskful peer that is neither connected nor
+    /// known to be Outdated is fenced first when its policy says so, as DRBD does — a node cut off
+    /// from a peer cannot tell whether that peer is Primary on the other side. An answer that does
+    /// not prove the peer unable to write refuses the promotion.
+    pub(crate) async fn fence_before_promotion(self: &Arc<Self>) -> Result<(), String> {
+        let to_fence: Vec<u8> = {
+            let c = lock(&self.control);
+            self.peers
+                .iter()
+                .filter(|p| !p.cfg.diskless)
+                .map(|p| p.cfg.node_id)
+                .filter(|&n| {
+                    let view = c.peers.get(&n);
+                    let connected = view.is_some_and(|v| v.connection == ConnectionState::Connected);
+                    let disk = match view {
+                        Some(v) if connected => v.disk,
+                        Some(v) if v.absence == Absence::Outdated => DiskState::Outdated,
+                        _ => DiskState::DUnknown,
+                    };
+                    must_fence_before_promote(self.fencing_for(n), connected, disk)
+                })
+                .collect()
+        };
+        for node in to_fence {
+            tracing::warn!(resource = %self.cfg.name, peer = node, "promoting while cut off from a peer: running fence-peer first");
+            let (outcome, result) = self.fence_and_record(node).await;
+            if !result.peer_fenced() {
+                return Err(format!(
+                    "{} is not connected and fence-peer did not fence it ({outcome}): it may be Primary \
+                     elsewhere. Make sure it cannot write, then retry, or promote with --force",
+                    self.cfg.node_name(node)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `fence-peer` for `node` and records what its answer means.
+    async fn fence_and_record(self: &Arc<Self>, node: u8) -> (FenceOutcome, FenceResult) {
         let outcome = match self
             .run_handler(self.cfg.fence_peer.as_deref(), node, "fence-peer")
             .await
@@ -106,20 +166,7 @@ impl Inner {
             })
             .await;
         }
-        if froze {
-            match result.io {
-                IoAfterFence::Resume => {
-                    self.frozen.send_modify(|n| *n = n.saturating_sub(1));
-                    tracing::info!(resource = %self.cfg.name, peer = node, "fencing done: I/O resumes");
-                }
-                IoAfterFence::StayFrozen => tracing::error!(
-                    resource = %self.cfg.name,
-                    peer = node,
-                    outcome = %outcome,
-                    "the peer could not be fenced: I/O stays frozen; make sure the peer cannot write, then run resume-io"
-                ),
-            }
-        }
+        (outcome, result)
     }
 
     /// Runs `command` for `node` with the handler environment; its exit code, or `None` when it

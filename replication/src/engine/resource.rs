@@ -58,6 +58,9 @@ pub enum RoleError {
     /// Persisting the new state failed.
     #[error("updating the metadata failed: {0}")]
     Metadata(String),
+    /// A disconnected peer could not be fenced before the promotion.
+    #[error("cannot promote: {0}")]
+    NotFenced(String),
     /// The resource is going down.
     #[error("the resource is going down")]
     ShuttingDown,
@@ -248,6 +251,12 @@ impl Resource {
             return Ok(());
         }
         let promotion = inner.may_promote(force, disk)?;
+        if !force {
+            inner
+                .fence_before_promotion()
+                .await
+                .map_err(RoleError::NotFenced)?;
+        }
         if promotion.outdate_absent_peers {
             inner.outdate_absent_peers();
         }
