@@ -9,4 +9,5 @@ pub use engine::{LocalDisk, PeerConfig, Resource, ResourceConfig, Status};
 pub use volume::{BlockVolume, MemVolume, VolumeError, VolumeResult, WriteFlags};
 pub mod auth;
 pub mod handshake;
+pub mod tls;
 pub mod wire;

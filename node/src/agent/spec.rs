@@ -88,6 +88,7 @@ pub fn build(d: &DesiredResource, disk: Option<PathBuf>, state_dir: &Path) -> Re
         max_epoch_size: 2048,
         max_buffers: 128 << 20,
         congestion_fill: 0,
+        tls: None,
         read_balancing: Default::default(),
         resync: ResyncSpec::default(),
         quorum: Default::default(),

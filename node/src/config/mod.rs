@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod model;
+mod peer_tls;
 mod resource;
 pub mod schema;
 mod validate;

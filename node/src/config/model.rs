@@ -225,6 +225,8 @@ pub struct ResourceSpec {
     pub max_buffers: u64,
     /// `congestion-fill` in bytes (0: off).
     pub congestion_fill: u64,
+    /// TLS on replication connections (`tls-certificate`, `tls-key`, `tls-ca`).
+    pub tls: Option<replbd_replication::tls::PeerTls>,
     /// Read balancing.
     pub read_balancing: ReadBalancing,
     /// Resync controller.
@@ -273,6 +275,7 @@ impl ResourceSpec {
         cfg.max_epoch_size = self.max_epoch_size;
         cfg.max_in_flight_bytes = self.max_buffers;
         cfg.congestion_fill = self.congestion_fill;
+        cfg.tls = self.tls.clone();
         cfg.on_congestion = self
             .peers
             .iter()

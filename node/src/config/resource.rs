@@ -77,6 +77,14 @@ pub(crate) fn check_resource(
     let front_end = check_front_end(c, name, res.span(), r.front_end.as_ref());
     let timeouts = check_timeouts(c, name, r);
     let (max_epoch_size, max_buffers, congestion_fill) = check_limits(c, name, r);
+    let default_net = Default::default();
+    let member = nodes.iter().any(|n| Some(n.spec.name.as_str()) == this_node);
+    let tls = super::peer_tls::check_tls(
+        c,
+        name,
+        r.net.as_ref().map_or(&default_net, Spanned::get_ref),
+        member,
+    );
 
     let this = nodes.iter().find(|n| Some(n.spec.name.as_str()) == this_node)?;
     if c.count() != before {
@@ -105,6 +113,7 @@ pub(crate) fn check_resource(
         max_epoch_size,
         max_buffers,
         congestion_fill,
+        tls: tls?,
         read_balancing,
         resync,
         quorum,
@@ -234,7 +243,12 @@ fn check_nodes<'a>(c: &mut Checker<'_>, res: &str, raw: &'a Spanned<RawResource>
     nodes
 }
 
-fn absolute_path(c: &mut Checker<'_>, res: &str, what: &str, v: &Spanned<String>) -> Option<PathBuf> {
+pub(super) fn absolute_path(
+    c: &mut Checker<'_>,
+    res: &str,
+    what: &str,
+    v: &Spanned<String>,
+) -> Option<PathBuf> {
     let p = PathBuf::from(v.get_ref());
     if p.is_absolute() {
         Some(p)

@@ -155,6 +155,12 @@ pub struct RawNet {
     pub shared_secret: Option<Spanned<String>>,
     /// A file holding the shared secret.
     pub shared_secret_file: Option<Spanned<String>>,
+    /// This node's TLS certificate chain (PEM) for replication connections.
+    pub tls_certificate: Option<Spanned<String>>,
+    /// Its private key (PEM).
+    pub tls_key: Option<Spanned<String>>,
+    /// The CA certificates peers' certificates must be signed by (PEM).
+    pub tls_ca: Option<Spanned<String>>,
     /// `crc32c` (or `none`).
     pub data_integrity_alg: Option<Spanned<String>>,
     /// Checksum resync digest: `crc32c` or `sha256` (unset: plain resync).

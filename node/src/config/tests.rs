@@ -514,6 +514,23 @@ fn option_names_are_checked() {
     rejects(&net("max-epoch-size = 0"), "max-epoch-size", "max-epoch-size 0");
     rejects(&net("max-buffers = \"4KiB\""), "max-buffers", "at least 1MiB");
     rejects(
+        &net("tls-certificate = \"/etc/replbd/tls/node.crt\""),
+        "tls-certificate",
+        "missing tls-key, tls-ca",
+    );
+    rejects(
+        &net(
+            "tls-certificate = \"/nonexistent/node.crt\"\ntls-key = \"/nonexistent/node.key\"\ntls-ca = \"/nonexistent/ca.crt\"",
+        ),
+        "tls-certificate",
+        "tls-certificate /nonexistent/node.crt",
+    );
+    rejects(
+        &net("tls-certificate = \"node.crt\"\ntls-key = \"/k\"\ntls-ca = \"/c\""),
+        "tls-certificate",
+        "must be an absolute path",
+    );
+    rejects(
         &net("max-buffers = \"8MiB\"\ncongestion-fill = \"8MiB\""),
         "congestion-fill",
         "must be below max-buffers",

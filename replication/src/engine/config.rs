@@ -122,6 +122,8 @@ pub struct ResourceConfig {
     /// A protocol-A link with this many bytes of writes not yet acknowledged by the peer is
     /// congested (DRBD's `congestion-fill`; 0: never).
     pub congestion_fill: u64,
+    /// TLS on every replication connection (both ends must agree); `None`: plain TCP.
+    pub tls: Option<crate::tls::PeerTls>,
 }
 
 impl ResourceConfig {
@@ -147,6 +149,7 @@ impl ResourceConfig {
             unfence_peer: None,
             on_congestion: std::collections::BTreeMap::new(),
             congestion_fill: 0,
+            tls: None,
         }
     }
 

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use replbd_quorum::{ConnectionState, ReplicationState, Role, SyncDecision, SyncKind};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use super::core::{Accepted, Inner, Peer};
@@ -29,11 +28,16 @@ use super::split_brain::Verdict;
 use super::state::Event;
 use super::tasks;
 use crate::handshake::{self, HandshakeError};
+use crate::tls::{self, PeerRead, PeerWrite};
 use crate::wire::messages::{self, ErrorCode, ErrorMessage, StateReport};
 use crate::wire::{FrameReader, FrameWriter, Kind};
 
-type Reader = FrameReader<OwnedReadHalf>;
-type Writer = FrameWriter<OwnedWriteHalf>;
+type Reader = FrameReader<PeerRead>;
+type Writer = FrameWriter<PeerWrite>;
+
+/// What to check when a TLS handshake fails.
+const TLS_HINT: &str =
+    "TLS must be on at both ends, with certificates from the same CA, each naming its node";
 
 /// Why an attempt ended.
 enum Attempt {
@@ -138,7 +142,11 @@ async fn dial_peer(inner: &Arc<Inner>, peer: &Arc<Peer>) -> Result<(Reader, Writ
         .map_err(|_| format!("connecting to {addr} timed out after {t:?}"))?
         .map_err(|e| format!("connecting to {addr} failed: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
+    let name = inner.cfg.node_name(peer.cfg.node_id);
+    let (r, w) = tokio::time::timeout(t, tls::connect(inner.cfg.tls.as_ref(), stream, &name, addr.ip()))
+        .await
+        .map_err(|_| format!("TLS handshake with {addr} timed out after {t:?}"))?
+        .map_err(|e| format!("TLS handshake with {name} at {addr} failed: {e} ({TLS_HINT})"))?;
     let (mut r, mut w) = (FrameReader::new(r, false), FrameWriter::new(w, false));
     let agreed = tokio::time::timeout(
         t,
@@ -398,9 +406,19 @@ async fn connected(
 /// Handles a new incoming connection: reads its `Hello` and hands it to the peer it names.
 pub(crate) async fn route_incoming(inner: Arc<Inner>, stream: TcpStream, from: std::net::SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
-    let (mut reader, mut writer) = (FrameReader::new(r, false), FrameWriter::new(w, false));
     let t = inner.cfg.timeouts.connect;
+    let (r, w) = match tokio::time::timeout(t, tls::accept(inner.cfg.tls.as_ref(), stream)).await {
+        Ok(Ok(halves)) => halves,
+        Ok(Err(e)) => {
+            tracing::warn!(resource = %inner.cfg.name, %from, error = %e, "rejected an incoming connection: TLS handshake failed ({TLS_HINT})");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(resource = %inner.cfg.name, %from, "rejected an incoming connection: no TLS handshake within {t:?}");
+            return;
+        }
+    };
+    let (mut reader, mut writer) = (FrameReader::new(r, false), FrameWriter::new(w, false));
     let hello = match tokio::time::timeout(t, handshake::accept_hello(&mut reader)).await {
         Ok(Ok(h)) => h,
         Ok(Err(e)) => {

@@ -28,8 +28,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// An accepted connection whose `Hello` named this peer, handed from the listener to the peer's task.
 pub(crate) struct Accepted {
-    pub reader: crate::wire::FrameReader<tokio::net::tcp::OwnedReadHalf>,
-    pub writer: crate::wire::FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+    pub reader: crate::wire::FrameReader<crate::tls::PeerRead>,
+    pub writer: crate::wire::FrameWriter<crate::tls::PeerWrite>,
     pub hello: crate::wire::messages::Hello,
 }
 

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use super::apply::Applier;
 use super::core::Inner;
 use super::link::{Link, Outgoing};
+use crate::tls::{PeerRead, PeerWrite};
 use crate::wire::messages::{self, ErrorMessage, StateReport};
 use crate::wire::{FrameFlags, FrameHeader, FrameReader, FrameWriter, Kind, OutFrame};
 use replbd_quorum::Protocol;
@@ -22,7 +22,7 @@ const BATCH_BYTES: usize = 8 << 20;
 pub(crate) async fn sender(
     link: Arc<Link>,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
-    mut w: FrameWriter<OwnedWriteHalf>,
+    mut w: FrameWriter<PeerWrite>,
 ) {
     let mut dead = link.dead.subscribe();
     let mut frames: Vec<OutFrame> = Vec::new();
@@ -86,7 +86,7 @@ fn ack(kind: Kind, seq: u64, aux: u64) -> OutFrame {
 }
 
 /// Reads frames and acts on them until the link fails.
-pub(crate) async fn receiver(inner: Arc<Inner>, link: Arc<Link>, mut r: FrameReader<OwnedReadHalf>) {
+pub(crate) async fn receiver(inner: Arc<Inner>, link: Arc<Link>, mut r: FrameReader<PeerRead>) {
     let mut dead = link.dead.subscribe();
     let applier = Applier::new(Arc::clone(&inner), Arc::clone(&link));
     loop {
