@@ -438,3 +438,73 @@ async fn promoting_while_cut_off_fences_the_peer_first() {
     partition(&nodes, 0, &[1], false);
     down_all(&nodes).await;
 }
+
+/// The `quorum-lost` handler runs when a Primary loses quorum (not on a Secondary), with the
+/// resource in its environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_losing_quorum_runs_the_quorum_lost_handler() {
+    let out = std::env::temp_dir().join(format!("replbd-quorum-lost-{}", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let handler = format!("echo \"$REPLBD_RESOURCE $DRBD_RESOURCE\" >> {}", out.display());
+    let nodes = cluster_with(3, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
+        cfg.quorum = majority(OnNoQuorum::IoError);
+        cfg.quorum_lost = Some(handler.clone());
+    })
+    .await;
+    for n in &nodes {
+        wait_quorum(&n.res, true).await;
+    }
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    partition(&nodes, 0, &[1, 2], true);
+    wait_quorum(&p, false).await;
+    let mut ran = String::new();
+    for _ in 0..100 {
+        ran = std::fs::read_to_string(&out).unwrap_or_default();
+        if !ran.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Exactly once: the Secondaries kept quorum (two of three) and the Primary ran it alone.
+    assert_eq!(ran, "r0 r0\n");
+    let _ = std::fs::remove_file(&out);
+    p.secondary().await.unwrap();
+    partition(&nodes, 0, &[1, 2], false);
+    down_all(&nodes).await;
+}
+
+/// `after-sb-1pri call-pri-lost-after-sb`: the Primary that loses the resolution (fewer changes,
+/// `discard-least-changes`) runs the `pri-lost-after-sb` handler and stays disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_losing_a_split_brain_runs_pri_lost_after_sb() {
+    let out = std::env::temp_dir().join(format!("replbd-pri-lost-{}", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let handler = format!("echo \"$REPLBD_RESOURCE $REPLBD_PEER\" >> {}", out.display());
+    let nodes = cluster_with(2, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
+        cfg.split_brain.after_sb_0pri = AfterSb0Pri::DiscardLeastChanges;
+        cfg.split_brain.after_sb_1pri = replbd_quorum::split_brain::AfterSb1Pri::CallPriLostAfterSb;
+        cfg.pri_lost_after_sb = Some(handler.clone());
+    })
+    .await;
+    split_brain(&nodes).await;
+    // Node 1 (5 changes against node 0's 10) is Primary when the nodes meet again.
+    nodes[1].res.primary(true).await.unwrap();
+    partition(&nodes, 0, &[1], false);
+    let mut ran = String::new();
+    for _ in 0..200 {
+        ran = std::fs::read_to_string(&out).unwrap_or_default();
+        if !ran.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ran.starts_with("r0 node0\n"), "handler output {ran:?}");
+    assert_eq!(
+        nodes[1].res.status().role,
+        Role::Primary,
+        "not demoted behind the handler's back"
+    );
+    let _ = std::fs::remove_file(&out);
+    down_all(&nodes).await;
+}

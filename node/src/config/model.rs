@@ -130,7 +130,7 @@ impl Default for ResyncSpec {
     }
 }
 
-/// Handler commands (run with `sh -c`). Stored; the engine's fencing will run them.
+/// Handler commands (run with `sh -c` by the engine; see docs/quorum-and-split-brain.md).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HandlersSpec {
     /// `fence-peer`.
@@ -298,6 +298,8 @@ impl ResourceSpec {
             .collect();
         cfg.fence_peer = self.handlers.fence_peer.clone();
         cfg.unfence_peer = self.handlers.unfence_peer.clone();
+        cfg.quorum_lost = self.handlers.quorum_lost.clone();
+        cfg.pri_lost_after_sb = self.handlers.pri_lost_after_sb.clone();
         cfg.node_names = std::iter::once((self.this.id, self.this.name.clone()))
             .chain(self.peers.iter().map(|p| (p.node.id, p.node.name.clone())))
             .collect();

@@ -117,6 +117,11 @@ pub struct ResourceConfig {
     pub fence_peer: Option<String>,
     /// The `unfence-peer` handler, run with `sh -c`.
     pub unfence_peer: Option<String>,
+    /// The `quorum-lost` handler: run when this node, as Primary, loses quorum.
+    pub quorum_lost: Option<String>,
+    /// The `pri-lost-after-sb` handler: run when this node, as Primary, is the victim of a
+    /// split-brain resolution (`call-pri-lost-after-sb`).
+    pub pri_lost_after_sb: Option<String>,
     /// `on-congestion` per peer (a missing peer: `block`); anything else needs protocol A.
     pub on_congestion: std::collections::BTreeMap<u8, replbd_quorum::options::OnCongestion>,
     /// A protocol-A link with this many bytes of writes not yet acknowledged by the peer is
@@ -147,6 +152,8 @@ impl ResourceConfig {
             fencing: std::collections::BTreeMap::new(),
             fence_peer: None,
             unfence_peer: None,
+            quorum_lost: None,
+            pri_lost_after_sb: None,
             on_congestion: std::collections::BTreeMap::new(),
             congestion_fill: 0,
             tls: None,

@@ -128,7 +128,7 @@ impl Inner {
     /// Runs `fence-peer` for `node` and records what its answer means.
     async fn fence_and_record(self: &Arc<Self>, node: u8) -> (FenceOutcome, FenceResult) {
         let outcome = match self
-            .run_handler(self.cfg.fence_peer.as_deref(), node, "fence-peer")
+            .run_handler(self.cfg.fence_peer.as_deref(), Some(node), "fence-peer")
             .await
         {
             Some(code) => FenceOutcome::from_exit_code(code),
@@ -169,41 +169,6 @@ impl Inner {
         (outcome, result)
     }
 
-    /// Runs `command` for `node` with the handler environment; its exit code, or `None` when it
-    /// could not run (no handler configured, spawn failure, killed by a signal).
-    async fn run_handler(&self, command: Option<&str>, node: u8, what: &str) -> Option<i32> {
-        let Some(command) = command else {
-            tracing::error!(resource = %self.cfg.name, peer = node, "fencing is on but no {what} handler is configured");
-            return None;
-        };
-        let address = self
-            .peer(node)
-            .map(|p| p.cfg.address.to_string())
-            .unwrap_or_default();
-        let status = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .env("REPLBD_RESOURCE", &self.cfg.name)
-            .env("REPLBD_PEER", self.cfg.node_name(node))
-            .env("REPLBD_PEER_NODE_ID", node.to_string())
-            .env("REPLBD_PEER_ADDRESS", &address)
-            .env("DRBD_RESOURCE", &self.cfg.name)
-            .env("DRBD_PEER_NODE_ID", node.to_string())
-            .status()
-            .await;
-        match status {
-            Ok(s) if s.code().is_some() => s.code(),
-            Ok(s) => {
-                tracing::error!(resource = %self.cfg.name, peer = node, status = %s, "the {what} handler was killed");
-                None
-            }
-            Err(e) => {
-                tracing::error!(resource = %self.cfg.name, peer = node, command, error = %e, "cannot run the {what} handler");
-                None
-            }
-        }
-    }
-
     /// A peer reported UpToDate: once every diskful peer is connected and UpToDate, the fenced ones
     /// are unfenced.
     pub(crate) fn maybe_unfence(self: &Arc<Self>) {
@@ -232,7 +197,7 @@ impl Inner {
             tokio::spawn(async move {
                 if inner.cfg.unfence_peer.is_some() {
                     let code = inner
-                        .run_handler(inner.cfg.unfence_peer.as_deref(), node, "unfence-peer")
+                        .run_handler(inner.cfg.unfence_peer.as_deref(), Some(node), "unfence-peer")
                         .await;
                     tracing::info!(resource = %inner.cfg.name, peer = node, exit_code = ?code, "unfence-peer ran");
                 }

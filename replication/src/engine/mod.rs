@@ -20,6 +20,7 @@ pub mod epoch;
 mod fencing;
 mod gate;
 mod generation;
+mod handlers;
 mod intervals;
 mod io_path;
 mod link;

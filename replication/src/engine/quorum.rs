@@ -113,6 +113,9 @@ impl Inner {
                 on_no_quorum = %self.cfg.quorum.on_no_quorum,
                 "quorum lost"
             );
+            if primary {
+                self.notify_handler(self.cfg.quorum_lost.as_ref(), None, "quorum-lost");
+            }
         }
         // Crash ordering: the flag is advisory for the next handshake (it makes this node's data
         // the loser when generations are equal). Writes made without quorum never complete, so a

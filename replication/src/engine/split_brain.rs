@@ -86,9 +86,18 @@ impl Inner {
                 target: false,
                 full: outcome.full_sync,
             },
-            SbResolution::CallHelper(h) => Verdict::Disconnect(format!(
-                "{outcome}; the {h} handler is not run by replbd: demote this node, then `connect --discard-my-data` here"
-            )),
+            SbResolution::CallHelper(h) => {
+                // This node is the Primary victim: the handler decides what becomes of it (DRBD's
+                // scripts typically stop the application or reboot); the connection waits.
+                self.notify_handler(
+                    self.cfg.pri_lost_after_sb.as_ref(),
+                    Some(peer),
+                    "pri-lost-after-sb",
+                );
+                Verdict::Disconnect(format!(
+                    "{outcome}; the {h} handler was called: once this node is demoted, `connect --discard-my-data` here"
+                ))
+            }
             SbResolution::Disconnect => Verdict::Disconnect(format!(
                 "{outcome}; resolve with `connect --discard-my-data` on the node whose changes are to be dropped"
             )),
