@@ -511,7 +511,11 @@ fn admin_errors_name_the_command_the_resource_and_the_reason() {
     );
     assert_eq!(
         error(&["new-current-uuid", "r0"]),
-        "replbd-node: new-current-uuid r0: new-current-uuid without --clear-bitmap is not supported yet: only --clear-bitmap (skip the initial sync on identical disks) is implemented"
+        "replbd-node: new-current-uuid r0: resource r0 is down: run `replbd-node up r0` first"
+    );
+    assert!(
+        error(&["new-current-uuid", "r0", "--uuid", "5EED5EED5EED5EEC"])
+            .contains("--uuid is only for --clear-bitmap")
     );
 
     // Fresh metadata is Inconsistent: promotion is refused with the engine's reason.
@@ -525,6 +529,7 @@ fn admin_errors_name_the_command_the_resource_and_the_reason() {
         "{err}"
     );
     assert_eq!(c.status(0).role, Some(Role::Secondary));
+    assert!(error(&["new-current-uuid", "r0"]).contains("needs this node to be Primary"));
     assert_eq!(
         error(&["new-current-uuid", "r0", "--clear-bitmap"]),
         "replbd-node: new-current-uuid r0: resource r0 is up: run `replbd-node down r0` first"

@@ -508,3 +508,33 @@ async fn a_primary_losing_a_split_brain_runs_pri_lost_after_sb() {
     let _ = std::fs::remove_file(&out);
     down_all(&nodes).await;
 }
+
+/// `new-current-uuid` on a running Primary: a new generation the connected peer follows; refused on
+/// a Secondary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_current_uuid_on_a_primary_starts_a_generation_the_peer_follows() {
+    let nodes = cluster_with(2, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, _| {}).await;
+    assert!(
+        nodes[1].res.new_current_uuid().await.is_err(),
+        "a Secondary rotated"
+    );
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    write_blocks(&p, 0..4).await;
+    let before = nodes[0].res.local_disk().unwrap().meta.generation_ids().current;
+    p.new_current_uuid().await.unwrap();
+    let after = nodes[0].res.local_disk().unwrap().meta.generation_ids().current;
+    assert_ne!(before & !1, after & !1);
+    let follows = || nodes[1].res.local_disk().unwrap().meta.generation_ids().current & !1;
+    for _ in 0..100 {
+        if follows() == after & !1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(follows(), after & !1, "the Secondary did not follow");
+    write_blocks(&p, 4..8).await;
+    in_sync(&nodes[1], 0).await;
+    same_data(&[&nodes[0], &nodes[1]]);
+    down_all(&nodes).await;
+}

@@ -5,7 +5,6 @@
 use tracing::info;
 
 use super::Daemon;
-use super::engine_adapter;
 use super::host::{HostHandle, Op};
 use crate::admin::protocol::{Reply, Request};
 
@@ -81,15 +80,18 @@ fn operation(host: &HostHandle, request: Request) -> Result<Option<Op>, String> 
             peer: peer_id(host, &peer)?,
         },
         Request::NewCurrentUuid {
-            clear_bitmap, uuid, ..
+            clear_bitmap: false,
+            uuid: Some(_),
+            ..
         } => {
-            if !clear_bitmap {
-                engine_adapter::new_current_uuid_rotate().map_err(|e| e.to_string())?;
-            }
-            Op::NewCurrentUuid {
-                uuid: parse_uuid(uuid.as_deref())?,
-            }
+            return Err("--uuid is only for --clear-bitmap (every node must get the same UUID)".into());
         }
+        Request::NewCurrentUuid {
+            clear_bitmap: false, ..
+        } => Op::RotateUuid,
+        Request::NewCurrentUuid { uuid, .. } => Op::NewCurrentUuid {
+            uuid: parse_uuid(uuid.as_deref())?,
+        },
     };
     Ok(Some(op))
 }

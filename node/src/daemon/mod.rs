@@ -2,13 +2,11 @@
 //!
 //! - [`host`]: one task per resource, the single owner of its engine and front end;
 //! - [`disk`]: attaching the local disk, creating metadata, `new-current-uuid`;
-//! - [`engine_adapter`]: the admin operations the engine does not offer yet (one place to wire them);
 //! - [`dispatch`](Daemon::handle): an admin [`Request`] → the resource's [`Op`], names → node ids;
 //! - [`run`]: the process — configuration, admin socket, metrics endpoint, signals, shutdown.
 
 pub mod disk;
 mod dispatch;
-pub mod engine_adapter;
 pub mod host;
 pub mod run;
 

@@ -1,4 +1,5 @@
-//! Administrator commands on live connections: `verify`, `invalidate`, `invalidate-remote`.
+//! Administrator commands on a running resource: `verify`, `invalidate`, `invalidate-remote`,
+//! `new-current-uuid`.
 //!
 //! They behave as in DRBD: `verify` compares the data with a peer and marks what differs without
 //! fixing it (a reconnect, or one of the invalidate commands, moves it); `invalidate` throws this
@@ -139,5 +140,30 @@ impl Resource {
         }
         tracing::warn!(resource = %inner.cfg.name, peer, "invalidate-remote: full resync of the peer from this node");
         begin_resync(inner, &link, SyncRole::Source, true, true).map_err(CommandError)
+    }
+}
+
+impl Resource {
+    /// `new-current-uuid` on a running Primary: starts a new data generation now (instead of at the
+    /// next promotion or peer loss), durably. Connected UpToDate peers follow it; absent peers keep
+    /// the old one in their bitmap slot, so their return is a bitmap resync as usual. Use it to
+    /// mark a point in time — before a snapshot or a backup of a Secondary, say — that later
+    /// handshakes can tell apart.
+    pub async fn new_current_uuid(&self) -> Result<(), CommandError> {
+        let inner = &self.inner;
+        if inner.disk.is_none() {
+            return Err(CommandError(
+                "this node is diskless: it has no generation identifiers of its own".into(),
+            ));
+        }
+        if inner.role() != Role::Primary {
+            return Err(CommandError(
+                "new-current-uuid on a running resource needs this node to be Primary (a Secondary \
+                 starting its own generation would diverge from the Primary); on a resource that is \
+                 down, `new-current-uuid --clear-bitmap` skips the initial sync"
+                    .into(),
+            ));
+        }
+        inner.new_data_generation().await.map_err(CommandError)
     }
 }

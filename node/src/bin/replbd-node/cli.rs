@@ -128,9 +128,9 @@ pub enum Command {
         /// The peer's node name.
         peer: String,
     },
-    /// Start a new data generation on a resource that is down. With --clear-bitmap: declare the
-    /// data UpToDate with every bitmap clear, skipping the initial sync of identical disks (run it
-    /// on every node with the same --uuid).
+    /// Start a new data generation: on a running Primary, now; with --clear-bitmap, on a resource
+    /// that is down, declaring the data UpToDate with every bitmap clear, skipping the initial sync
+    /// of identical disks (run it on every node with the same --uuid).
     NewCurrentUuid {
         /// The resource.
         resource: String,

@@ -24,7 +24,6 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::disk::{self, DiskError};
-use super::engine_adapter::NotSupportedYet;
 use crate::admin::event::{Action, NodeEvent};
 use crate::admin::report::{FrontEndReport, ResourceReport};
 use crate::config::{FrontEndSpec, ResourceSpec};
@@ -83,9 +82,6 @@ pub enum HostError {
         #[source]
         source: FrontEndError,
     },
-    /// The engine does not offer the operation yet.
-    #[error(transparent)]
-    NotSupported(#[from] NotSupportedYet),
     /// The daemon is stopping.
     #[error("the daemon is shutting down")]
     ShuttingDown,
@@ -128,6 +124,8 @@ pub enum Op {
         /// The peer's node id.
         peer: u8,
     },
+    /// `new-current-uuid` without `--clear-bitmap` on a running Primary: a new data generation.
+    RotateUuid,
     /// `new-current-uuid --clear-bitmap` with this UUID (resource down).
     NewCurrentUuid {
         /// The new current UUID.
@@ -372,6 +370,13 @@ impl Host {
                 ))
             }
             Op::ResumeDevice => self.resume_device().await,
+            Op::RotateUuid => {
+                self.engine()?
+                    .new_current_uuid()
+                    .await
+                    .map_err(|e| HostError::Engine(e.to_string()))?;
+                Ok(format!("{name}: new data generation started"))
+            }
             Op::NewCurrentUuid { uuid } => {
                 if self.up.is_some() {
                     return Err(HostError::Up { resource: name });
