@@ -141,6 +141,8 @@ pub struct HandlersSpec {
     pub pri_lost_after_sb: Option<String>,
     /// `quorum-lost`.
     pub quorum_lost: Option<String>,
+    /// `pri-lost`.
+    pub pri_lost: Option<String>,
 }
 
 /// The ublk front end's device: `/dev/ublkbN` and its shape.
@@ -300,6 +302,7 @@ impl ResourceSpec {
         cfg.unfence_peer = self.handlers.unfence_peer.clone();
         cfg.quorum_lost = self.handlers.quorum_lost.clone();
         cfg.pri_lost_after_sb = self.handlers.pri_lost_after_sb.clone();
+        cfg.pri_lost = self.handlers.pri_lost.clone();
         cfg.node_names = std::iter::once((self.this.id, self.this.name.clone()))
             .chain(self.peers.iter().map(|p| (p.node.id, p.node.name.clone())))
             .collect();

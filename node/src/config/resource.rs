@@ -707,6 +707,7 @@ fn check_handlers(
         unfence_peer: command(&h.unfence_peer, "unfence-peer"),
         pri_lost_after_sb: command(&h.pri_lost_after_sb, "pri-lost-after-sb"),
         quorum_lost: command(&h.quorum_lost, "quorum-lost"),
+        pri_lost: command(&h.pri_lost, "pri-lost"),
     };
     let fencing = std::iter::once(defaults)
         .chain(overrides.values())
@@ -730,6 +731,15 @@ fn check_handlers(
     }
     let pri_lost = sb.after_sb_1pri == AfterSb1Pri::CallPriLostAfterSb
         || sb.after_sb_2pri == AfterSb2Pri::CallPriLostAfterSb;
+    if sb.rr_conflict == RrConflict::CallPriLost && spec.pri_lost.is_none() {
+        let span = r.net.as_ref().map_or(0..0, Spanned::span);
+        c.at(
+            span,
+            format!(
+                "resource {res}: rr-conflict call-pri-lost needs a pri-lost handler: set handlers.pri-lost"
+            ),
+        );
+    }
     if pri_lost && spec.pri_lost_after_sb.is_none() {
         let span = r.net.as_ref().map_or(0..0, Spanned::span);
         c.at(

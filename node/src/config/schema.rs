@@ -239,6 +239,8 @@ pub struct RawHandlers {
     pub pri_lost_after_sb: Option<Spanned<String>>,
     /// quorum-lost command.
     pub quorum_lost: Option<Spanned<String>>,
+    /// pri-lost command (`rr-conflict call-pri-lost`).
+    pub pri_lost: Option<Spanned<String>>,
 }
 
 /// `[resource.NAME.front-end]`.

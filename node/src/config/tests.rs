@@ -571,6 +571,11 @@ fn after_sb_policies_are_stored_and_discard_node_must_name_a_node() {
         "[resource.r0.net]",
         "needs a pri-lost-after-sb handler",
     );
+    rejects(
+        &net("rr-conflict = \"call-pri-lost\""),
+        "[resource.r0.net]",
+        "needs a pri-lost handler",
+    );
 }
 
 #[test]

@@ -122,6 +122,9 @@ pub struct ResourceConfig {
     /// The `pri-lost-after-sb` handler: run when this node, as Primary, is the victim of a
     /// split-brain resolution (`call-pri-lost-after-sb`).
     pub pri_lost_after_sb: Option<String>,
+    /// The `pri-lost` handler: run on a Primary that would have to become a sync target
+    /// (`rr-conflict call-pri-lost`).
+    pub pri_lost: Option<String>,
     /// `on-congestion` per peer (a missing peer: `block`); anything else needs protocol A.
     pub on_congestion: std::collections::BTreeMap<u8, replbd_quorum::options::OnCongestion>,
     /// A protocol-A link with this many bytes of writes not yet acknowledged by the peer is
@@ -154,6 +157,7 @@ impl ResourceConfig {
             unfence_peer: None,
             quorum_lost: None,
             pri_lost_after_sb: None,
+            pri_lost: None,
             on_congestion: std::collections::BTreeMap::new(),
             congestion_fill: 0,
             tls: None,

@@ -24,7 +24,7 @@ use super::epoch;
 use super::generation::{disk_from_u8, protocol_to_u8, role_from_u8};
 use super::link::Link;
 use super::resync::SyncRole;
-use super::split_brain::Verdict;
+use super::split_brain::{RrStop, Verdict};
 use super::state::Event;
 use super::tasks;
 use crate::handshake::{self, HandshakeError};
@@ -279,6 +279,13 @@ async fn connected(
         match inner.decide_with(node, protocol, &theirs, reconnect) {
             Ok(d) => {
                 tracing::info!(resource = %inner.cfg.name, peer = node, decision = ?d.outcome, rule = %d.rule, "handshake decision");
+                let d = match inner.check_rr_conflict_with(node, &theirs, d, my_changes) {
+                    Ok(d) => d,
+                    Err(RrStop::Retry(why)) => return Attempt::Retry(why),
+                    Err(RrStop::StandAlone(why)) => {
+                        return refuse(&mut w, ErrorCode::Incompatible, why).await;
+                    }
+                };
                 match d.outcome {
                     SyncDecision::NoSync => marked_blocks_sync(inner, node, &theirs),
                     SyncDecision::BecomeSource { kind } => Some((SyncRole::Source, kind == SyncKind::Full)),

@@ -105,3 +105,78 @@ impl Inner {
         (verdict, outcome)
     }
 }
+
+/// Why a connection does not go ahead after `rr-conflict` (see [`Inner::check_rr_conflict_with`]).
+pub(crate) enum RrStop {
+    /// Drop the connection and try again (`retry-connect`).
+    Retry(String),
+    /// Stay StandAlone; the message says what to do.
+    StandAlone(String),
+}
+
+impl Inner {
+    /// `rr-conflict`: the handshake decided a resync whose target is a Primary with data of its own
+    /// — the application's data would change underneath it. `disconnect` (the default) and
+    /// `call-pri-lost` (after running the `pri-lost` handler on the Primary) leave both nodes
+    /// StandAlone, `retry-connect` tries again, `auto-discard` reverses the resync where the running
+    /// Primary's data is the one to keep (a crashed asynchronous Primary came back). `violently` is
+    /// refused like `disconnect`: replbd never resyncs into a Primary under its application.
+    pub(crate) fn check_rr_conflict_with(
+        &self,
+        peer: u8,
+        theirs: &StateReport,
+        decision: replbd_quorum::Decision,
+        my_changes: u64,
+    ) -> Result<replbd_quorum::Decision, RrStop> {
+        use replbd_quorum::split_brain::{Helper, RrOutcome, RrSide, check_rr_conflict};
+        let (Ok(me), Ok(them)) = (NodeId::new(self.cfg.node_id), NodeId::new(peer)) else {
+            return Ok(decision);
+        };
+        let (role, disk) = self.role_and_disk();
+        let full = matches!(
+            decision.outcome,
+            replbd_quorum::SyncDecision::BecomeSource {
+                kind: replbd_quorum::SyncKind::Full
+            } | replbd_quorum::SyncDecision::BecomeTarget {
+                kind: replbd_quorum::SyncKind::Full
+            }
+        );
+        let out_of_sync = if full {
+            u64::MAX
+        } else {
+            my_changes.saturating_add(theirs.changes)
+        };
+        let local = RrSide { node: me, role, disk };
+        let remote = RrSide {
+            node: them,
+            role: role_from_u8(theirs.role),
+            disk: super::generation::disk_from_u8(theirs.disk),
+        };
+        let policy = self.cfg.split_brain.rr_conflict;
+        let why = |what: &str| {
+            format!(
+                "rr-conflict {policy}: the resync decided by {} would overwrite the data of a running Primary; {what}",
+                decision.rule
+            )
+        };
+        match check_rr_conflict(policy, &decision, local, remote, out_of_sync) {
+            RrOutcome::Proceed => Ok(decision),
+            RrOutcome::Reverse(outcome) => {
+                tracing::warn!(resource = %self.cfg.name, peer, ?outcome, "rr-conflict auto-discard: the running Primary's data wins");
+                Ok(replbd_quorum::Decision { outcome, ..decision })
+            }
+            RrOutcome::RetryConnect => Err(RrStop::Retry(why("retrying the connection"))),
+            RrOutcome::CallHelperAndDisconnect(Helper::PriLost) => {
+                self.notify_handler(self.cfg.pri_lost.as_ref(), Some(peer), "pri-lost");
+                Err(RrStop::StandAlone(why(
+                    "the pri-lost handler was called; demote the Primary, then `connect` again",
+                )))
+            }
+            RrOutcome::ProceedViolently | RrOutcome::Disconnect | RrOutcome::CallHelperAndDisconnect(_) => {
+                Err(RrStop::StandAlone(why(
+                    "demote that Primary (its changes since the split are lost by the resync), then `connect` again",
+                )))
+            }
+        }
+    }
+}
