@@ -16,6 +16,7 @@
 //! - [`service`]: the gRPC service and the state stream;
 //! - [`tls`]: the optional TLS with client certificates.
 
+pub mod options;
 pub mod service;
 pub mod spec;
 pub mod storage;

@@ -64,7 +64,7 @@ pub fn build(d: &DesiredResource, disk: Option<PathBuf>, state_dir: &Path) -> Re
     if d.secret.is_empty() {
         return Err(format!("{}: no shared secret", d.name));
     }
-    Ok(ResourceSpec {
+    let mut spec = ResourceSpec {
         name: d.name.clone(),
         this,
         peers,
@@ -94,7 +94,9 @@ pub fn build(d: &DesiredResource, disk: Option<PathBuf>, state_dir: &Path) -> Re
         quorum: Default::default(),
         handlers: HandlersSpec::default(),
         front_end: FrontEndSpec::Nbd(ListenAddr::Unix(nbd_socket(state_dir, &d.name))),
-    })
+    };
+    super::options::apply(&mut spec, &d.drbd_options).map_err(|e| format!("{}: {e}", d.name))?;
+    Ok(spec)
 }
 
 /// Whether two specs would run the same engine (a change means the resource restarts).
@@ -106,6 +108,15 @@ pub fn same_engine(a: &ResourceSpec, b: &ResourceSpec) -> bool {
             .eq(b.peers.iter().map(|p| &p.node))
         && a.volume == b.volume
         && a.secret == b.secret
+        && a.peers
+            .iter()
+            .map(|p| &p.options)
+            .eq(b.peers.iter().map(|p| &p.options))
+        && a.quorum == b.quorum
+        && a.data_integrity == b.data_integrity
+        && a.resync == b.resync
+        && a.congestion_fill == b.congestion_fill
+        && a.max_buffers == b.max_buffers
 }
 
 #[cfg(test)]
@@ -143,6 +154,7 @@ mod tests {
             diskless: false,
             initial_uuid: 0,
             max_peers: 7,
+            drbd_options: Default::default(),
         };
         let s = build(&d, Some("/x".into()), Path::new("/run/st")).unwrap();
         assert_eq!(s.this.name, "n2");
@@ -158,5 +170,37 @@ mod tests {
                 .unwrap_err()
                 .contains("not among the members")
         );
+        // DRBD options: applied, and a change means a restart.
+        let mut with = d.clone();
+        for (k, v) in [
+            ("Resource/quorum", "majority"),
+            ("Resource/on-no-quorum", "suspend-io"),
+            ("Net/protocol", "A"),
+            ("Net/on-congestion", "pull-ahead"),
+            ("Net/congestion-fill", "32MiB"),
+            ("PeerDevice/c-max-rate", "40MiB"),
+            ("PeerDevice/c-plan-ahead", "1s"),
+        ] {
+            with.drbd_options.insert(k.into(), v.into());
+        }
+        let t = build(&with, Some("/x".into()), Path::new("/run/st")).unwrap();
+        assert_eq!(t.quorum.quorum, replbd_quorum::QuorumPolicy::Majority);
+        assert_eq!(t.quorum.on_no_quorum, replbd_quorum::quorum::OnNoQuorum::SuspendIo);
+        assert_eq!(t.peers[0].options.protocol, replbd_quorum::Protocol::A);
+        assert_eq!(t.congestion_fill, 32 << 20);
+        assert_eq!(t.resync.c_max_rate, 40 << 20);
+        assert_eq!(t.resync.c_plan_ahead, Duration::from_secs(1));
+        assert!(!same_engine(&s, &t));
+        let e = t.engine_config();
+        assert_eq!(e.congestion_policy(0), replbd_quorum::options::OnCongestion::PullAhead);
+        // Unknown keys, bad values and bad combinations fail with the key named.
+        let failing = |k: &str, v: &str| {
+            let mut x = d.clone();
+            x.drbd_options.insert(k.into(), v.into());
+            build(&x, None, Path::new("/")).unwrap_err()
+        };
+        assert!(failing("Resource/quorom", "majority").contains("DrbdOptions/Resource/quorom is not an option"));
+        assert!(failing("Resource/quorum", "most").contains("DrbdOptions/Resource/quorum = \"most\""));
+        assert!(failing("Net/on-congestion", "pull-ahead").contains("requires protocol A"));
     }
 }
