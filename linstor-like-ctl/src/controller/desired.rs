@@ -150,16 +150,29 @@ mod tests {
         assert!(!two.contains_key("Aux/zone") && !two.contains_key("Resource/quorum"));
         let three = drbd_options(&c, &d, &none, 3);
         assert_eq!(three.get("Resource/quorum").map(String::as_str), Some("majority"));
-        assert_eq!(three.get("Resource/on-no-quorum").map(String::as_str), Some("io-error"));
-        d.props.insert("DrbdOptions/auto-quorum".into(), "disabled".into());
+        assert_eq!(
+            three.get("Resource/on-no-quorum").map(String::as_str),
+            Some("io-error")
+        );
+        d.props
+            .insert("DrbdOptions/auto-quorum".into(), "disabled".into());
         let off = drbd_options(&c, &d, &none, 3);
         assert!(!off.contains_key("Resource/quorum") && !off.contains_key("auto-quorum"));
-        d.props.insert("DrbdOptions/auto-quorum".into(), "suspend-io".into());
+        d.props
+            .insert("DrbdOptions/auto-quorum".into(), "suspend-io".into());
         let suspend = drbd_options(&c, &d, &none, 4);
-        assert_eq!(suspend.get("Resource/on-no-quorum").map(String::as_str), Some("suspend-io"));
+        assert_eq!(
+            suspend.get("Resource/on-no-quorum").map(String::as_str),
+            Some("suspend-io")
+        );
         let mut r = Props::new();
         r.insert("DrbdOptions/Resource/quorum".into(), "off".into());
-        assert_eq!(drbd_options(&c, &d, &r, 3).get("Resource/quorum").map(String::as_str), Some("off"));
+        assert_eq!(
+            drbd_options(&c, &d, &r, 3)
+                .get("Resource/quorum")
+                .map(String::as_str),
+            Some("off")
+        );
     }
 
     #[test]

@@ -57,7 +57,9 @@ pub fn apply(spec: &mut ResourceSpec, options: &HashMap<String, String>) -> Resu
             }
             "Net/on-congestion" => {
                 let c = parsed(key, v, OnCongestion::from_str(v))?;
-                spec.peers.iter_mut().for_each(|peer| peer.options.on_congestion = c);
+                spec.peers
+                    .iter_mut()
+                    .for_each(|peer| peer.options.on_congestion = c);
             }
             "Net/data-integrity-alg" => {
                 spec.data_integrity = match v {

@@ -185,21 +185,29 @@ mod tests {
         }
         let t = build(&with, Some("/x".into()), Path::new("/run/st")).unwrap();
         assert_eq!(t.quorum.quorum, replbd_quorum::QuorumPolicy::Majority);
-        assert_eq!(t.quorum.on_no_quorum, replbd_quorum::quorum::OnNoQuorum::SuspendIo);
+        assert_eq!(
+            t.quorum.on_no_quorum,
+            replbd_quorum::quorum::OnNoQuorum::SuspendIo
+        );
         assert_eq!(t.peers[0].options.protocol, replbd_quorum::Protocol::A);
         assert_eq!(t.congestion_fill, 32 << 20);
         assert_eq!(t.resync.c_max_rate, 40 << 20);
         assert_eq!(t.resync.c_plan_ahead, Duration::from_secs(1));
         assert!(!same_engine(&s, &t));
         let e = t.engine_config();
-        assert_eq!(e.congestion_policy(0), replbd_quorum::options::OnCongestion::PullAhead);
+        assert_eq!(
+            e.congestion_policy(0),
+            replbd_quorum::options::OnCongestion::PullAhead
+        );
         // Unknown keys, bad values and bad combinations fail with the key named.
         let failing = |k: &str, v: &str| {
             let mut x = d.clone();
             x.drbd_options.insert(k.into(), v.into());
             build(&x, None, Path::new("/")).unwrap_err()
         };
-        assert!(failing("Resource/quorom", "majority").contains("DrbdOptions/Resource/quorom is not an option"));
+        assert!(
+            failing("Resource/quorom", "majority").contains("DrbdOptions/Resource/quorom is not an option")
+        );
         assert!(failing("Resource/quorum", "most").contains("DrbdOptions/Resource/quorum = \"most\""));
         assert!(failing("Net/on-congestion", "pull-ahead").contains("requires protocol A"));
     }
