@@ -1,0 +1,249 @@
+//! DRBD-suite scenarios over loopback: switch-primaries, the resync-direction chain, and fencing
+//! with every exit code under both fencing policies.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use replbd_quorum::{ConnectionState, DiskState, FencingPolicy, Protocol};
+use replbd_replication::engine::Event;
+use replbd_replication::{BlockVolume, WriteFlags};
+use support::{Node, block, cluster, cluster_with, in_sync, same_data, write_blocks};
+use tokio::sync::broadcast::Receiver;
+
+const MIB: u64 = 1 << 20;
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Cuts (or heals) node `a` off from `others`, on both sides.
+fn partition(nodes: &[Node], a: usize, others: &[usize], on: bool) {
+    for &b in others {
+        nodes[a].res.partition(b as u8, on);
+        nodes[b].res.partition(a as u8, on);
+    }
+}
+
+/// Promotes `node` once no connected peer reports Primary (a demotion elsewhere has arrived).
+async fn promote(node: &Node) {
+    node.res
+        .wait_for(WAIT, |s| {
+            s.peers.iter().all(|p| p.role != replbd_quorum::Role::Primary)
+        })
+        .await
+        .unwrap();
+    node.res.primary(false).await.unwrap();
+}
+
+async fn down_all(nodes: &[Node]) {
+    for n in nodes {
+        n.res.down().await.unwrap();
+    }
+}
+
+/// Resyncs that finished among `events` (either side).
+fn resyncs(events: &mut Receiver<Event>) -> Vec<(u8, u64)> {
+    std::iter::from_fn(|| events.try_recv().ok())
+        .filter_map(|e| match e {
+            Event::ResyncFinished {
+                peer, bytes_moved, ..
+            } => Some((peer, bytes_moved)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// switch-primaries: the Primary role moves around three nodes five times, each Primary writing;
+/// every switch is a clean demote/promote, so no resync ever runs and all copies stay identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_primaries_keeps_every_copy_identical_without_a_resync() {
+    let nodes = cluster(3, 16 * MIB, Protocol::C, &[]).await;
+    let mut events: Vec<_> = nodes.iter().map(|n| n.res.events()).collect();
+    for round in 0..5u64 {
+        let p = &nodes[(round % 3) as usize].res;
+        promote(&nodes[(round % 3) as usize]).await;
+        write_blocks(p, round * 100..round * 100 + 20).await;
+        p.flush().await.unwrap();
+        p.secondary().await.unwrap();
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        for j in 0..3u8 {
+            if j as usize != i {
+                in_sync(n, j).await;
+            }
+        }
+    }
+    same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
+    for (i, rx) in events.iter_mut().enumerate() {
+        assert_eq!(resyncs(rx), [], "node {i} resynced");
+    }
+    down_all(&nodes).await;
+}
+
+/// resync-direction chain: generations move along a chain of nodes while one link is cut; each
+/// node resyncs in the right direction, and closing the ring — two nodes that both reached the
+/// newest generation through others — moves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_ring_after_a_chain_of_generations_needs_no_resync() {
+    let nodes = cluster(3, 16 * MIB, Protocol::C, &[]).await;
+    // C (2) is cut off; A (0) writes generation 1, B (1) follows.
+    partition(&nodes, 2, &[0, 1], true);
+    let a = nodes[0].res.clone();
+    a.primary(false).await.unwrap();
+    write_blocks(&a, 0..10).await;
+    a.secondary().await.unwrap();
+    // B writes generation 2; A follows.
+    let b = nodes[1].res.clone();
+    promote(&nodes[1]).await;
+    write_blocks(&b, 50..60).await;
+    b.secondary().await.unwrap();
+    in_sync(&nodes[0], 1).await;
+    // C comes back to B only: it resyncs from B, exactly the 20 blocks it missed. (B reports the
+    // end of a resync before its own view of C is in sync.)
+    let mut b_events = nodes[1].res.events();
+    let mut c_events = nodes[2].res.events();
+    partition(&nodes, 2, &[1], false);
+    in_sync(&nodes[2], 1).await;
+    in_sync(&nodes[1], 2).await;
+    assert_eq!(resyncs(&mut b_events), [(2, 20 * 4096)]);
+    let _ = resyncs(&mut c_events);
+    // Closing the ring: A and C hold the same generation already.
+    let mut a_events = a.events();
+    partition(&nodes, 2, &[0], false);
+    in_sync(&nodes[2], 0).await;
+    in_sync(&nodes[0], 2).await;
+    // A resync's end reaches the target's events just after its in-sync state: give it time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let moved: u64 = resyncs(&mut a_events)
+        .iter()
+        .chain(resyncs(&mut c_events).iter())
+        .map(|(_, b)| b)
+        .sum();
+    assert_eq!(moved, 0, "closing the ring moved data");
+    same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
+    down_all(&nodes).await;
+}
+
+/// What a `fence-peer` answer must lead to on a Primary that lost its peer.
+struct FenceCase {
+    exit: i32,
+    /// The peer counts as fenced (promotion elsewhere is impossible).
+    fenced: bool,
+    /// With `resource-and-stonith`, frozen I/O resumes by itself.
+    resumes: bool,
+    /// This node outdates itself.
+    outdates_self: bool,
+}
+
+/// fencing: every exit code under `resource-only` (I/O never frozen) and `resource-and-stonith`
+/// (I/O frozen until an answer that proves the peer cannot write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fence_peer_exit_code_under_both_policies() {
+    let cases = [
+        FenceCase {
+            exit: 3,
+            fenced: true,
+            resumes: true,
+            outdates_self: false,
+        },
+        FenceCase {
+            exit: 4,
+            fenced: true,
+            resumes: true,
+            outdates_self: false,
+        },
+        FenceCase {
+            exit: 5,
+            fenced: true,
+            resumes: true,
+            outdates_self: false,
+        },
+        FenceCase {
+            exit: 6,
+            fenced: false,
+            resumes: false,
+            outdates_self: true,
+        },
+        FenceCase {
+            exit: 7,
+            fenced: true,
+            resumes: true,
+            outdates_self: false,
+        },
+        FenceCase {
+            exit: 1,
+            fenced: false,
+            resumes: false,
+            outdates_self: false,
+        },
+    ];
+    for policy in [FencingPolicy::ResourceOnly, FencingPolicy::ResourceAndStonith] {
+        for case in &cases {
+            let label = format!("{policy} exit {}", case.exit);
+            let handler = format!("exit {}", case.exit);
+            let nodes = cluster_with(2, 16 * MIB, Protocol::C, &[], |_, cfg| {
+                cfg.fencing.insert(1 - cfg.node_id, policy);
+                cfg.fence_peer = Some(handler.clone());
+            })
+            .await;
+            let p = nodes[0].res.clone();
+            p.primary(false).await.unwrap();
+            let mut events = p.events();
+            partition(&nodes, 0, &[1], true);
+            p.wait_for(WAIT, |s| {
+                s.peer(1).unwrap().connection != ConnectionState::Connected
+            })
+            .await
+            .unwrap();
+            // The handler's answer.
+            let outcome = loop {
+                match tokio::time::timeout(WAIT, events.recv()).await {
+                    Ok(Ok(Event::Fenced { peer: 1, outcome })) => break outcome,
+                    Ok(Ok(_)) => {}
+                    other => panic!("{label}: no fence-peer event: {other:?}"),
+                }
+            };
+            assert!(
+                outcome.contains(&format!("exit code {}", case.exit)),
+                "{label}: {outcome}"
+            );
+            // Frozen (stonith) I/O resumes only on an answer that fences the peer.
+            let res = p.clone();
+            let write = tokio::spawn(async move { res.write(0, block(1), WriteFlags::default()).await });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let frozen = policy == FencingPolicy::ResourceAndStonith && !case.resumes;
+            assert_eq!(!write.is_finished(), frozen, "{label}: I/O frozen?");
+            if frozen {
+                p.resume_io();
+            }
+            tokio::time::timeout(WAIT, write).await.unwrap().unwrap().unwrap();
+            let st = p.status();
+            assert_eq!(
+                st.disk == DiskState::Outdated,
+                case.outdates_self,
+                "{label}: local disk {}",
+                st.disk
+            );
+            // A fenced peer counts as Outdated: promoting again runs no handler and succeeds; an
+            // unfenced one is fenced again first, and the promotion is refused.
+            p.secondary().await.unwrap();
+            let again = p.primary(false).await;
+            assert_eq!(
+                again.is_ok(),
+                case.fenced,
+                "{label}: promotion after the answer: {again:?}"
+            );
+            let refenced = std::iter::from_fn(|| events.try_recv().ok())
+                .any(|e| matches!(e, Event::Fenced { peer: 1, .. }));
+            assert_eq!(
+                refenced,
+                !case.fenced && !case.outdates_self,
+                "{label}: fence-peer ran again?"
+            );
+            p.secondary().await.unwrap();
+            partition(&nodes, 0, &[1], false);
+            down_all(&nodes).await;
+        }
+    }
+}
