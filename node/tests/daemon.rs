@@ -531,6 +531,10 @@ fn admin_errors_name_the_command_the_resource_and_the_reason() {
     assert_eq!(c.status(0).role, Some(Role::Secondary));
     assert!(error(&["new-current-uuid", "r0"]).contains("needs this node to be Primary"));
     assert_eq!(
+        error(&["outdate", "r0"]),
+        "replbd-node: outdate r0: the local disk is Inconsistent: only consistent data can be outdated"
+    );
+    assert_eq!(
         error(&["new-current-uuid", "r0", "--clear-bitmap"]),
         "replbd-node: new-current-uuid r0: resource r0 is up: run `replbd-node down r0` first"
     );

@@ -247,3 +247,47 @@ async fn every_fence_peer_exit_code_under_both_policies() {
         }
     }
 }
+
+/// outdate: refused while connected and on a Primary; on a disconnected Secondary the data is
+/// Outdated (durably: a restart keeps it), promotion needs `--force`, and reconnecting to the
+/// UpToDate peer brings it back to UpToDate by a bitmap resync of what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outdated_secondary_is_not_promoted_and_catches_up_on_reconnect() {
+    let mut nodes = cluster(2, 16 * MIB, Protocol::C, &[]).await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    assert!(p.outdate().await.unwrap_err().to_string().contains("Primary"));
+    let s = nodes[1].res.clone();
+    assert!(
+        s.outdate()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("while connected")
+    );
+    write_blocks(&p, 0..8).await;
+    s.disconnect(Some(0)).unwrap();
+    s.wait_for(WAIT, |st| {
+        st.peer(0).unwrap().connection == ConnectionState::StandAlone
+    })
+    .await
+    .unwrap();
+    s.outdate().await.unwrap();
+    assert_eq!(s.status().disk, DiskState::Outdated);
+    write_blocks(&p, 100..105).await;
+    // Durable: a restart (kept apart from node 0) comes back Outdated, and promotion is refused.
+    s.down().await.unwrap();
+    p.partition(1, true);
+    nodes[1].restart().await;
+    let s = nodes[1].res.clone();
+    assert_eq!(s.status().disk, DiskState::Outdated);
+    assert!(s.primary(false).await.is_err(), "an Outdated node was promoted");
+    let mut p_events = p.events();
+    p.partition(1, false);
+    in_sync(&nodes[1], 0).await;
+    in_sync(&nodes[0], 1).await;
+    let moved: u64 = resyncs(&mut p_events).iter().map(|(_, b)| b).sum();
+    assert_eq!(moved, 5 * 4096, "the Outdated node gets exactly what it missed");
+    same_data(&[&nodes[0], &nodes[1]]);
+    down_all(&nodes).await;
+}

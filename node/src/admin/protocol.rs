@@ -82,6 +82,11 @@ pub enum Request {
         /// The resource.
         resource: String,
     },
+    /// Mark the local data Outdated (a disconnected Secondary).
+    Outdate {
+        /// The resource.
+        resource: String,
+    },
     /// Discard the local data and resync it from a peer.
     Invalidate {
         /// The resource.
@@ -123,6 +128,7 @@ impl Request {
             Request::Verify { .. } => "verify",
             Request::Invalidate { .. } => "invalidate",
             Request::ResumeIo { .. } => "resume-io",
+            Request::Outdate { .. } => "outdate",
             Request::InvalidateRemote { .. } => "invalidate-remote",
             Request::NewCurrentUuid { .. } => "new-current-uuid",
             Request::Events => "events",

@@ -28,6 +28,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Reply {
         | Request::Verify { resource: r }
         | Request::Invalidate { resource: r }
         | Request::ResumeIo { resource: r }
+        | Request::Outdate { resource: r }
         | Request::InvalidateRemote { resource: r, .. }
         | Request::NewCurrentUuid { resource: r, .. } => r.clone(),
     };
@@ -65,6 +66,7 @@ fn operation(host: &HostHandle, request: Request) -> Result<Option<Op>, String> 
         Request::Verify { .. } => Op::Verify,
         Request::Invalidate { .. } => Op::Invalidate,
         Request::ResumeIo { .. } => Op::ResumeIo,
+        Request::Outdate { .. } => Op::Outdate,
         Request::Connect {
             peer,
             discard_my_data,

@@ -1,5 +1,5 @@
 //! Administrator commands on a running resource: `verify`, `invalidate`, `invalidate-remote`,
-//! `new-current-uuid`.
+//! `new-current-uuid`, `outdate`.
 //!
 //! They behave as in DRBD: `verify` compares the data with a peer and marks what differs without
 //! fixing it (a reconnect, or one of the invalidate commands, moves it); `invalidate` throws this
@@ -165,5 +165,51 @@ impl Resource {
             ));
         }
         inner.new_data_generation().await.map_err(CommandError)
+    }
+}
+
+impl Resource {
+    /// `outdate`: marks this node's data Outdated (consistent, not current), durably — what a
+    /// cluster manager's fencing does to a node it cannot trust to be current. An Outdated node is
+    /// not promoted without `--force`; the next connection to an UpToDate peer resyncs it from its
+    /// bitmap. Refused on a Primary and while connected (as in DRBD): a connected node's data is
+    /// kept current by its peers.
+    pub async fn outdate(&self) -> Result<(), CommandError> {
+        let inner = &self.inner;
+        let Some(d) = &inner.disk else {
+            return Err(CommandError(
+                "this node is diskless: there is no local data to outdate".into(),
+            ));
+        };
+        if inner.role() == Role::Primary {
+            return Err(CommandError("this node is Primary: demote it first".into()));
+        }
+        if let Some(l) = inner.live_links().first() {
+            return Err(CommandError(format!(
+                "refusing to outdate while connected (to node {}): disconnect first",
+                l.peer
+            )));
+        }
+        let (_, disk) = inner.role_and_disk();
+        if disk < DiskState::Outdated {
+            return Err(CommandError(format!(
+                "the local disk is {disk}: only consistent data can be outdated"
+            )));
+        }
+        let meta = Arc::clone(&d.meta);
+        tokio::task::spawn_blocking(move || {
+            meta.update(|_, flags| flags.set(replbd_bitmap::NodeFlags::WAS_UP_TO_DATE, false))
+        })
+        .await
+        .map_err(|e| CommandError(e.to_string()))?
+        .map_err(|e| CommandError(format!("cannot record the outdated state: {e}")))?;
+        inner.change(|c| {
+            if c.disk == DiskState::Outdated {
+                return Vec::new();
+            }
+            c.disk = DiskState::Outdated;
+            vec![super::state::Event::Disk(DiskState::Outdated)]
+        });
+        Ok(())
     }
 }

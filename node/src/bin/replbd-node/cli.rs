@@ -116,6 +116,12 @@ pub enum Command {
         /// The resource.
         resource: String,
     },
+    /// Mark the local data Outdated (on a disconnected Secondary): it is not promoted without
+    /// --force and resyncs from an UpToDate peer on the next connection.
+    Outdate {
+        /// The resource.
+        resource: String,
+    },
     /// Discard the local data and resync it from a peer.
     Invalidate {
         /// The resource.

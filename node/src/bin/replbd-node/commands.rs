@@ -101,6 +101,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Verify { resource } => Request::Verify { resource },
         Command::Invalidate { resource } => Request::Invalidate { resource },
         Command::ResumeIo { resource } => Request::ResumeIo { resource },
+        Command::Outdate { resource } => Request::Outdate { resource },
         Command::InvalidateRemote { resource, peer } => Request::InvalidateRemote { resource, peer },
         Command::NewCurrentUuid {
             resource,

@@ -119,6 +119,8 @@ pub enum Op {
     Invalidate,
     /// `resume-io`.
     ResumeIo,
+    /// `outdate`.
+    Outdate,
     /// Resync a peer's data from this node.
     InvalidateRemote {
         /// The peer's node id.
@@ -341,6 +343,13 @@ impl Host {
                     "{name}: online verify started against {}; results in `events` and the log",
                     names.join(", ")
                 ))
+            }
+            Op::Outdate => {
+                self.engine()?
+                    .outdate()
+                    .await
+                    .map_err(|e| HostError::Engine(e.to_string()))?;
+                Ok(format!("{name}: local data marked Outdated"))
             }
             Op::ResumeIo => {
                 if self.engine()?.resume_io() {
