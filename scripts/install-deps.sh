@@ -6,12 +6,13 @@
 #   qemu-system-x86 busybox-static cpio
 #                            the VM suite (tests/vm/run): a Debian kernel with ublk_drv under qemu TCG
 #   fio e2fsprogs            tools the VM scenarios run inside the VM
+#   nftables                 replbd-faults cuts the network between nodes with nft rules
 # Usage: scripts/install-deps.sh          everything (the build, every test, the VM suite)
 #        scripts/install-deps.sh --demo   only what building and running `replbd demo` needs
 set -euo pipefail
 
 case "${1:-}" in
-    "") PACKAGES=(libclang-dev qemu-utils etcd-server qemu-system-x86 busybox-static cpio fio e2fsprogs) ;;
+    "") PACKAGES=(libclang-dev qemu-utils etcd-server qemu-system-x86 busybox-static cpio fio e2fsprogs nftables) ;;
     --demo) PACKAGES=(libclang-dev qemu-utils) ;;
     *) echo "usage: $0 [--demo]" >&2; exit 2 ;;
 esac

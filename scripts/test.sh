@@ -31,6 +31,12 @@ fi
 # just built (dev profile, about 8 s); it ends with "schedules=N violations=V" and fails on a violation.
 cargo run --quiet --locked -p replbd-sim -- --seeds "${REPLBD_SIM_SEEDS:-10000}"
 
+# Fault injection with real replbd-node processes (the binaries the tests just built): kill -9 of
+# the Primary and of Secondaries, nftables partitions, clean restarts and failovers under a
+# checker workload for 60 s; it ends with "ops_acked=A faults=F violations=V" and fails on any
+# violation (docs/reliability.md). A fixed seed keeps CI's schedule reproducible.
+cargo run --quiet --locked -p replbd-faults -- --seconds "${REPLBD_FAULT_SECONDS:-60}" --seed "${REPLBD_FAULT_SEED:-20261122}"
+
 # The VM suite: real /dev/ublkbN devices inside a qemu VM (this machine's kernel has no ublk).
 # It ends with "vm-suite: N passed, M failed" and fails the run on any failed scenario.
 ./tests/vm/run

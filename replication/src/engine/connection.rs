@@ -134,10 +134,26 @@ pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>) {
     peer.set_link(None);
 }
 
+/// Connects to `addr` from this node's own replication address (unless it listens on every
+/// address), as DRBD does: the peer, a firewall or a packet capture sees the configured address,
+/// not whichever one the routing table picks.
+async fn dial_from(local: std::net::IpAddr, addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    if local.is_unspecified() || local.is_ipv4() != addr.is_ipv4() {
+        return TcpStream::connect(addr).await;
+    }
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(std::net::SocketAddr::new(local, 0))?;
+    socket.connect(addr).await
+}
+
 async fn dial_peer(inner: &Arc<Inner>, peer: &Arc<Peer>) -> Result<(Reader, Writer), String> {
     let addr = peer.cfg.address;
     let t = inner.cfg.timeouts.connect;
-    let stream = tokio::time::timeout(t, TcpStream::connect(addr))
+    let stream = tokio::time::timeout(t, dial_from(inner.cfg.listen.ip(), addr))
         .await
         .map_err(|_| format!("connecting to {addr} timed out after {t:?}"))?
         .map_err(|e| format!("connecting to {addr} failed: {e}"))?;
