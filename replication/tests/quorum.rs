@@ -15,7 +15,10 @@ use replbd_quorum::split_brain::AfterSb0Pri;
 use replbd_quorum::{ConnectionState, QuorumConfig, QuorumPolicy, ReplicationState, Role};
 use replbd_replication::engine::{Event, Resource, RoleError};
 use replbd_replication::{BlockVolume, VolumeError, WriteFlags};
-use support::{Node, block, cluster_with, in_sync, same_data, write_blocks};
+use support::{
+    Node, block, cluster_with, down_all, in_sync, partition, primary_cut_off_with_fencing, same_data,
+    write_blocks,
+};
 
 const MIB: u64 = 1 << 20;
 const WAIT: Duration = Duration::from_secs(20);
@@ -25,14 +28,6 @@ fn majority(on_no_quorum: OnNoQuorum) -> QuorumConfig {
         quorum: QuorumPolicy::Majority,
         minimum_redundancy: QuorumPolicy::Off,
         on_no_quorum,
-    }
-}
-
-/// Cuts node `a` off from every node in `others`, on both sides.
-fn partition(nodes: &[Node], a: usize, others: &[usize], on: bool) {
-    for &b in others {
-        nodes[a].res.partition(b as u8, on);
-        nodes[b].res.partition(a as u8, on);
     }
 }
 
@@ -52,12 +47,6 @@ async fn quorate_primary(n: usize, on_no_quorum: OnNoQuorum) -> (Vec<Node>, Reso
     wait_quorum(&p, true).await;
     p.primary(false).await.unwrap();
     (nodes, p)
-}
-
-async fn down_all(nodes: &[Node]) {
-    for n in nodes {
-        n.res.down().await.unwrap();
-    }
 }
 
 /// quorum-isolate-primary: the isolated Primary gets I/O errors and cannot be promoted again; the
@@ -323,21 +312,9 @@ async fn fencing_freezes_io_until_the_handler_fences_the_peer() {
         "sleep 1; echo \"$REPLBD_RESOURCE $REPLBD_PEER $REPLBD_PEER_NODE_ID\" > {}; exit 7",
         env_file.display()
     );
-    let nodes = cluster_with(2, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
-        cfg.fencing
-            .insert(1 - cfg.node_id, replbd_quorum::FencingPolicy::ResourceAndStonith);
-        cfg.fence_peer = Some(handler.clone());
-    })
-    .await;
+    let (nodes, mut events) =
+        primary_cut_off_with_fencing(replbd_quorum::FencingPolicy::ResourceAndStonith, &handler).await;
     let p = nodes[0].res.clone();
-    p.primary(false).await.unwrap();
-    let mut events = p.events();
-    partition(&nodes, 0, &[1], true);
-    p.wait_for(WAIT, |s| {
-        s.peer(1).unwrap().connection != ConnectionState::Connected
-    })
-    .await
-    .unwrap();
     let res = p.clone();
     let write = tokio::spawn(async move { res.write(0, block(5), WriteFlags::default()).await });
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -11,19 +11,13 @@ use std::time::Duration;
 use replbd_quorum::{ConnectionState, DiskState, FencingPolicy, Protocol};
 use replbd_replication::engine::Event;
 use replbd_replication::{BlockVolume, WriteFlags};
-use support::{Node, block, cluster, cluster_with, in_sync, same_data, write_blocks};
+use support::{
+    Node, block, cluster, down_all, in_sync, partition, primary_cut_off_with_fencing, same_data, write_blocks,
+};
 use tokio::sync::broadcast::Receiver;
 
 const MIB: u64 = 1 << 20;
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Cuts (or heals) node `a` off from `others`, on both sides.
-fn partition(nodes: &[Node], a: usize, others: &[usize], on: bool) {
-    for &b in others {
-        nodes[a].res.partition(b as u8, on);
-        nodes[b].res.partition(a as u8, on);
-    }
-}
 
 /// Promotes `node` once no connected peer reports Primary (a demotion elsewhere has arrived).
 async fn promote(node: &Node) {
@@ -34,12 +28,6 @@ async fn promote(node: &Node) {
         .await
         .unwrap();
     node.res.primary(false).await.unwrap();
-}
-
-async fn down_all(nodes: &[Node]) {
-    for n in nodes {
-        n.res.down().await.unwrap();
-    }
 }
 
 /// Resyncs that finished among `events` (either side).
@@ -182,20 +170,8 @@ async fn every_fence_peer_exit_code_under_both_policies() {
         for case in &cases {
             let label = format!("{policy} exit {}", case.exit);
             let handler = format!("exit {}", case.exit);
-            let nodes = cluster_with(2, 16 * MIB, Protocol::C, &[], |_, cfg| {
-                cfg.fencing.insert(1 - cfg.node_id, policy);
-                cfg.fence_peer = Some(handler.clone());
-            })
-            .await;
+            let (nodes, mut events) = primary_cut_off_with_fencing(policy, &handler).await;
             let p = nodes[0].res.clone();
-            p.primary(false).await.unwrap();
-            let mut events = p.events();
-            partition(&nodes, 0, &[1], true);
-            p.wait_for(WAIT, |s| {
-                s.peer(1).unwrap().connection != ConnectionState::Connected
-            })
-            .await
-            .unwrap();
             // The handler's answer.
             let outcome = loop {
                 match tokio::time::timeout(WAIT, events.recv()).await {

@@ -287,3 +287,42 @@ pub fn moved_to(events: &mut [Receiver<Event>], peer: u8) -> u64 {
     }
     total
 }
+
+/// Cuts node `a` off from every node in `others` (or heals it), on both sides.
+pub fn partition(nodes: &[Node], a: usize, others: &[usize], on: bool) {
+    for &b in others {
+        nodes[a].res.partition(b as u8, on);
+        nodes[b].res.partition(a as u8, on);
+    }
+}
+
+/// Takes every node down.
+pub async fn down_all(nodes: &[Node]) {
+    for n in nodes {
+        n.res.down().await.unwrap();
+    }
+}
+
+/// Two nodes fencing each other with `policy` and the `fence-peer` command `handler`; node 0 is
+/// Primary and has just lost node 1 to a partition. Returns the nodes and node 0's events from
+/// before the partition.
+pub async fn primary_cut_off_with_fencing(
+    policy: replbd_quorum::FencingPolicy,
+    handler: &str,
+) -> (Vec<Node>, Receiver<Event>) {
+    let nodes = cluster_with(2, 16 << 20, Protocol::C, &[], |_, cfg| {
+        cfg.fencing.insert(1 - cfg.node_id, policy);
+        cfg.fence_peer = Some(handler.to_owned());
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    let events = p.events();
+    partition(&nodes, 0, &[1], true);
+    p.wait_for(Duration::from_secs(30), |s| {
+        s.peer(1).unwrap().connection != ConnectionState::Connected
+    })
+    .await
+    .unwrap();
+    (nodes, events)
+}
