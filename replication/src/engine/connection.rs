@@ -146,8 +146,33 @@ async fn dial_from(local: std::net::IpAddr, addr: std::net::SocketAddr) -> std::
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
+    bind_address_no_port(&socket)?;
     socket.bind(std::net::SocketAddr::new(local, 0))?;
     socket.connect(addr).await
+}
+
+/// `IP_BIND_ADDRESS_NO_PORT`: binding the source address does not reserve a port; `connect` picks
+/// it as it would unbound (shared across destinations). Without it every outgoing connection holds
+/// a port of its own that no listener can take, and a node could be refused its listening port.
+fn bind_address_no_port(socket: &tokio::net::TcpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: `socket` owns a valid descriptor for the whole call; the option value is a live
+    // c_int of the size passed, which the kernel only reads.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            std::ptr::from_ref(&on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 async fn dial_peer(inner: &Arc<Inner>, peer: &Arc<Peer>) -> Result<(Reader, Writer), String> {
