@@ -4,7 +4,9 @@
 mod alloc;
 mod bitmap;
 mod engine;
+mod report;
 mod resync;
+mod vm;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -61,6 +63,37 @@ enum Command {
         #[arg(long, default_value = "/dev/shm")]
         dir: std::path::PathBuf,
     },
+    /// In a qemu VM, one boot: the raw ram disk, replbd with 0-2 peers and kernel DRBD with 1 peer
+    /// (protocol C and A), each with the fio matrix J1-J6; prints the cases and the ratios.
+    Vm {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// One round of 3 s per job instead of three rounds of 6 s.
+        #[arg(long)]
+        quick: bool,
+        /// Run every case this many times (figures are medians); default 3, or 1 with --quick.
+        #[arg(long)]
+        rounds: Option<u32>,
+        /// Directory for the run's raw results (fio JSON, console log, report.json).
+        #[arg(long, default_value = "target/bench-vm")]
+        out: std::path::PathBuf,
+        /// Do not boot: read the results an earlier run left in this directory.
+        #[arg(long)]
+        results: Option<std::path::PathBuf>,
+    },
+    /// Writes docs/benchmarks.md and its PNG charts from the report.json of `vm`.
+    Report {
+        /// The JSON `vm` wrote (OUT/report.json).
+        #[arg(long, default_value = "target/bench-vm/report.json")]
+        vm: std::path::PathBuf,
+        /// The docs directory: benchmarks.md and benchmarks/*.png go there.
+        #[arg(long, default_value = "docs")]
+        docs: std::path::PathBuf,
+        /// TrueType font for the charts' text.
+        #[arg(long, default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]
+        font: std::path::PathBuf,
+    },
     /// One memory case of `bitmap`, run in a child process (internal).
     #[command(hide = true)]
     BitmapMemoryCase {
@@ -69,6 +102,14 @@ enum Command {
         pattern: String,
         budget_secs: u64,
     },
+}
+
+/// This invocation as a command to repeat: `replbd-bench` and the arguments.
+fn command_line() -> String {
+    std::iter::once("replbd-bench".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn main() -> ExitCode {
@@ -109,6 +150,26 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Vm {
+            json,
+            quick,
+            rounds,
+            out,
+            results,
+        } => vm::run(quick, rounds, &out, results.as_deref()).and_then(|mut r| {
+            r.meta.insert("command".into(), command_line());
+            let dir = results.as_deref().unwrap_or(&out);
+            std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&r)?)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &r)?;
+                writeln!(out)?;
+            } else {
+                vm::table::print(&r, &mut out)?;
+            }
+            Ok(())
+        }),
+        Command::Report { vm, docs, font } => report::run(&vm, &docs, &font, &command_line()),
         Command::BitmapMemoryCase {
             dirty,
             dirty_bytes,
