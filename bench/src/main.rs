@@ -49,6 +49,10 @@ enum Command {
         /// Run only these replbd cases (e.g. `--case replbd-1peer-C`); repeatable.
         #[arg(long = "case")]
         cases: Vec<String>,
+        /// Peer counts of the replbd cases, e.g. `--peers 1,2,4,8,16,32` (a sweep: with more
+        /// than 2 peers every node writes 64 MiB at most).
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+        peers: Vec<usize>,
     },
     /// Resync of a 1 GiB volume with 1 %, 10 % and 100 % dirty: bytes moved vs dirty, and
     /// throughput vs copying the same ranges over a loopback socket.
@@ -75,6 +79,9 @@ enum Command {
         /// Run every case this many times (figures are medians); default 3, or 1 with --quick.
         #[arg(long)]
         rounds: Option<u32>,
+        /// Then profile J4 on replbd and DRBD (protocol C, 1 peer) with perf inside the VM.
+        #[arg(long)]
+        profile: bool,
         /// Directory for the run's raw results (fio JSON, console log, report.json).
         #[arg(long, default_value = "target/bench-vm")]
         out: std::path::PathBuf,
@@ -90,6 +97,9 @@ enum Command {
         /// The docs directory: benchmarks.md and benchmarks/*.png go there.
         #[arg(long, default_value = "docs")]
         docs: std::path::PathBuf,
+        /// Also the JSON of `engine --json` (e.g. a peer sweep), for its tables and charts.
+        #[arg(long)]
+        engine: Option<std::path::PathBuf>,
         /// TrueType font for the charts' text.
         #[arg(long, default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]
         font: std::path::PathBuf,
@@ -130,7 +140,9 @@ fn main() -> ExitCode {
             quick,
             dir,
             cases,
-        } => engine::run(quick, &dir, &cases).and_then(|r| {
+            peers,
+        } => engine::run(quick, &dir, &cases, &peers).and_then(|mut r| {
+            r.command = Some(command_line());
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, &r)?;
@@ -154,9 +166,10 @@ fn main() -> ExitCode {
             json,
             quick,
             rounds,
+            profile,
             out,
             results,
-        } => vm::run(quick, rounds, &out, results.as_deref()).and_then(|mut r| {
+        } => vm::run(quick, rounds, profile, &out, results.as_deref()).and_then(|mut r| {
             r.meta.insert("command".into(), command_line());
             let dir = results.as_deref().unwrap_or(&out);
             std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&r)?)?;
@@ -169,7 +182,12 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Command::Report { vm, docs, font } => report::run(&vm, &docs, &font, &command_line()),
+        Command::Report {
+            vm,
+            engine,
+            docs,
+            font,
+        } => report::run(&vm, engine.as_deref(), &docs, &font, &command_line()),
         Command::BitmapMemoryCase {
             dirty,
             dirty_bytes,

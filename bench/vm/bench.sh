@@ -6,7 +6,8 @@
 #              protocol C and A, through /dev/ublkb0 on the Primary; disks /dev/ram1-3
 #   drbd       kernel DRBD, 1 peer on loopback (drbd.sh), protocol C and A; disks /dev/ram1-2
 # Systems alternate in the order below so that a slow spell of the host hits several of them.
-# Kernel command line: bench.runtime=S bench.ramp=S bench.rounds=N (each round runs every case).
+# Kernel command line: bench.runtime=S bench.ramp=S bench.rounds=N (each round runs every case);
+# bench.profile=1 adds, after the rounds, a perf profile of J4 on replbd and DRBD (C, 1 peer).
 # Results go to the console as a base64 tar.gz of $RESULTS between "bench-results-begin" and
 # "bench-results-end" (bench/vm/run unpacks it): per round, case and job fio's JSON and the CPU
 # counters, plus cases.tsv (case, system, peers, protocol, device) and meta.txt (versions).
@@ -19,7 +20,8 @@ arg() { sed -n "s/.*bench\.$1=\([0-9]*\).*/\1/p" /proc/cmdline; }
 RUNTIME=$(arg runtime)
 RAMP=$(arg ramp)
 ROUNDS=$(arg rounds)
-: "${RUNTIME:=10}" "${RAMP:=2}" "${ROUNDS:=1}"
+PROFILE=$(arg profile)
+: "${RUNTIME:=10}" "${RAMP:=2}" "${ROUNDS:=1}" "${PROFILE:=0}"
 DISK_MIB=256
 FE_QUEUES=2
 FE_QUEUE_DEPTH=64
@@ -42,23 +44,25 @@ replbd_nodes() { # PEERS
     case $1 in 0) echo alpha ;; 1) echo "alpha beta" ;; 2) echo "alpha beta gamma" ;; esac
 }
 
-run_case() { # CASE
+# run_case CASE [RUN] — sets CASE up, calls RUN CASE DEV (default run_jobs), tears it down.
+run_case() {
+    _run=${2:-run_jobs}
     set -- "$1" $(case_row "$1")
     case $2 in
-        raw) run_jobs "$1" /dev/ram0 ;;
+        raw) $_run "$1" /dev/ram0 ;;
         replbd)
             NODES=$(replbd_nodes "$3") PROTOCOL=$4
             rm -rf /data/alpha /data/beta /data/gamma
             cluster_up
             promote alpha
-            run_jobs "$1" "$DEV"
+            $_run "$1" "$DEV"
             node alpha secondary r0 >/dev/null || fail "secondary r0 failed"
             wait_until 20 sh -c "! test -e $DEV" || fail "$DEV still exists after secondary"
             for _n in $NODES; do kill_node "$_n" TERM; done
             ;;
         drbd)
             drbd_up "$4" /dev/ram1 /dev/ram2
-            run_jobs "$1" /dev/drbd0
+            $_run "$1" /dev/drbd0
             drbd_down
             ;;
     esac
@@ -109,6 +113,14 @@ while [ "$ROUND" -le "$ROUNDS" ]; do
     done
     ROUND=$((ROUND + 1))
 done
+
+if [ "$PROFILE" = 1 ]; then
+    for c in replbd-1C drbd-1C; do
+        (run_case "$c" profile_job) || echo "profiling $c failed: $(cat "$VM_RESULT" 2>/dev/null)" >> "$RESULTS/errors.txt"
+        rm -f "$VM_RESULT"
+        leftovers
+    done
+fi
 
 [ -f "$RESULTS/errors.txt" ] && cat "$RESULTS/errors.txt"
 echo "bench-results-begin"

@@ -3,6 +3,8 @@
 #
 #   run_job CASE JOB DEV   runs JOB on DEV; leaves fio's JSON in $RESULTS/ROUND.CASE.JOB.json and the
 #                          CPU time of the whole VM during the job in $RESULTS/ROUND.CASE.JOB.cpu
+#   profile_job CASE DEV   runs J4 on DEV under `perf record -a` (cpu-clock: the only event under
+#                          emulation); leaves perf's flat report in $RESULTS/profile.CASE.txt
 # Reads RESULTS, ROUND, RUNTIME and RAMP. The CPU time counts every process and kernel thread (fio,
 # the replbd daemons, DRBD's threads), which is the cost a user pays for the I/O.
 
@@ -25,14 +27,19 @@ cpu_jiffies() {
     awk '$1 == "cpu" { b = $2 + $3 + $4 + $7 + $8 + $9; t = b + $5 + $6; print b, t }' /proc/stat
 }
 
+fio_job() { # JOB DEV OUTPUT
+    # shellcheck disable=SC2046 # job_args is a list of options
+    fio --name="$1" --filename="$2" --ioengine=io_uring --direct=1 --time_based=1 \
+        --runtime="$RUNTIME" --ramp_time="$RAMP" --group_reporting=1 --lat_percentiles=1 \
+        --percentile_list=50:90:99:99.9:99.99 --output-format=json --output="$3" \
+        $(job_args "$1")
+}
+
 run_job() { # CASE JOB DEV
     _base=$RESULTS/$ROUND.$1.$2
     _before=$(cpu_jiffies)
-    # shellcheck disable=SC2046 # job_args is a list of options
-    fio --name="$2" --filename="$3" --ioengine=io_uring --direct=1 --time_based=1 \
-        --runtime="$RUNTIME" --ramp_time="$RAMP" --group_reporting=1 --lat_percentiles=1 \
-        --percentile_list=50:90:99:99.9:99.99 --output-format=json --output="$_base.json" \
-        $(job_args "$2") > "$_base.err" 2>&1 || echo "fio $2 on $3 failed: $(tail -1 "$_base.err")" >> "$RESULTS/errors.txt"
+    fio_job "$2" "$3" "$_base.json" > "$_base.err" 2>&1 ||
+        echo "fio $2 on $3 failed: $(tail -1 "$_base.err")" >> "$RESULTS/errors.txt"
     echo "$_before $(cpu_jiffies) $(grep -c '^cpu[0-9]' /proc/stat)" > "$_base.cpu"
     [ -s "$_base.err" ] || rm -f "$_base.err"
 }
@@ -42,4 +49,18 @@ run_jobs() { # CASE DEV
         run_job "$1" "$_j" "$2"
     done
     step "$1: $JOBS done"
+}
+
+profile_job() { # CASE DEV
+    fio_job J4 "$2" "/data/profile.$1.json" > /dev/null 2>&1 &
+    _fio=$!
+    sleep "$RAMP"
+    perf record -a -e cpu-clock -F 997 -o "/data/perf.$1.data" -- sleep "$RUNTIME" > /dev/null 2>&1
+    wait "$_fio"
+    {
+        echo "# J4 on $1: perf record -a -e cpu-clock for $RUNTIME s; CPU share by thread, then by symbol"
+        perf report -i "/data/perf.$1.data" --stdio --sort comm --percent-limit 1 2>/dev/null | grep -v '^#' | grep .
+        perf report -i "/data/perf.$1.data" --stdio --sort comm,dso,sym --percent-limit 0.4 2>/dev/null | grep -v '^#' | grep .
+    } > "$RESULTS/profile.$1.txt"
+    step "$1: profiled J4 ($(wc -l < "$RESULTS/profile.$1.txt") lines)"
 }

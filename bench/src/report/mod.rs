@@ -3,6 +3,7 @@
 //! hand. Each table and chart comes with one sentence saying what it shows.
 
 mod chart;
+mod engine;
 mod markdown;
 
 use std::path::Path;
@@ -14,7 +15,13 @@ use crate::vm::results::JOBS;
 use crate::vm::table::label;
 
 /// Writes `DOCS/benchmarks.md` and its charts in `DOCS/benchmarks/` from a VM report.
-pub fn run(vm_json: &Path, docs: &Path, font: &Path, command: &str) -> Result<()> {
+pub fn run(
+    vm_json: &Path,
+    engine_json: Option<&Path>,
+    docs: &Path,
+    font: &Path,
+    command: &str,
+) -> Result<()> {
     let text = std::fs::read_to_string(vm_json).with_context(|| format!("{}", vm_json.display()))?;
     let mut vm: VmReport = serde_json::from_str(&text).with_context(|| format!("{}", vm_json.display()))?;
     let img_dir = docs.join("benchmarks");
@@ -22,7 +29,13 @@ pub fn run(vm_json: &Path, docs: &Path, font: &Path, command: &str) -> Result<()
     vm.meta.insert("report_command".into(), command.to_string());
     chart::load_font(font)?;
     let charts = charts(&vm, &img_dir)?;
-    let md = markdown::render(&vm, &charts);
+    let mut md = markdown::render(&vm, &charts);
+    if let Some(path) = engine_json {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+        let report: crate::engine::EngineReport =
+            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        md.push_str(&engine::section(&report, &img_dir)?);
+    }
     let out = docs.join("benchmarks.md");
     std::fs::write(&out, md).with_context(|| format!("{}", out.display()))
 }

@@ -30,6 +30,9 @@ pub struct VmReport {
     pub cases: Vec<CaseResult>,
     /// The ratios the issue asks for.
     pub ratios: Vec<Ratio>,
+    /// perf's flat profiles of J4 by case (with `--profile`).
+    #[serde(default)]
+    pub profiles: BTreeMap<String, String>,
 }
 
 /// One case divided by another on one job and figure.
@@ -59,7 +62,13 @@ fn script() -> PathBuf {
 }
 
 /// Boots the VM (unless `results` names the output of an earlier run) and reads the results.
-pub fn run(quick: bool, rounds: Option<u32>, out: &Path, results: Option<&Path>) -> Result<VmReport> {
+pub fn run(
+    quick: bool,
+    rounds: Option<u32>,
+    profile: bool,
+    out: &Path,
+    results: Option<&Path>,
+) -> Result<VmReport> {
     let dir = match results {
         Some(dir) => dir.to_path_buf(),
         None => {
@@ -71,6 +80,9 @@ pub fn run(quick: bool, rounds: Option<u32>, out: &Path, results: Option<&Path>)
             cmd.arg(out);
             if quick {
                 cmd.arg("--quick");
+            }
+            if profile {
+                cmd.arg("--profile");
             }
             if let Some(n) = rounds {
                 cmd.args(["--rounds", &n.to_string()]);
@@ -101,11 +113,18 @@ pub fn read(dir: &Path) -> Result<VmReport> {
         .collect();
     let cases = results::read_cases(dir, rounds, &mut errors)?;
     let ratios = ratios(&cases);
+    let mut profiles = BTreeMap::new();
+    for case in ["replbd-1C", "drbd-1C"] {
+        if let Ok(text) = std::fs::read_to_string(dir.join(format!("profile.{case}.txt"))) {
+            profiles.insert(case.to_string(), text);
+        }
+    }
     Ok(VmReport {
         meta,
         errors,
         cases,
         ratios,
+        profiles,
     })
 }
 

@@ -73,6 +73,12 @@ pub fn print(r: &VmReport, out: &mut impl Write) -> std::io::Result<()> {
         let metric = if q.metric == "iops" { "IOPS" } else { "p50 latency" };
         writeln!(out, "{}, {} {metric}: {:.2}x{target}", q.name, q.job, q.value)?;
     }
+    for (case, text) in &r.profiles {
+        writeln!(out, "\nperf profile of J4 on {case} (top 40 lines):")?;
+        for line in text.lines().take(40) {
+            writeln!(out, "  {line}")?;
+        }
+    }
     for e in &r.errors {
         writeln!(out, "error: {e}")?;
     }
