@@ -52,13 +52,16 @@ run_jobs() { # CASE DEV
 }
 
 profile_job() { # CASE DEV
-    fio_job J4 "$2" "/data/profile.$1.json" > /dev/null 2>&1 &
-    _fio=$!
-    sleep "$RAMP"
-    perf record -a -e cpu-clock -F 997 -o "/data/perf.$1.data" -- sleep "$RUNTIME" > /dev/null 2>&1
-    wait "$_fio"
+    # perf takes seconds to start under emulation: it records first, fio runs, then perf stops.
+    perf record -a -e cpu-clock -F 997 -o "/data/perf.$1.data" > /data/perf.log 2>&1 &
+    _perf=$!
+    sleep 5
+    fio_job J4 "$2" "/data/profile.$1.json" > /dev/null 2>&1
+    kill -INT "$_perf"
+    wait "$_perf"
     {
-        echo "# J4 on $1: perf record -a -e cpu-clock for $RUNTIME s; CPU share by thread, then by symbol"
+        echo "# J4 on $1 under perf record -a -e cpu-clock (idle time is swapper's); CPU share by thread,"
+        echo "# then by thread, object and symbol"
         perf report -i "/data/perf.$1.data" --stdio --sort comm --percent-limit 1 2>/dev/null | grep -v '^#' | grep .
         perf report -i "/data/perf.$1.data" --stdio --sort comm,dso,sym --percent-limit 0.4 2>/dev/null | grep -v '^#' | grep .
     } > "$RESULTS/profile.$1.txt"
