@@ -4,7 +4,9 @@
 mod alloc;
 mod bitmap;
 mod engine;
+mod report;
 mod resync;
+mod vm;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -47,6 +49,10 @@ enum Command {
         /// Run only these replbd cases (e.g. `--case replbd-1peer-C`); repeatable.
         #[arg(long = "case")]
         cases: Vec<String>,
+        /// Peer counts of the replbd cases, e.g. `--peers 1,2,4,8,16,32` (a sweep: with more
+        /// than 2 peers every node writes 64 MiB at most).
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+        peers: Vec<usize>,
     },
     /// Resync of a 1 GiB volume with 1 %, 10 % and 100 % dirty: bytes moved vs dirty, and
     /// throughput vs copying the same ranges over a loopback socket.
@@ -61,6 +67,43 @@ enum Command {
         #[arg(long, default_value = "/dev/shm")]
         dir: std::path::PathBuf,
     },
+    /// In a qemu VM, one boot: the raw ram disk, replbd with 0-2 peers and kernel DRBD with 1 peer
+    /// (protocol C and A), each with the fio matrix J1-J6; prints the cases and the ratios.
+    Vm {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// One round of 3 s per job instead of three rounds of 6 s.
+        #[arg(long)]
+        quick: bool,
+        /// Run every case this many times (figures are medians); default 3, or 1 with --quick.
+        #[arg(long)]
+        rounds: Option<u32>,
+        /// Then profile J4 on replbd and DRBD (protocol C, 1 peer) with perf inside the VM.
+        #[arg(long)]
+        profile: bool,
+        /// Directory for the run's raw results (fio JSON, console log, report.json).
+        #[arg(long, default_value = "target/bench-vm")]
+        out: std::path::PathBuf,
+        /// Do not boot: read the results an earlier run left in this directory.
+        #[arg(long)]
+        results: Option<std::path::PathBuf>,
+    },
+    /// Writes docs/benchmarks.md and its PNG charts from the report.json of `vm`.
+    Report {
+        /// The JSON `vm` wrote (OUT/report.json).
+        #[arg(long, default_value = "target/bench-vm/report.json")]
+        vm: std::path::PathBuf,
+        /// The docs directory: benchmarks.md and benchmarks/*.png go there.
+        #[arg(long, default_value = "docs")]
+        docs: std::path::PathBuf,
+        /// Also the JSON of `engine --json` (e.g. a peer sweep), for its tables and charts.
+        #[arg(long)]
+        engine: Option<std::path::PathBuf>,
+        /// TrueType font for the charts' text.
+        #[arg(long, default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]
+        font: std::path::PathBuf,
+    },
     /// One memory case of `bitmap`, run in a child process (internal).
     #[command(hide = true)]
     BitmapMemoryCase {
@@ -69,6 +112,14 @@ enum Command {
         pattern: String,
         budget_secs: u64,
     },
+}
+
+/// This invocation as a command to repeat: `replbd-bench` and the arguments.
+fn command_line() -> String {
+    std::iter::once("replbd-bench".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn main() -> ExitCode {
@@ -89,7 +140,9 @@ fn main() -> ExitCode {
             quick,
             dir,
             cases,
-        } => engine::run(quick, &dir, &cases).and_then(|r| {
+            peers,
+        } => engine::run(quick, &dir, &cases, &peers).and_then(|mut r| {
+            r.command = Some(command_line());
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, &r)?;
@@ -109,6 +162,32 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Vm {
+            json,
+            quick,
+            rounds,
+            profile,
+            out,
+            results,
+        } => vm::run(quick, rounds, profile, &out, results.as_deref()).and_then(|mut r| {
+            r.meta.insert("command".into(), command_line());
+            let dir = results.as_deref().unwrap_or(&out);
+            std::fs::write(dir.join("report.json"), serde_json::to_vec_pretty(&r)?)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &r)?;
+                writeln!(out)?;
+            } else {
+                vm::table::print(&r, &mut out)?;
+            }
+            Ok(())
+        }),
+        Command::Report {
+            vm,
+            engine,
+            docs,
+            font,
+        } => report::run(&vm, engine.as_deref(), &docs, &font, &command_line()),
         Command::BitmapMemoryCase {
             dirty,
             dirty_bytes,

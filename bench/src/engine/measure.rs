@@ -22,7 +22,7 @@ pub struct Plan {
 }
 
 /// The figures of one case.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct Figures {
     /// 4 KiB QD32 write IOPS.
     pub iops: f64,

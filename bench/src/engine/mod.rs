@@ -21,12 +21,12 @@ use anyhow::{Context, Result};
 use replbd_quorum::{ConnectionState, Protocol, ReplicationState};
 use replbd_replication::store::Store;
 use replbd_replication::{BlockVolume, LocalDisk, PeerConfig, Resource, ResourceConfig, WriteFlags};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use measure::{Figures, Plan};
 
 /// One replbd case.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Case {
     /// e.g. "replbd-1peer-C".
     pub name: String,
@@ -40,7 +40,7 @@ pub struct Case {
 }
 
 /// The whole report.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct EngineReport {
     /// Backing store alone.
     pub local: Figures,
@@ -48,7 +48,13 @@ pub struct EngineReport {
     pub floor: Figures,
     /// replbd cases.
     pub cases: Vec<Case>,
+    /// The command that made this report.
+    #[serde(default)]
+    pub command: Option<String>,
 }
+
+/// Bytes each node writes when a case has more than 2 peers.
+const SWEEP_SPAN: u64 = 64 << 20;
 
 /// Files of one benchmark run, removed when it ends.
 pub(crate) struct Scratch {
@@ -183,9 +189,10 @@ async fn replbd_case(scratch: &mut Scratch, plan: Plan, peers: usize, protocol: 
     Ok(figures)
 }
 
-/// Runs every case (or only the replbd cases named in `only`, e.g. `replbd-2peer-A`).
-pub fn run(quick: bool, dir: &Path, only: &[String]) -> Result<EngineReport> {
-    let plan = if quick {
+/// Runs every case (or only the replbd cases named in `only`, e.g. `replbd-2peer-A`) with each
+/// peer count of `peers`, protocol C and A.
+pub fn run(quick: bool, dir: &Path, only: &[String], peers: &[usize]) -> Result<EngineReport> {
+    let mut plan = if quick {
         Plan {
             span: 256 << 20,
             qd1_writes: 2000,
@@ -200,6 +207,12 @@ pub fn run(quick: bool, dir: &Path, only: &[String]) -> Result<EngineReport> {
             seq_bytes: 2 << 30,
         }
     };
+    // Every node keeps a full copy in `dir` (memory, on /dev/shm): with many peers the copies are
+    // made smaller so that 33 of them fit.
+    if peers.iter().any(|&p| p > 2) {
+        plan.span = plan.span.min(SWEEP_SPAN);
+        plan.seq_bytes = plan.seq_bytes.min(SWEEP_SPAN);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -221,12 +234,8 @@ pub fn run(quick: bool, dir: &Path, only: &[String]) -> Result<EngineReport> {
         })
         .await?;
         let mut cases = Vec::new();
-        for (peers, protocol) in [
-            (1, Protocol::C),
-            (1, Protocol::A),
-            (2, Protocol::C),
-            (2, Protocol::A),
-        ] {
+        let sweep = peers.iter().flat_map(|&p| [(p, Protocol::C), (p, Protocol::A)]);
+        for (peers, protocol) in sweep {
             let name = format!("replbd-{peers}peer-{protocol}");
             if !only.is_empty() && !only.contains(&name) {
                 continue;
@@ -239,7 +248,12 @@ pub fn run(quick: bool, dir: &Path, only: &[String]) -> Result<EngineReport> {
                 figures,
             });
         }
-        Ok(EngineReport { local, floor, cases })
+        Ok(EngineReport {
+            local,
+            floor,
+            cases,
+            command: None,
+        })
     })
 }
 

@@ -5,8 +5,9 @@
 # /dev/ublkb0 (device = 0): as on three real hosts, but one kernel holds one device 0 at a time,
 # which is the Primary's.
 #
-#   cluster_up [SIZE]      creates the disks (default 64MiB), starts the daemons, skips the initial
-#                          sync (new-current-uuid --clear-bitmap with one UUID), brings r0 up
+#   cluster_up [SIZE]      creates the disks (default 64MiB) with new metadata (over whatever was
+#                          there), starts the daemons, skips the initial sync
+#                          (new-current-uuid --clear-bitmap with one UUID), brings r0 up
 #   node NAME ARGS...      an admin command on NAME's daemon
 #   start_node NAME [ARGS] starts NAME's daemon (extra daemon options, e.g. --up-all)
 #   kill_node NAME SIGNAL  signals NAME's daemon and waits until it is gone
@@ -15,14 +16,28 @@
 #   check_identical        the three data areas are identical
 #   host_died NAME         after kill_node: what a dead host leaves is gone too (its ublk device)
 #   peer_gone NAME PEER, serving NAME   conditions for wait_until
+#
+# Set before sourcing to change the cluster (the benchmarks do): NODES (a subset of "alpha beta
+# gamma", in that order; one node is a resource without peers), PROTOCOL (A, B or C), FE_QUEUES and
+# FE_QUEUE_DEPTH (the ublk front end). Redefine node_disk after sourcing to put the disks elsewhere
+# (a block device is used as it is, a file is created with the size cluster_up is given).
 
-NODES="alpha beta gamma"
+NODES=${NODES:-alpha beta gamma}
+PROTOCOL=${PROTOCOL:-C}
+FE_QUEUES=${FE_QUEUES:-2}
+FE_QUEUE_DEPTH=${FE_QUEUE_DEPTH:-32}
 UUID=5EED5EED5EED5EEC
 NODE=replbd-node
 
 node_id() {
     case $1 in alpha) echo 0 ;; beta) echo 1 ;; gamma) echo 2 ;; *) fail "no node $1" ;; esac
 }
+
+# node_disk NAME — NAME's backing disk (a file on the /data tmpfs unless redefined).
+node_disk() { echo "/data/$1/r0.img"; }
+
+# peer_count — the peers each node has.
+peer_count() { set -- $NODES; echo $(($# - 1)); }
 
 node() {
     _n=$1
@@ -41,7 +56,7 @@ write_config() { # NAME
             echo "name = \"$_w\""
             echo "id = $(node_id "$_w")"
             echo "address = \"127.0.0.1:$((7000 + $(node_id "$_w")))\""
-            echo "disk = \"/data/$_w/r0.img\""
+            echo "disk = \"$(node_disk "$_w")\""
         done
         cat <<EOF
 
@@ -49,7 +64,7 @@ write_config() { # NAME
 meta-disk = "internal"
 
 [resource.r0.net]
-protocol = "C"
+protocol = "$PROTOCOL"
 shared-secret = "vm-suite"
 timeout = "4s"
 ping-int = "1s"
@@ -61,8 +76,8 @@ connect-int = "500ms"
 [resource.r0.front-end]
 kind = "ublk"
 device = 0
-queues = 2
-queue-depth = 32
+queues = $FE_QUEUES
+queue-depth = $FE_QUEUE_DEPTH
 EOF
     } > "/data/$1/replbd.toml"
 }
@@ -95,20 +110,24 @@ status_json() { node "$1" status r0 --json; }
 
 established() { # NAME
     _s=$(status_json "$1") || return 1
-    [ "$(echo "$_s" | grep -c '"replication": "Established"')" = 2 ] &&
-        [ "$(echo "$_s" | grep -c '"connection": "Connected"')" = 2 ] &&
+    _p=$(peer_count)
+    [ "$(echo "$_s" | grep -c '"replication": "Established"')" = "$_p" ] &&
+        [ "$(echo "$_s" | grep -c '"connection": "Connected"')" = "$_p" ] &&
         echo "$_s" | grep -q '"disk": "UpToDate"'
 }
 
 wait_established() { # NAME [SECONDS]
-    wait_until "${2:-60}" established "$1" || { node "$1" status r0; fail "$1 did not reach Connected/Established/UpToDate with both peers"; }
+    wait_until "${2:-60}" established "$1" || { node "$1" status r0; fail "$1 did not reach Connected/Established/UpToDate with its $(peer_count) peers"; }
 }
 
 cluster_up() { # [SIZE]
     for _c in $NODES; do
         mkdir -p "/data/$_c"
-        truncate -s "${1:-64M}" "/data/$_c/r0.img"
-        replbd-meta create --internal "/data/$_c/r0.img" --node-id "$(node_id "$_c")" --max-peers 2 >/dev/null ||
+        _disk=$(node_disk "$_c")
+        [ -b "$_disk" ] || truncate -s "${1:-64M}" "$_disk"
+        _slots=$(peer_count)
+        [ "$_slots" -gt 0 ] || _slots=1
+        replbd-meta create --force --internal "$_disk" --node-id "$(node_id "$_c")" --max-peers "$_slots" >/dev/null ||
             fail "replbd-meta create failed for $_c"
         write_config "$_c"
         $NODE check-config --config "/data/$_c/replbd.toml" >/dev/null || fail "$_c's configuration is invalid"
@@ -117,7 +136,7 @@ cluster_up() { # [SIZE]
     done
     for _c in $NODES; do node "$_c" up r0 >/dev/null || fail "up r0 failed on $_c"; done
     for _c in $NODES; do wait_established "$_c"; done
-    step "three nodes up, connected and UpToDate ($(du -h /data/alpha/r0.img | cut -f1) disks)"
+    step "nodes $NODES up, connected and UpToDate (protocol $PROTOCOL)"
 }
 
 # promote NAME — `primary r0` on NAME; sets DEV to its block device.
@@ -129,7 +148,7 @@ promote() {
 }
 
 data_md5() { # NAME
-    _img=/data/$1/r0.img
+    _img=$(node_disk "$1")
     _off=$(replbd-meta dump --json "$_img" | tr ',' '\n' | sed -n 's/.*"meta_offset": *\([0-9]*\).*/\1/p')
     [ -n "$_off" ] || fail "replbd-meta dump --json $_img has no meta_offset"
     head -c "$_off" "$_img" | md5
