@@ -134,6 +134,56 @@ impl Harness {
                 }
                 _ => false,
             },
+            Fault::KillPrimaryDuringResync { nth, after_ms } => match (self.primary, self.secondary(nth)) {
+                (Some(p), Some(s)) => {
+                    self.cluster.kill(s)?;
+                    self.note(format!("fault: kill -9 {} (Secondary), {hold}ms", name(s)));
+                    sleep_ms(hold);
+                    self.restart(s)?;
+                    sleep_ms(after_ms);
+                    let state = self.cluster.status(s).map(|st| crate::agent::summary(&st));
+                    self.set_primary(None);
+                    self.cluster.kill(p)?;
+                    self.note(format!(
+                        "fault: kill -9 {} (Primary) {after_ms}ms after {} restarted ({})",
+                        name(p),
+                        name(s),
+                        state.unwrap_or_else(|e| format!("{e:#}"))
+                    ));
+                    self.failover(Some(p), FAILOVER_WITHIN)?;
+                    sleep_ms(hold);
+                    self.restart(p)?;
+                    true
+                }
+                _ => false,
+            },
+            Fault::Flap {
+                a,
+                b,
+                mode,
+                times,
+                outage_ms,
+            } => {
+                self.note(format!(
+                    "fault: link {}-{} flaps {times} times ({mode:?} {outage_ms}ms, up {outage_ms}ms)",
+                    name(a),
+                    name(b)
+                ));
+                for _ in 0..times {
+                    self.proxy.set(
+                        a,
+                        b,
+                        LinkState {
+                            mode,
+                            ..LinkState::HEALTHY
+                        },
+                    );
+                    sleep_ms(outage_ms);
+                    self.proxy.set(a, b, LinkState::HEALTHY);
+                    sleep_ms(outage_ms);
+                }
+                true
+            }
             Fault::SlowLink {
                 a,
                 b,

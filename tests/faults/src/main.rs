@@ -65,6 +65,10 @@ struct Cli {
     /// Keep the daemons' logs and disks when a violation is found.
     #[arg(long)]
     keep: bool,
+    /// Self-test: plant a lost write on a Secondary's disk before the first check (the run must
+    /// then report it).
+    #[arg(long, hide = true)]
+    plant_lost_write: bool,
 }
 
 fn main() -> ExitCode {
@@ -121,6 +125,7 @@ fn run_cli(cli: &Cli, out: &mut impl Write) -> Result<usize> {
             slow_links: !without("slow-links"),
         },
         keep_on_violation: cli.keep,
+        plant_lost_write: cli.plant_lost_write,
     };
     let report = run::run(&opts)?;
     if cli.json {

@@ -42,6 +42,9 @@ pub struct Options {
     pub enabled: Enabled,
     /// Keep the temporary directory (logs, disks) when there are violations.
     pub keep_on_violation: bool,
+    /// Self-test of the checker: before the first check, overwrite an acknowledged block on one
+    /// Secondary's disk with an older write of it (a planted lost write that must be reported).
+    pub plant_lost_write: bool,
 }
 
 /// The violations of one epoch, with what was done to the cluster up to then.
@@ -196,6 +199,9 @@ pub fn run(opts: &Options) -> Result<Report> {
                 found: h.trace.last().map(|t| t.what.clone()).unwrap_or_default(),
             });
         }
+        if opts.plant_lost_write && epoch == 1 {
+            plant_lost_write(&mut h, &history)?;
+        }
         violations.extend(check(&mut h, &rt, &history, size)?);
         if !violations.is_empty() {
             for v in violations.iter().take(20) {
@@ -288,6 +294,47 @@ fn check(
         });
     }
     Ok(violations)
+}
+
+/// Overwrites, on a Secondary's disk, the block with the most acknowledged writes with its first
+/// acknowledged write: what a replica that lost the later writes would hold.
+fn plant_lost_write(h: &mut Harness, history: &Mutex<History>) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let Some(victim) = (0..NODES).find(|&i| Some(i) != h.primary) else {
+        bail!("no Secondary to plant a lost write on");
+    };
+    let Ok(hist) = history.lock() else {
+        bail!("the history lock is poisoned");
+    };
+    let acked = |b: &crate::history::BlockHistory| {
+        b.writes
+            .iter()
+            .filter(|w| matches!(w.outcome, crate::history::Outcome::Acked(_)))
+            .map(|w| w.id)
+            .collect::<Vec<u64>>()
+    };
+    let Some((block, ids)) = hist
+        .blocks
+        .iter()
+        .map(|(b, bh)| (*b, acked(bh)))
+        .filter(|(_, ids)| ids.len() >= 2)
+        .max_by_key(|(_, ids)| ids.len())
+    else {
+        bail!("no block with two acknowledged writes to plant a lost write on");
+    };
+    drop(hist);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&h.cluster.nodes[victim].disk)?;
+    file.write_all_at(&block::encode(block, ids[0]), block * BLOCK as u64)?;
+    file.sync_all()?;
+    h.note(format!(
+        "planted: block {block} on {} set back to write #{} (of {} acknowledged)",
+        name(victim),
+        ids[0],
+        ids.len()
+    ));
+    Ok(())
 }
 
 /// Reads the first `size` bytes of the export at `path`.

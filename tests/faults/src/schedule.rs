@@ -51,6 +51,28 @@ pub enum Fault {
         /// Cut or blackhole.
         mode: Mode,
     },
+    /// A Secondary is killed and restarted, and while it resyncs from the Primary, the Primary
+    /// (its sync source) is killed too: the agent promotes the other Secondary.
+    KillPrimaryDuringResync {
+        /// Which Secondary is killed first.
+        nth: usize,
+        /// How long after the Secondary's restart the Primary dies.
+        after_ms: u64,
+    },
+    /// A link fails and recovers repeatedly, each outage shorter than or close to the ping
+    /// timeout: connections that stall and resume, or drop and reconnect in quick succession.
+    Flap {
+        /// One end (node index).
+        a: usize,
+        /// The other end (node index).
+        b: usize,
+        /// Cut or blackhole.
+        mode: Mode,
+        /// How many outages.
+        times: u32,
+        /// Each outage, in milliseconds (the link is up as long between them).
+        outage_ms: u64,
+    },
     /// One link gets latency and a byte-rate ceiling.
     SlowLink {
         /// One end (node index).
@@ -76,6 +98,8 @@ impl Fault {
             Fault::IsolateSecondary { .. } => "isolate-secondary",
             Fault::CutLink { .. } => "cut-link",
             Fault::SlowLink { .. } => "slow-link",
+            Fault::KillPrimaryDuringResync { .. } => "kill-primary-during-resync",
+            Fault::Flap { .. } => "flap-link",
         }
     }
 }
@@ -127,13 +151,19 @@ impl Schedule {
         }
     }
 
+    /// Two different nodes.
+    fn pair(&mut self) -> (usize, usize) {
+        let a = self.rng.random_range(0..3);
+        (a, (a + self.rng.random_range(1..3)) % 3)
+    }
+
     fn fault(&mut self) -> Option<Fault> {
         let mut choices: Vec<(u32, u8)> = Vec::new();
         if self.enabled.crashes {
-            choices.extend([(3, 0), (2, 1), (1, 2), (1, 3)]);
+            choices.extend([(3, 0), (2, 1), (1, 2), (1, 3), (2, 8)]);
         }
         if self.enabled.partitions {
-            choices.extend([(3, 4), (2, 5), (2, 6)]);
+            choices.extend([(3, 4), (2, 5), (2, 6), (2, 9)]);
         }
         if self.enabled.slow_links {
             choices.push((2, 7));
@@ -166,9 +196,22 @@ impl Schedule {
                 nth,
                 mode: self.mode(),
             },
+            8 => Fault::KillPrimaryDuringResync {
+                nth,
+                after_ms: self.rng.random_range(0..=600),
+            },
+            9 => {
+                let (a, b) = self.pair();
+                Fault::Flap {
+                    a,
+                    b,
+                    mode: self.mode(),
+                    times: self.rng.random_range(2..=6),
+                    outage_ms: self.rng.random_range(100..=1500),
+                }
+            }
             _ => {
-                let a = self.rng.random_range(0..3);
-                let b = (a + self.rng.random_range(1..3)) % 3;
+                let (a, b) = self.pair();
                 Fault::SlowLink {
                     a,
                     b,
@@ -252,6 +295,6 @@ mod tests {
         for _ in 0..20 {
             kinds.extend(s.next_epoch().iter().map(|s| s.fault.kind()));
         }
-        assert_eq!(kinds.len(), 8, "{kinds:?}");
+        assert_eq!(kinds.len(), 10, "{kinds:?}");
     }
 }
