@@ -41,6 +41,9 @@ pub enum Kind {
     MisplacedBlock,
     /// A block is neither zeroes nor a valid written block.
     CorruptBlock,
+    /// A read through the Primary, while the faults ran, returned an older write than the latest
+    /// acknowledged one (or older data).
+    StaleRead,
     /// Two UpToDate replicas differ.
     ReplicasDiffer,
     /// The cluster did not heal (every node UpToDate and connected) in time.
@@ -58,6 +61,7 @@ impl Kind {
             Kind::StaleData => "stale-data",
             Kind::MisplacedBlock => "misplaced-block",
             Kind::CorruptBlock => "corrupt-block",
+            Kind::StaleRead => "stale-read",
             Kind::ReplicasDiffer => "replicas-differ",
             Kind::HealTimeout => "heal-timeout",
             Kind::DaemonExited => "daemon-exited",
@@ -165,6 +169,21 @@ fn check_block(history: &History, replica: &str, b: u64, found: Content) -> Opti
         },
     };
     Some(violation(kind, expected))
+}
+
+/// Checks what a read of block `b` through `replica` returned while the workload ran: the same
+/// rule as for a healed replica, applied to the writes answered so far (the reader owns the block,
+/// so none is in flight).
+pub fn check_read(history: &History, replica: &str, b: u64, data: &[u8]) -> Option<Violation> {
+    check_block(history, replica, b, block::decode(data)).map(|mut v| {
+        if matches!(
+            v.kind,
+            Kind::LostAckedWrite | Kind::LostFlushedWrite | Kind::StaleData
+        ) {
+            v.kind = Kind::StaleRead;
+        }
+        v
+    })
 }
 
 /// Checks every block of one replica's data area against the history.
@@ -304,6 +323,17 @@ mod tests {
         assert!(check_replica(&h, "alpha", &volume(&[Some(2), None])).is_empty());
         let v = check_replica(&h, "alpha", &volume(&[Some(1), None]));
         assert_eq!(v[0].kind, Kind::StaleData);
+    }
+
+    #[test]
+    fn a_read_older_than_the_latest_acked_write_is_stale() {
+        let h = history();
+        assert!(check_read(&h, "nbd:alpha", 0, &encode(0, 2)).is_none());
+        assert!(check_read(&h, "nbd:alpha", 1, &[0u8; BLOCK]).is_none());
+        let v = check_read(&h, "nbd:alpha", 0, &[0u8; BLOCK]).unwrap();
+        assert_eq!(v.kind, Kind::StaleRead);
+        let v = check_read(&h, "nbd:alpha", 0, &encode(1, 1)).unwrap();
+        assert_eq!(v.kind, Kind::MisplacedBlock);
     }
 
     #[test]

@@ -82,6 +82,10 @@ pub struct Counters {
     pub flushes_done: u64,
     /// Flushes that failed or were never answered.
     pub flushes_failed: u64,
+    /// Reads answered with data (each checked at once).
+    pub reads_done: u64,
+    /// Reads that failed or were never answered.
+    pub reads_failed: u64,
 }
 
 /// The whole record.

@@ -165,7 +165,7 @@ fn write_text(r: &Report, out: &mut impl Write) -> Result<()> {
     let c = &r.counters;
     writeln!(
         out,
-        "epochs={} wall={:.1}s writes: sent={} acked={} failed={} unknown={}; flushes: done={} failed={}; failovers={} split_brains={}; faults: {}",
+        "epochs={} wall={:.1}s writes: sent={} acked={} failed={} unknown={}; flushes: done={} failed={}; reads: checked={} failed={}; failovers={} split_brains={}; faults: {}",
         r.epochs,
         r.wall_ms as f64 / 1000.0,
         c.writes_sent,
@@ -174,6 +174,8 @@ fn write_text(r: &Report, out: &mut impl Write) -> Result<()> {
         c.writes_unknown,
         c.flushes_done,
         c.flushes_failed,
+        c.reads_done,
+        c.reads_failed,
         r.failovers,
         r.split_brains,
         kinds.join(" ")

@@ -65,7 +65,7 @@ pub struct Report {
     pub wall_ms: u64,
     /// Epochs run (each ends with a heal and a check).
     pub epochs: u64,
-    /// Acknowledged writes plus completed flushes.
+    /// Acknowledged writes, completed flushes and checked reads.
     pub ops_acked: u64,
     /// The workload's counters.
     pub counters: Counters,
@@ -148,7 +148,9 @@ pub fn run(opts: &Options) -> Result<Report> {
     let history = Arc::new(Mutex::new(History::new()));
     let pause = Arc::new(RwLock::new(()));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let read_violations = Arc::new(Mutex::new(Vec::new()));
     let shared = Shared {
+        read_violations: Arc::clone(&read_violations),
         history: Arc::clone(&history),
         primary: primary_rx,
         pause: Arc::clone(&pause),
@@ -190,6 +192,9 @@ pub fn run(opts: &Options) -> Result<Report> {
         // Stop the workload (every request answered or abandoned), heal, check.
         let paused = rt.block_on(pause.write());
         let mut violations = std::mem::take(&mut h.violations);
+        if let Ok(mut reads) = read_violations.lock() {
+            violations.append(&mut reads);
+        }
         if !h.heal(HEAL_WITHIN)? {
             violations.push(Violation {
                 kind: Kind::HealTimeout,
@@ -222,7 +227,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         seed: opts.seed,
         wall_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         epochs: epoch,
-        ops_acked: counters.writes_acked + counters.flushes_done,
+        ops_acked: counters.writes_acked + counters.flushes_done + counters.reads_done,
         counters,
         faults: faults_by_kind.values().sum(),
         faults_by_kind,

@@ -20,6 +20,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{RwLock, watch};
 
 use crate::block::{BLOCK, encode};
+use crate::checker::{Violation, check_read};
 use crate::history::{History, Outcome};
 use crate::nbd::{NbdClient, NbdError};
 
@@ -42,6 +43,8 @@ pub struct Shared {
     pub pause: Arc<RwLock<()>>,
     /// Set to stop the workers.
     pub stop: watch::Receiver<bool>,
+    /// Reads that returned what the history does not allow.
+    pub read_violations: Arc<Mutex<Vec<Violation>>>,
 }
 
 fn record(history: &Mutex<History>, f: impl FnOnce(&mut History)) {
@@ -77,13 +80,40 @@ pub async fn worker(shared: Shared, w: u64, workers: u64, blocks: u64, seed: u64
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let keep = if rng.random_bool(0.08) {
+        let op = rng.random_range(0..100);
+        let keep = if op < 8 {
             let tick = shared.history.lock().map(|mut h| h.begin_flush()).unwrap_or(0);
             let result = tokio::time::timeout(REQUEST_TIMEOUT, c.flush()).await;
             let ok = matches!(result, Ok(Ok(())));
             record(&shared.history, |h| {
                 if ok { h.flush_done(tick) } else { h.flush_failed() }
             });
+            classify(result)
+        } else if op < 18 {
+            let block = pick_block(&mut rng, w, workers, hot, blocks);
+            let result =
+                tokio::time::timeout(REQUEST_TIMEOUT, c.read(block * BLOCK as u64, BLOCK as u32)).await;
+            let (result, data) = match result {
+                Ok(Ok(data)) => (Ok(Ok(())), Some(data)),
+                Ok(Err(e)) => (Ok(Err(e)), None),
+                Err(e) => (Err(e), None),
+            };
+            let bad = shared.history.lock().ok().and_then(|mut h| match &data {
+                Some(data) => {
+                    h.counters.reads_done += 1;
+                    check_read(&h, &format!("read via {}", target_name(&shared)), block, data)
+                }
+                None => {
+                    h.counters.reads_failed += 1;
+                    None
+                }
+            });
+            if let Some(v) = bad {
+                tracing::error!(worker = w, "{v}");
+                if let Ok(mut list) = shared.read_violations.lock() {
+                    list.push(v);
+                }
+            }
             classify(result)
         } else {
             let block = pick_block(&mut rng, w, workers, hot, blocks);
@@ -113,6 +143,16 @@ pub async fn worker(shared: Shared, w: u64, workers: u64, blocks: u64, seed: u64
     if let Some(c) = conn {
         c.disconnect().await;
     }
+}
+
+/// The node whose NBD socket the workers use now (the socket's directory is named after it).
+fn target_name(shared: &Shared) -> String {
+    shared
+        .primary
+        .borrow()
+        .as_ref()
+        .and_then(|p| p.parent()?.file_name()?.to_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 enum Next {
