@@ -31,11 +31,13 @@ fi
 # just built (dev profile, about 8 s); it ends with "schedules=N violations=V" and fails on a violation.
 cargo run --quiet --locked -p replbd-sim -- --seeds "${REPLBD_SIM_SEEDS:-10000}"
 
-# Fault injection with real replbd-node processes (the binaries the tests just built): kill -9 of
-# the Primary and of Secondaries, nftables partitions, clean restarts and failovers under a
-# checker workload for 60 s; it ends with "ops_acked=A faults=F violations=V" and fails on any
-# violation (docs/reliability.md). A fixed seed keeps CI's schedule reproducible.
-cargo run --quiet --locked -p replbd-faults -- --seconds "${REPLBD_FAULT_SECONDS:-60}" --seed "${REPLBD_FAULT_SEED:-20261122}"
+# Fault injection against three real replbd-node daemons through their NBD front end: kill -9 and
+# clean restarts of any node (the Primary included), partitions that isolate the Primary or a
+# Secondary, cut, flapping and slow links, and failovers by an HA agent (docs/reliability.md).
+# 90 s of faults with a fixed seed (REPLBD_FAULTS_SEED to change it), about 100 s in all, with the
+# binaries the tests just built. It ends with "ops_acked=A faults=F violations=V" and fails the run
+# on any violation, printing the seed and the schedule to replay it.
+REPLBD_FAULTS_LOG="${REPLBD_FAULTS_LOG:-warn}" cargo run --quiet --locked -p replbd-faults -- --seconds "${REPLBD_FAULTS_SECONDS:-90}" --seed "${REPLBD_FAULTS_SEED:-20261122}"
 
 # The VM suite: real /dev/ublkbN devices inside a qemu VM (this machine's kernel has no ublk).
 # It ends with "vm-suite: N passed, M failed" and fails the run on any failed scenario.

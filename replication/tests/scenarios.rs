@@ -267,3 +267,81 @@ async fn an_outdated_secondary_is_not_promoted_and_catches_up_on_reconnect() {
     same_data(&[&nodes[0], &nodes[1]]);
     down_all(&nodes).await;
 }
+
+/// Waits until `node` no longer sees `peer` connected.
+async fn apart(node: &Node, peer: u8) {
+    node.res
+        .wait_for(WAIT, |s| {
+            s.peer(peer)
+                .is_some_and(|p| p.connection != ConnectionState::Connected)
+        })
+        .await
+        .unwrap();
+}
+
+/// Found by `replbd-faults`: C, cut off from the Primary A but connected to B, is resynced by B
+/// (which tracks A's writes C missed) and takes A's generation from it. Blocks B itself got from A
+/// by resync (written by A while B was away too) are not passed on by B; only A's bitmap for C has
+/// them. When C meets A again with equal generations, they must still move — once, C ended
+/// UpToDate with them missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_secondary_got_by_resync_still_reaches_a_node_resynced_through_it() {
+    let nodes = cluster(3, 16 * MIB, Protocol::C, &[]).await;
+    let a = nodes[0].res.clone();
+    a.primary(false).await.unwrap();
+    // A–C cut: A's writes reach B, which marks them for C and resyncs C.
+    partition(&nodes, 0, &[2], true);
+    apart(&nodes[0], 2).await;
+    write_blocks(&a, 0..4).await;
+    in_sync(&nodes[2], 1).await;
+    // A–B cut too: A alone writes (quorum is off here).
+    partition(&nodes, 0, &[1], true);
+    apart(&nodes[0], 1).await;
+    write_blocks(&a, 10..14).await;
+    // A–B heal: B resyncs those from A. Then A writes more, which B passes on to C; C resyncs
+    // from B and ends in A's generation.
+    partition(&nodes, 0, &[1], false);
+    in_sync(&nodes[1], 0).await;
+    write_blocks(&a, 20..24).await;
+    in_sync(&nodes[2], 1).await;
+    in_sync(&nodes[1], 2).await;
+    // A–C heal: C must get blocks 10..14 from A.
+    partition(&nodes, 0, &[2], false);
+    in_sync(&nodes[2], 0).await;
+    in_sync(&nodes[0], 2).await;
+    let c = nodes[2].store.as_ref().unwrap().content();
+    for i in (0..4).chain(10..14).chain(20..24) {
+        let at = usize::try_from(i * 4096).unwrap();
+        assert_eq!(&c[at..at + 4096], &block(i)[..], "block {i} on C");
+    }
+    same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
+    down_all(&nodes).await;
+}
+
+/// Found by `replbd-faults`: the Primary A dies while C resyncs from it; B is promoted and C
+/// finishes from B, taking B's generation. When A comes back, C and A must still be related (C
+/// took B's lineage with its data), not refused as "unrelated data".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_resynced_from_the_new_primary_is_related_to_the_old_one() {
+    let mut nodes = cluster(3, 16 * MIB, Protocol::C, &[]).await;
+    let a = nodes[0].res.clone();
+    a.primary(false).await.unwrap();
+    partition(&nodes, 2, &[0, 1], true);
+    apart(&nodes[0], 2).await;
+    write_blocks(&a, 0..64).await;
+    // A dies; B takes over and writes; C comes back to B only and resyncs from it.
+    a.halt().await;
+    let b = nodes[1].res.clone();
+    promote(&nodes[1]).await;
+    write_blocks(&b, 100..110).await;
+    partition(&nodes, 2, &[1], false);
+    in_sync(&nodes[2], 1).await;
+    // A restarts (a crashed Primary) and meets both.
+    nodes[0].restart().await;
+    partition(&nodes, 2, &[0], false);
+    in_sync(&nodes[0], 1).await;
+    in_sync(&nodes[0], 2).await;
+    in_sync(&nodes[2], 0).await;
+    same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
+    down_all(&nodes).await;
+}

@@ -416,6 +416,7 @@ async fn connected(
     }
     inner.set_peer_state(node, disk_from_u8(theirs.disk), role_from_u8(theirs.role));
     inner.set_peer_uuid(node, theirs.current_uuid);
+    link.set_lineage(&theirs);
     if sync.is_none() {
         inner.set_replication(node, ReplicationState::Established);
     }
@@ -524,7 +525,11 @@ impl Inner {
         let they_synced = theirs.synced_uuid == current && theirs.synced_from != self.cfg.node_id;
         let we_synced = (*super::core::lock(&self.last_sync))
             .is_some_and(|(uuid, from)| uuid == current && from != peer.cfg.node_id);
-        let satisfied = current != 0 && both_up_to_date && (they_synced || we_synced);
+        // Not between a Primary and a Secondary: the Primary's marks are writes the peer did not get
+        // from it, and the third node may not have had them either (see
+        // [`super::resync::Resync::abandon_if_redundant`]).
+        let primary_involved = self.role() == Role::Primary || role_from_u8(theirs.role) == Role::Primary;
+        let satisfied = current != 0 && both_up_to_date && !primary_involved && (they_synced || we_synced);
         if !satisfied || d.meta.out_of_sync_bits(slot).unwrap_or(0) == 0 {
             return;
         }

@@ -241,6 +241,7 @@ impl Inner {
             self.maybe_unfence();
         }
         self.set_peer_uuid(link.peer, r.current_uuid);
+        link.set_lineage(r);
         let Some(d) = &self.disk else {
             // A diskless Secondary presents the generation of the data it reads.
             if peer_disk == DiskState::UpToDate && r.current_uuid & !1 != 0 && self.role() != Role::Primary {

@@ -99,6 +99,8 @@ pub struct Link {
     /// The link is congested and this node Ahead of the peer: writes are not sent, only marked
     /// (see [`super::congestion`]).
     ahead: std::sync::atomic::AtomicBool,
+    /// The peer's earlier generations as last reported: its bitmap UUIDs, then its history.
+    lineage: Mutex<Vec<u64>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -156,7 +158,22 @@ impl Link {
             failing: std::sync::atomic::AtomicBool::new(false),
             on_fail: Mutex::new(None),
             ahead: std::sync::atomic::AtomicBool::new(false),
+            lineage: Mutex::default(),
         }
+    }
+
+    /// Records the peer's earlier generations from its state report.
+    pub(crate) fn set_lineage(&self, report: &crate::wire::messages::StateReport) {
+        let mut l = lock(&self.lineage);
+        l.clear();
+        l.extend(report.bitmap_uuids.iter().map(|&(_, u)| u & !1));
+        l.extend(report.history.iter().map(|&u| u & !1));
+        l.retain(|&u| u != 0);
+    }
+
+    /// The peer's earlier generations as last reported, newest first.
+    pub(crate) fn lineage(&self) -> Vec<u64> {
+        lock(&self.lineage).clone()
     }
 
     /// The online verify running on this link, if any.

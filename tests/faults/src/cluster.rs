@@ -1,156 +1,167 @@
-//! Three real `replbd-node daemon` processes on loopback, each on its own address (127.0.0.11–13)
-//! so that a network partition can be made with nftables rules between addresses; file-backed
-//! disks with internal metadata; admin commands through the real `replbd-node` binary.
+//! Three real `replbd-node daemon` processes on loopback: one temporary directory per run, one
+//! TOML file per node, file-backed disks with internal metadata, the NBD front end on a unix
+//! socket, and the admin socket each daemon serves.
+//!
+//! Each node listens on its own port; its peers are reached through the [`crate::proxy`]
+//! listeners, so every replication byte crosses the fault proxy. The processes are killed when the
+//! [`Cluster`] is dropped, on every exit path, and the temporary directory is removed with it.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use replbd_bitmap::{CreateOptions, FileDevice, NodeId, Params, Placement};
+use replbd_node::admin::protocol::{Reply, Request, to_line};
 use replbd_node::admin::report::ResourceReport;
-use replbd_quorum::{ConnectionState, DiskState, ReplicationState};
 
-/// Node names, by node id.
-pub const NAMES: [&str; 3] = ["alpha", "beta", "gamma"];
-/// Bytes of each backing file (data, then internal metadata).
+/// The node names, by index (= node id).
+pub const NAMES: [&str; NODES] = ["alpha", "beta", "gamma"];
+/// How many nodes a cluster has.
+pub const NODES: usize = 3;
+/// The resource.
+pub const RESOURCE: &str = "r0";
+/// Each backing file: data plus internal metadata.
 const FILE_SIZE: u64 = 24 << 20;
-/// The generation every node starts UpToDate at.
-const UUID: &str = "FA017FA017FA0170";
-/// The nftables table partitions are made in.
-const NFT_TABLE: &str = "replbd_faults";
+/// Every node's data is declared UpToDate at this generation before the first `up`.
+const UUID: &str = "FA0175FA0175FA00";
+/// How long an admin request may take before the daemon is considered stuck.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One node.
 pub struct Node {
+    /// Its configuration file.
     pub config: PathBuf,
+    /// Its admin socket.
     pub socket: PathBuf,
+    /// Its NBD socket (served while Primary).
     pub nbd: PathBuf,
+    /// Its backing file.
     pub disk: PathBuf,
+    /// Its daemon's log (appended to across restarts).
     pub log: PathBuf,
-    pub ip: String,
     child: Option<Child>,
 }
 
-/// The cluster, its files in `dir` (removed on drop unless kept).
+/// The cluster.
 pub struct Cluster {
-    pub dir: PathBuf,
-    pub nodes: Vec<Node>,
     bin: PathBuf,
-    /// Partitions are possible (nftables works here).
-    pub can_partition: bool,
-    pub keep: bool,
+    /// The nodes, by index.
+    pub nodes: Vec<Node>,
+    dir: PathBuf,
+    tmp: Option<tempfile::TempDir>,
 }
 
-/// The `replbd-node` binary: beside this one (a workspace build), or `REPLBD_NODE_BIN`.
-fn node_binary() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("REPLBD_NODE_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let me = std::env::current_exe()?;
-    let p = me.with_file_name("replbd-node");
-    if p.exists() {
-        Ok(p)
-    } else {
-        bail!(
-            "{} not found: build it first (cargo build -p replbd-node) or set REPLBD_NODE_BIN",
-            p.display()
-        )
-    }
-}
-
-fn config_text(dir: &Path, this: &str, port: u16) -> String {
-    let mut t = format!("this-node = \"{this}\"\n\n[resource.r0]\n");
+/// The configuration of node `this`: its own real address, its peers' proxy addresses.
+fn config_text(dir: &Path, this: usize, addresses: &[SocketAddr], nbd: &Path) -> String {
+    let mut t = format!("this-node = \"{}\"\n\n[resource.{RESOURCE}]\n", name(this));
     for (i, name) in NAMES.iter().enumerate() {
         t += &format!(
-            "\n[[resource.r0.node]]\nname = \"{name}\"\nid = {i}\naddress = \"127.0.0.{}:{port}\"\ndisk = \"{}\"\n",
-            11 + i,
+            "\n[[resource.{RESOURCE}.node]]\nname = \"{name}\"\nid = {i}\naddress = \"{}\"\ndisk = \"{}\"\n",
+            addresses[i],
             dir.join(name).join("r0.img").display()
         );
     }
-    t += "\n[[resource.r0.volume]]\nmeta-disk = \"internal\"\n";
-    t += "\n[resource.r0.net]\nprotocol = \"C\"\nshared-secret = \"faults\"\ntimeout = \"2s\"\nping-int = \"1s\"\nping-timeout = \"1s\"\nconnect-timeout = \"3s\"\nconnect-int-min = \"50ms\"\nconnect-int = \"500ms\"\nread-timeout = \"2s\"\n";
-    t += "\n[resource.r0.options]\nquorum = \"majority\"\non-no-quorum = \"io-error\"\n";
+    t += &format!("\n[[resource.{RESOURCE}.volume]]\nmeta-disk = \"internal\"\n");
+    // Short timers so that faults are noticed in about a second, as in the daemon tests.
     t += &format!(
-        "\n[resource.r0.front-end]\nkind = \"nbd\"\nsocket = \"{}\"\n",
-        dir.join(this).join("r0.nbd").display()
+        "\n[resource.{RESOURCE}.net]\nprotocol = \"C\"\nshared-secret = \"faults\"\ntimeout = \"2s\"\n\
+         ping-int = \"1s\"\nping-timeout = \"1s\"\nconnect-timeout = \"3s\"\nconnect-int-min = \"50ms\"\n\
+         connect-int = \"500ms\"\nread-timeout = \"2s\"\n"
+    );
+    t += &format!("\n[resource.{RESOURCE}.options]\nquorum = \"majority\"\non-no-quorum = \"io-error\"\n");
+    t += &format!(
+        "\n[resource.{RESOURCE}.front-end]\nkind = \"nbd\"\nsocket = \"{}\"\n",
+        nbd.display()
     );
     t
 }
 
+/// Creates internal metadata for node `id` on a new zeroed file.
 fn create_disk(path: &Path, id: u8) -> Result<()> {
-    let dev = FileDevice::create(path, FILE_SIZE)?;
+    let dev = FileDevice::create(path, FILE_SIZE).with_context(|| format!("creating {}", path.display()))?;
+    let node_id = NodeId::new(id).context("node id")?;
     replbd_bitmap::create(
         &dev,
         &CreateOptions {
             placement: Placement::Internal,
             params: Params {
                 data_size: 4096,
-                max_peers: 2,
+                max_peers: NAMES.len() - 1,
                 bm_block_size: 4096,
                 al_extents: 67,
             },
-            node_id: NodeId::new(id).ok_or_else(|| anyhow!("node id {id} is out of range"))?,
+            node_id,
         },
-    )?;
+    )
+    .with_context(|| format!("creating metadata on {}", path.display()))?;
     Ok(())
 }
 
-fn nft(script: &str) -> bool {
-    Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            if let Some(mut i) = c.stdin.take() {
-                i.write_all(script.as_bytes())?;
-            }
-            c.wait()
-        })
-        .is_ok_and(|s| s.success())
+/// Sends one admin request to the daemon at `socket` and returns its reply (an error reply is an
+/// `Err` with the daemon's message).
+pub fn admin(socket: &Path, request: &Request) -> Result<Reply> {
+    let stream =
+        UnixStream::connect(socket).with_context(|| format!("connecting to {}", socket.display()))?;
+    stream.set_read_timeout(Some(ADMIN_TIMEOUT))?;
+    stream.set_write_timeout(Some(ADMIN_TIMEOUT))?;
+    let mut writer = stream.try_clone()?;
+    writer.write_all(to_line(request)?.as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line)?;
+    if line.is_empty() {
+        bail!("the daemon closed the admin connection without replying");
+    }
+    match serde_json::from_str(&line)? {
+        Reply::Error { error } => bail!("{error}"),
+        reply => Ok(reply),
+    }
 }
 
 impl Cluster {
-    /// Creates the files of a three-node cluster in a new directory; nothing runs yet.
-    pub fn create(port: u16) -> Result<Cluster> {
-        let bin = node_binary()?;
-        let dir = std::env::temp_dir().join(format!("replbd-faults-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    /// Creates the directory, disks and configurations; `addresses(this, of)` is the address node
+    /// `this` uses for node `of` (its own listening address when `this == of`).
+    pub fn create(bin: &Path, addresses: impl Fn(usize, usize) -> SocketAddr) -> Result<Cluster> {
+        let tmp = tempfile::Builder::new().prefix("replbd-faults.").tempdir()?;
         let mut nodes = Vec::new();
         for (i, name) in NAMES.iter().enumerate() {
-            let d = dir.join(name);
-            std::fs::create_dir_all(&d)?;
-            let config = d.join("replbd.toml");
-            std::fs::write(&config, config_text(&dir, name, port))?;
-            let disk = d.join("r0.img");
-            create_disk(&disk, i as u8)?;
+            let dir = tmp.path().join(name);
+            std::fs::create_dir_all(&dir)?;
+            let nbd = dir.join("r0.nbd");
+            let config = dir.join("replbd.toml");
+            let addrs: Vec<SocketAddr> = (0..NAMES.len()).map(|j| addresses(i, j)).collect();
+            std::fs::write(&config, config_text(tmp.path(), i, &addrs, &nbd))?;
+            let disk = dir.join("r0.img");
+            create_disk(&disk, u8::try_from(i)?)?;
             nodes.push(Node {
-                socket: d.join("admin.sock"),
-                nbd: d.join("r0.nbd"),
-                log: d.join("daemon.log"),
-                ip: format!("127.0.0.{}", 11 + i),
                 config,
+                socket: dir.join("admin.sock"),
+                nbd,
                 disk,
+                log: dir.join("daemon.log"),
                 child: None,
             });
         }
-        let can_partition = nft(&format!(
-            "add table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\n"
-        ));
         Ok(Cluster {
-            dir,
+            bin: bin.to_owned(),
             nodes,
-            bin,
-            can_partition,
-            keep: false,
+            dir: tmp.path().to_owned(),
+            tmp: Some(tmp),
         })
     }
 
-    /// Spawns node `i`'s daemon and waits until it answers.
-    fn spawn(&mut self, i: usize) -> Result<()> {
-        let n = &self.nodes[i];
+    /// The run's temporary directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Starts node `i`'s daemon and waits until its admin socket answers.
+    pub fn start(&mut self, i: usize) -> Result<()> {
+        let n = &mut self.nodes[i];
+        let _ = std::fs::remove_file(&n.socket);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -166,104 +177,44 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", self.bin.display()))?;
-        self.nodes[i].child = Some(child);
+        n.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.admin(i, &["status"]).is_err() {
-            if Instant::now() > deadline {
+        loop {
+            if let Some(code) = self.exited(i) {
                 bail!(
-                    "{} did not answer within 20 s; log: {}",
-                    NAMES[i],
+                    "{} exited at start ({code}); log: {}",
+                    name(i),
                     self.nodes[i].log.display()
                 );
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
-    }
-
-    /// Starts node `i`'s daemon again (after a kill) and brings r0 up.
-    pub fn start(&mut self, i: usize) -> Result<()> {
-        self.spawn(i)?;
-        self.admin(i, &["up", "r0"])?;
-        Ok(())
-    }
-
-    /// Declares every node UpToDate at one generation, starts them all and waits until connected.
-    pub fn start_all(&mut self) -> Result<()> {
-        for i in 0..NAMES.len() {
-            self.spawn(i)?;
-            self.admin(i, &["new-current-uuid", "r0", "--clear-bitmap", "--uuid", UUID])?;
-        }
-        for i in 0..NAMES.len() {
-            self.admin(i, &["up", "r0"])?;
-        }
-        for i in 0..NAMES.len() {
-            self.wait(i, "connected to both peers", Duration::from_secs(30), |s| {
-                s.peers
-                    .iter()
-                    .all(|p| p.replication == ReplicationState::Established)
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Runs `replbd-node --admin-socket <node i> ARGS`; its output, or the error it printed.
-    pub fn admin(&self, i: usize, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.bin)
-            .arg("--admin-socket")
-            .arg(&self.nodes[i].socket)
-            .args(args)
-            .output()?;
-        if !out.status.success() {
-            bail!("{}: {}", NAMES[i], String::from_utf8_lossy(&out.stderr).trim());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Node `i`'s status of r0.
-    pub fn status(&self, i: usize) -> Result<ResourceReport> {
-        let text = self.admin(i, &["status", "r0", "--json"])?;
-        let mut r: Vec<ResourceReport> = serde_json::from_str(&text)?;
-        r.pop().ok_or_else(|| anyhow!("{}: no status for r0", NAMES[i]))
-    }
-
-    /// Waits until node `i`'s status satisfies `pred`.
-    pub fn wait(
-        &self,
-        i: usize,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&ResourceReport) -> bool,
-    ) -> Result<ResourceReport> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(s) = self.status(i)
-                && pred(&s)
-            {
-                return Ok(s);
+            if admin(&self.nodes[i].socket, &Request::Status { resource: None }).is_ok() {
+                return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "{} never got {what}; last status: {:?}",
-                    NAMES[i],
-                    self.status(i).ok()
-                );
+                bail!("{} did not answer on its admin socket within 20s", name(i));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// Whether node `i`'s daemon runs.
-    pub fn running(&self, i: usize) -> bool {
-        self.nodes[i].child.is_some()
+    /// Whether node `i`'s daemon is running (started by us and not exited).
+    pub fn running(&mut self, i: usize) -> bool {
+        self.nodes[i].child.is_some() && self.exited(i).is_none()
     }
 
-    /// The process id of node `i`'s daemon.
-    pub fn pid(&self, i: usize) -> Option<u32> {
-        self.nodes[i].child.as_ref().map(Child::id)
+    /// If node `i`'s daemon has exited on its own: its exit status, and it is forgotten.
+    pub fn exited(&mut self, i: usize) -> Option<String> {
+        let child = self.nodes[i].child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.nodes[i].child = None;
+                Some(status.to_string())
+            }
+            _ => None,
+        }
     }
 
-    /// `kill -9` of node `i` (or, if it was killed already, collects its exit).
+    /// `kill -9` of node `i`'s daemon.
     pub fn kill(&mut self, i: usize) -> Result<()> {
         if let Some(mut c) = self.nodes[i].child.take() {
             c.kill()?;
@@ -272,48 +223,124 @@ impl Cluster {
         Ok(())
     }
 
-    /// Installs (or removes, with `on == false`) the rules that cut `a` off from `others`.
-    pub fn partition(&self, a: usize, others: &[usize], on: bool) -> Result<()> {
-        if !on {
-            nft(&format!("delete table inet {NFT_TABLE}\n"));
+    /// SIGTERM (a clean stop: every resource taken down) and waits; SIGKILL after 30 s.
+    pub fn stop(&mut self, i: usize) -> Result<()> {
+        let Some(mut c) = self.nodes[i].child.take() else {
             return Ok(());
-        }
-        let mut s = format!(
-            "add table inet {NFT_TABLE}\nadd chain inet {NFT_TABLE} out {{ type filter hook output priority 0 ; }}\n"
-        );
-        for &b in others {
-            let (x, y) = (&self.nodes[a].ip, &self.nodes[b].ip);
-            s += &format!("add rule inet {NFT_TABLE} out ip saddr {x} ip daddr {y} drop\n");
-            s += &format!("add rule inet {NFT_TABLE} out ip saddr {y} ip daddr {x} drop\n");
-        }
-        if !nft(&s) {
-            bail!("nft refused the partition rules");
+        };
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while c.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                c.kill()?;
+                c.wait()?;
+                bail!("{} did not stop within 30s of SIGTERM; killed", name(i));
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
     }
+
+    /// Runs an admin request on node `i`.
+    pub fn admin(&self, i: usize, request: &Request) -> Result<Reply> {
+        admin(&self.nodes[i].socket, request)
+            .with_context(|| format!("{} on {}", request_name(request), name(i)))
+    }
+
+    /// `status` of the resource on node `i`.
+    pub fn status(&self, i: usize) -> Result<ResourceReport> {
+        let reply = self.admin(
+            i,
+            &Request::Status {
+                resource: Some(RESOURCE.into()),
+            },
+        )?;
+        match reply {
+            Reply::Status { mut resources } if resources.len() == 1 => Ok(resources.remove(0)),
+            other => bail!("unexpected status reply from {}: {other:?}", name(i)),
+        }
+    }
+
+    /// Declares every node's (zeroed) data UpToDate at the same generation, then brings the
+    /// resource up everywhere.
+    pub fn initialise(&self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            self.admin(
+                i,
+                &Request::NewCurrentUuid {
+                    resource: RESOURCE.into(),
+                    clear_bitmap: true,
+                    uuid: Some(UUID.into()),
+                },
+            )?;
+        }
+        for i in 0..self.nodes.len() {
+            self.up(i)?;
+        }
+        Ok(())
+    }
+
+    /// `up` on node `i`.
+    pub fn up(&self, i: usize) -> Result<()> {
+        self.admin(
+            i,
+            &Request::Up {
+                resource: RESOURCE.into(),
+            },
+        )
+        .map(drop)
+    }
+
+    /// The first `len` bytes of node `i`'s backing file: its data area.
+    pub fn data_area(&self, i: usize, len: u64) -> Result<Vec<u8>> {
+        let mut bytes = std::fs::read(&self.nodes[i].disk)?;
+        bytes.truncate(usize::try_from(len)?);
+        Ok(bytes)
+    }
+
+    /// The last `lines` lines of node `i`'s log.
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Stops every daemon (`kill -9`) and keeps the temporary directory (logs, disks) instead of
+    /// removing it; returns its path.
+    pub fn keep_dir(&mut self) -> PathBuf {
+        for i in 0..self.nodes.len() {
+            let _ = self.kill(i);
+        }
+        match self.tmp.take() {
+            Some(t) => t.keep(),
+            None => self.dir.clone(),
+        }
+    }
 }
 
-/// Whether `s` is UpToDate and connected, Established, to every peer with an UpToDate disk.
-pub fn healthy(s: &ResourceReport) -> bool {
-    s.disk == Some(DiskState::UpToDate)
-        && s.peers.iter().all(|p| {
-            p.connection == ConnectionState::Connected
-                && p.replication == ReplicationState::Established
-                && p.peer_disk == DiskState::UpToDate
-                && p.out_of_sync_bytes == 0
-        })
+/// A request's command name, for messages.
+fn request_name(request: &Request) -> String {
+    to_line(request)
+        .ok()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .and_then(|v| v.get("command").and_then(|c| c.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "request".into())
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            let _ = self.kill(i);
-        }
-        if self.can_partition {
-            nft(&format!("delete table inet {NFT_TABLE}\n"));
-        }
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
+}
+
+/// The name of node `i`.
+pub fn name(i: usize) -> &'static str {
+    NAMES.get(i).copied().unwrap_or("?")
 }

@@ -365,16 +365,19 @@ impl Resync {
             .any(|r| r.role == SyncRole::Target && r.active() && r.rank() < mine)
     }
 
-    /// Which of several target resyncs runs: the one started first (what it already moved need
-    /// not move again; the others end as redundant when it finishes), unless its source asked it
-    /// to wait (`ResyncPaused`).
-    fn rank(&self) -> (bool, Instant, u8) {
+    /// Which of several target resyncs runs: one from the Primary first (its copy is the one the
+    /// application reads, and its marks for this node are the only ones that say for certain what
+    /// this node lacks — see [`Resync::abandon_if_redundant`]), then the one started first (what
+    /// it already moved need not move again; the others end as redundant when it finishes),
+    /// unless its source asked it to wait (`ResyncPaused`).
+    fn rank(&self) -> (bool, bool, Instant, u8) {
         let backing_off = self
             .paused_until
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .is_some_and(|t| Instant::now() < t);
-        (backing_off, self.started, self.link.peer)
+        let from_secondary = self.inner.peer_role(self.link.peer) != Role::Primary;
+        (backing_off, from_secondary, self.started, self.link.peer)
     }
 
     /// Target: what a request for `range` must say about a Primary's writes, and the place it takes
@@ -793,11 +796,20 @@ impl Resync {
         Ok(())
     }
 
-    /// Target: this node became UpToDate through another source. A paused resync from a peer that
-    /// is UpToDate at the same generation has nothing left to move — both hold that generation's
-    /// data — so it ends here, its bits cleared on both sides.
+    /// Target: this node became UpToDate through another source. A paused resync from a Secondary
+    /// that is UpToDate at the same generation has nothing left to move — both hold that
+    /// generation's data — so it ends here, its bits cleared on both sides.
+    ///
+    /// Never a resync from the Primary: its bits for this node are writes it made that this node
+    /// did not receive from it, and the third node this node synced from may lack some of them too
+    /// — blocks that node itself got by resync from the Primary are not passed on (found by
+    /// `replbd-faults`: a node resynced through a Secondary, its resync from the Primary abandoned,
+    /// reported UpToDate with one block older than the Primary's).
     pub(crate) fn abandon_if_redundant(&self, our_uuid: u64) {
         if self.role != SyncRole::Target || !self.running() {
+            return;
+        }
+        if self.inner.peer_role(self.link.peer) == Role::Primary {
             return;
         }
         let (disk, uuid) = self.inner.peer_disk_and_uuid(self.link.peer);
@@ -816,17 +828,31 @@ impl Resync {
         let Some(slot) = self.link.slot else { return Ok(()) };
         let meta = Arc::clone(&d.meta);
         let (abandoned, size) = (self.abandoned.load(Ordering::SeqCst), d.size());
+        let source_lineage = self.link.lineage();
         tokio::task::spawn_blocking(move || -> Result<(), replbd_bitmap::MetaError> {
             if abandoned {
                 meta.clear_in_sync(slot, 0, size)?;
             }
             meta.flush()?;
             meta.update(|gi, flags| {
+                let new = source_uuid & !1;
+                // The data is the source's now, and so is its lineage (DRBD copies the source's
+                // bitmap and history UUIDs at this point too): without it, a node that shares a
+                // generation only with the source would find this one unrelated (found by
+                // `replbd-faults`: a crashed Primary's peer, resynced through the new Primary,
+                // refused as "no UUID in common" when the old Primary returned). Ours stays in
+                // the history, newest; the source's older ones behind it. Crash ordering: one
+                // metadata update, with the new current UUID and the flags below.
                 let old = gi.current;
-                if old != source_uuid & !1 {
+                for &u in source_lineage.iter().rev() {
+                    if u != new && u != old && !gi.history.contains(&u) {
+                        gi.push_history(u);
+                    }
+                }
+                if old != new {
                     gi.push_history(old);
                 }
-                gi.current = source_uuid & !1;
+                gi.current = new;
                 gi.peers[slot.index()].bitmap_uuid = 0;
                 flags.set(NodeFlags::CONSISTENT, true);
                 flags.set(NodeFlags::WAS_UP_TO_DATE, true);
