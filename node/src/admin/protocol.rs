@@ -110,6 +110,22 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         uuid: Option<String>,
     },
+    /// Tests only: make the local disk fail requests (a daemon built with the `fault-injection`
+    /// feature and started with `REPLBD_FAULT_INJECTION=1`; every other daemon refuses it). An
+    /// empty plan clears the faults.
+    InjectDiskFault {
+        /// The resource.
+        resource: String,
+        /// Byte ranges `(start, end)` whose reads fail with EIO.
+        #[serde(default)]
+        read_errors: Vec<(u64, u64)>,
+        /// Byte ranges `(start, end)` whose writes fail with EIO.
+        #[serde(default)]
+        write_errors: Vec<(u64, u64)>,
+        /// Every write fails (a dead disk).
+        #[serde(default)]
+        all_writes_fail: bool,
+    },
     /// Stream state changes.
     Events,
 }
@@ -131,6 +147,7 @@ impl Request {
             Request::Outdate { .. } => "outdate",
             Request::InvalidateRemote { .. } => "invalidate-remote",
             Request::NewCurrentUuid { .. } => "new-current-uuid",
+            Request::InjectDiskFault { .. } => "inject-disk-fault",
             Request::Events => "events",
         }
     }

@@ -30,7 +30,8 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Reply {
         | Request::ResumeIo { resource: r }
         | Request::Outdate { resource: r }
         | Request::InvalidateRemote { resource: r, .. }
-        | Request::NewCurrentUuid { resource: r, .. } => r.clone(),
+        | Request::NewCurrentUuid { resource: r, .. }
+        | Request::InjectDiskFault { resource: r, .. } => r.clone(),
     };
     let host = match find(daemon, command, &resource) {
         Ok(h) => h,
@@ -94,8 +95,37 @@ fn operation(host: &HostHandle, request: Request) -> Result<Option<Op>, String> 
         Request::NewCurrentUuid { uuid, .. } => Op::NewCurrentUuid {
             uuid: parse_uuid(uuid.as_deref())?,
         },
+        Request::InjectDiskFault {
+            read_errors,
+            write_errors,
+            all_writes_fail,
+            ..
+        } => inject_disk_fault(read_errors, write_errors, all_writes_fail)?,
     };
     Ok(Some(op))
+}
+
+/// `inject-disk-fault`: only in a test build that was also enabled at start.
+#[cfg(feature = "fault-injection")]
+fn inject_disk_fault(
+    read_errors: Vec<(u64, u64)>,
+    write_errors: Vec<(u64, u64)>,
+    all_writes_fail: bool,
+) -> Result<Op, String> {
+    if std::env::var_os("REPLBD_FAULT_INJECTION").is_none_or(|v| v != "1") {
+        return Err("fault injection is off (start the daemon with REPLBD_FAULT_INJECTION=1)".into());
+    }
+    Ok(Op::InjectDiskFault {
+        read_errors,
+        write_errors,
+        all_writes_fail,
+    })
+}
+
+/// `inject-disk-fault`: refused by a production build.
+#[cfg(not(feature = "fault-injection"))]
+fn inject_disk_fault(_: Vec<(u64, u64)>, _: Vec<(u64, u64)>, _: bool) -> Result<Op, String> {
+    Err("this replbd-node was built without the fault-injection feature (a test-only feature)".into())
 }
 
 fn find(daemon: &Daemon, command: &str, resource: &str) -> Result<HostHandle, Reply> {

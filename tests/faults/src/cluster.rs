@@ -172,6 +172,7 @@ impl Cluster {
             .arg("--admin-socket")
             .arg(&n.socket)
             .env("REPLBD_LOG", "info")
+            .env("REPLBD_FAULT_INJECTION", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

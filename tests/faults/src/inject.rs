@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::cluster::{NODES, name};
+use replbd_node::admin::protocol::Request;
+
+use crate::cluster::{NODES, RESOURCE, name};
 use crate::harness::Harness;
 use crate::proxy::{LinkState, Mode};
 use crate::schedule::{Fault, Step};
@@ -18,6 +20,44 @@ fn sleep_ms(ms: u64) {
 }
 
 impl Harness {
+    /// Fails the disk of Secondary `s` (every write, or the writes to MiB `mib`) for `hold_ms`,
+    /// then repairs it and reattaches it the way an operator does: `down`, `up`. Skipped (false)
+    /// when the daemon was built without its `fault-injection` feature.
+    fn disk_failure(&mut self, s: usize, whole: bool, mib: u64, hold_ms: u64) -> Result<bool> {
+        let range = (mib << 20, (mib + 1) << 20);
+        let plan = |on: bool| Request::InjectDiskFault {
+            resource: RESOURCE.into(),
+            read_errors: Vec::new(),
+            write_errors: if on && !whole { vec![range] } else { Vec::new() },
+            all_writes_fail: on && whole,
+        };
+        if let Err(e) = self.cluster.admin(s, &plan(true)) {
+            let e = format!("{e:#}");
+            if e.contains("fault-injection") || e.contains("fault injection") {
+                self.note(format!("skipped a disk failure: {e}"));
+                return Ok(false);
+            }
+            anyhow::bail!(e);
+        }
+        let what = if whole {
+            "every write".to_owned()
+        } else {
+            format!("writes to MiB {mib}")
+        };
+        self.note(format!("fault: disk of {} (Secondary) fails {what}, {hold_ms}ms", name(s)));
+        sleep_ms(hold_ms);
+        self.cluster.admin(s, &plan(false))?;
+        self.cluster.admin(
+            s,
+            &Request::Down {
+                resource: RESOURCE.into(),
+            },
+        )?;
+        self.cluster.up(s)?;
+        self.note(format!("{}: disk repaired, down and up", name(s)));
+        Ok(true)
+    }
+
     /// The running Secondaries, in node order.
     fn secondaries(&mut self) -> Vec<usize> {
         (0..NODES)
@@ -69,6 +109,10 @@ impl Harness {
                     self.restart(p)?;
                     true
                 }
+                None => false,
+            },
+            Fault::DiskFailure { nth, whole, mib } => match self.secondary(nth) {
+                Some(s) => self.disk_failure(s, whole, mib, hold)?,
                 None => false,
             },
             Fault::RestartSecondary { nth } => match self.secondary(nth) {

@@ -73,6 +73,17 @@ pub enum Fault {
         /// Each outage, in milliseconds (the link is up as long between them).
         outage_ms: u64,
     },
+    /// A Secondary's disk fails — every write (a dead disk), or the writes to one MiB — and the
+    /// node detaches, going on without a disk; after the hold the disk is repaired and reattached
+    /// (`down`, `up`: it comes back Outdated and resyncs what it missed).
+    DiskFailure {
+        /// Which Secondary.
+        nth: usize,
+        /// Every write fails, not only one MiB's.
+        whole: bool,
+        /// The failing MiB (when not `whole`).
+        mib: u64,
+    },
     /// One link gets latency and a byte-rate ceiling.
     SlowLink {
         /// One end (node index).
@@ -100,6 +111,7 @@ impl Fault {
             Fault::SlowLink { .. } => "slow-link",
             Fault::KillPrimaryDuringResync { .. } => "kill-primary-during-resync",
             Fault::Flap { .. } => "flap-link",
+            Fault::DiskFailure { .. } => "disk-failure",
         }
     }
 }
@@ -124,6 +136,8 @@ pub struct Enabled {
     pub partitions: bool,
     /// Slow links.
     pub slow_links: bool,
+    /// Disk write errors.
+    pub disk_errors: bool,
 }
 
 /// The schedule generator of one seed.
@@ -168,6 +182,9 @@ impl Schedule {
         if self.enabled.slow_links {
             choices.push((2, 7));
         }
+        if self.enabled.disk_errors {
+            choices.push((2, 10));
+        }
         let total: u32 = choices.iter().map(|c| c.0).sum();
         if total == 0 {
             return None;
@@ -199,6 +216,11 @@ impl Schedule {
             8 => Fault::KillPrimaryDuringResync {
                 nth,
                 after_ms: self.rng.random_range(0..=600),
+            },
+            10 => Fault::DiskFailure {
+                nth,
+                whole: self.rng.random_bool(0.5),
+                mib: self.rng.random_range(0..4),
             },
             9 => {
                 let (a, b) = self.pair();
@@ -248,6 +270,7 @@ mod tests {
         crashes: true,
         partitions: true,
         slow_links: true,
+        disk_errors: true,
     };
 
     #[test]
@@ -272,6 +295,7 @@ mod tests {
             crashes: false,
             partitions: false,
             slow_links: true,
+            disk_errors: false,
         };
         let mut s = Schedule::new(1, only_slow, 60_000);
         for step in s.next_epoch() {
@@ -284,6 +308,7 @@ mod tests {
             crashes: false,
             partitions: false,
             slow_links: false,
+            disk_errors: false,
         };
         assert!(Schedule::new(1, none, 60_000).next_epoch().is_empty());
     }
@@ -295,6 +320,6 @@ mod tests {
         for _ in 0..20 {
             kinds.extend(s.next_epoch().iter().map(|s| s.fault.kind()));
         }
-        assert_eq!(kinds.len(), 10, "{kinds:?}");
+        assert_eq!(kinds.len(), 11, "{kinds:?}");
     }
 }

@@ -133,6 +133,16 @@ pub enum Op {
         /// The new current UUID.
         uuid: u64,
     },
+    /// Tests only (`fault-injection`): the local disk's injected failures.
+    #[cfg(feature = "fault-injection")]
+    InjectDiskFault {
+        /// Byte ranges whose reads fail.
+        read_errors: Vec<(u64, u64)>,
+        /// Byte ranges whose writes fail.
+        write_errors: Vec<(u64, u64)>,
+        /// Every write fails.
+        all_writes_fail: bool,
+    },
     /// Internal, sent by the resource's own recovery watcher: the ublk device left by a daemon
     /// that died may now be re-attached (or must be given up).
     ResumeDevice,
@@ -343,6 +353,23 @@ impl Host {
                     "{name}: online verify started against {}; results in `events` and the log",
                     names.join(", ")
                 ))
+            }
+            #[cfg(feature = "fault-injection")]
+            Op::InjectDiskFault {
+                read_errors,
+                write_errors,
+                all_writes_fail,
+            } => {
+                let disk = self
+                    .engine()?
+                    .local_disk()
+                    .ok_or_else(|| HostError::Engine("no local disk to fail".into()))?;
+                let mut plan = disk.store.faults();
+                plan.read_errors = read_errors.iter().map(|&(a, b)| a..b).collect();
+                plan.write_errors = write_errors.iter().map(|&(a, b)| a..b).collect();
+                plan.all_writes_fail = all_writes_fail;
+                warn!(resource = %name, ?read_errors, ?write_errors, all_writes_fail, "injected disk faults set");
+                Ok(format!("{name}: injected disk faults set"))
             }
             Op::Outdate => {
                 self.engine()?
