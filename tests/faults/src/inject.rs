@@ -44,7 +44,10 @@ impl Harness {
         } else {
             format!("writes to MiB {mib}")
         };
-        self.note(format!("fault: disk of {} (Secondary) fails {what}, {hold_ms}ms", name(s)));
+        self.note(format!(
+            "fault: disk of {} (Secondary) fails {what}, {hold_ms}ms",
+            name(s)
+        ));
         sleep_ms(hold_ms);
         self.cluster.admin(s, &plan(false))?;
         self.cluster.admin(
