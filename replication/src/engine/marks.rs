@@ -70,7 +70,7 @@ impl Inner {
 
     /// The connection to a Primary is gone with writes never peer-acked: whoever else may lack
     /// them, this node cannot tell.
-    pub(crate) fn primary_link_lost(&self, link: &Link) {
+    pub(crate) fn primary_link_lost(self: &Arc<Self>, link: &Link) {
         let ranges = link.unacked.take_all();
         if !ranges.is_empty() {
             tracing::info!(resource = %self.cfg.name, peer = link.peer, ranges = ranges.len(), "writes of the lost Primary were never peer-acked; marked out of sync for every peer");
@@ -79,6 +79,22 @@ impl Inner {
         // keep: the marks stay until a Primary emerges and resyncs them from its copy
         // ([`Inner::resync_marked_after_promotion`]), or until the next handshake.
         self.mark_for_missing(link.peer, bit(self.cfg.node_id), &ranges, false);
+        if ranges.is_empty() {
+            return;
+        }
+        // A new Primary may already be here: promoted elsewhere before this node noticed the old
+        // one was gone, its promotion found no marks to fetch. Fetch them now, or they would stay
+        // marked while every node reports UpToDate (found by `replbd-faults`: 8 blocks out of
+        // sync between a Secondary and the new Primary, forever).
+        if self.role() == Role::Primary {
+            self.resync_marked_after_promotion();
+            return;
+        }
+        for l in self.live_links() {
+            if l.peer != link.peer && self.peer_role(l.peer) == Role::Primary {
+                self.resync_marked_from_new_primary(&l);
+            }
+        }
     }
 
     /// A new Primary: blocks marked for connected peers (writes of a lost Primary nobody confirmed,
