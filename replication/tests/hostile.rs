@@ -1,6 +1,8 @@
 //! Peers that misbehave: a wrong shared secret, a protocol version nobody speaks, garbage instead of
-//! frames, and a peer that authenticates and then stops reading. Each is refused or disconnected with
-//! a reason, and the resource keeps serving I/O.
+//! frames, a peer that authenticates and then stops reading, a peer asking for another resource,
+//! and an authenticated peer sending writes outside the volume, misaligned, or to a Primary. Each is
+//! refused or disconnected with a reason naming what was wrong, no data is touched, and the resource
+//! keeps serving I/O.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -9,11 +11,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use replbd_quorum::{ConnectionState, Protocol};
+use replbd_quorum::{ConnectionState, DiskState, Protocol, Role};
 use replbd_replication::engine::Event;
 use replbd_replication::handshake::{self, Identity};
 use replbd_replication::wire::messages::{self, ErrorMessage, Hello, StateReport};
-use replbd_replication::wire::{FrameReader, FrameWriter, Kind};
+use replbd_replication::wire::{FrameHeader, FrameReader, FrameWriter, Kind, OutFrame};
 use replbd_replication::{BlockVolume, Resource, WriteFlags};
 use support::{SECRET, UUID, block, config, disk, free_ports};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,6 +28,34 @@ async fn single_primary(addrs: &[std::net::SocketAddr], secret: &[u8]) -> Resour
     cfg.secret = secret.to_vec();
     let (d, _) = disk(16 * MIB, 1, 0);
     Resource::start(cfg, Some(d)).await.unwrap()
+}
+
+/// What a well-behaved peer in `role`, UpToDate at [`UUID`] on a 16 MiB volume, reports at connect
+/// time: the generations match, so no resync follows.
+fn state_report(role: Role) -> StateReport {
+    StateReport {
+        role: u8::from(role == Role::Primary),
+        disk: DiskState::ALL
+            .iter()
+            .position(|d| *d == DiskState::UpToDate)
+            .unwrap() as u8,
+        size: 16 * MIB,
+        protocol: 2,
+        integrity: false,
+        current_uuid: UUID,
+        bitmap_uuids: vec![],
+        history: vec![],
+        flags: 3,
+        dagtag: 0,
+        reconnect: false,
+        dirty_for: vec![],
+        replicating: 0,
+        quorate: true,
+        discard_my_data: false,
+        changes: 0,
+        synced_uuid: 0,
+        synced_from: 0,
+    }
 }
 
 /// Waits for a connection event about `peer` whose reason contains `needle`.
@@ -164,29 +194,7 @@ async fn a_peer_that_stops_reading_is_disconnected_and_writes_complete() {
         let hello = handshake::accept_hello(&mut r).await.unwrap();
         handshake::accept(&me, &hello, &mut r, &mut w).await.unwrap();
         let (_, _) = r.read_frame().await.unwrap(); // node 0's state
-        let report = StateReport {
-            role: 0,
-            disk: replbd_quorum::DiskState::ALL
-                .iter()
-                .position(|d| *d == replbd_quorum::DiskState::UpToDate)
-                .unwrap() as u8,
-            size: 16 * MIB,
-            protocol: 2,
-            integrity: false,
-            current_uuid: UUID,
-            bitmap_uuids: vec![],
-            history: vec![],
-            flags: 3,
-            dagtag: 0,
-            reconnect: false,
-            dirty_for: vec![],
-            replicating: 0,
-            quorate: true,
-            discard_my_data: false,
-            changes: 0,
-            synced_uuid: 0,
-            synced_from: 0,
-        };
+        let report = state_report(Role::Secondary);
         w.send(messages::encode(Kind::StateReport, &report))
             .await
             .unwrap();
@@ -227,4 +235,184 @@ async fn a_peer_that_stops_reading_is_disconnected_and_writes_complete() {
     );
     a.down().await.unwrap();
     fake.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_for_another_resource_is_refused_with_the_resource_named() {
+    let addrs = free_ports(2);
+    let mut cfg = config(1, &addrs, Protocol::C, &[]);
+    cfg.peers[0].address = "127.0.0.1:9".parse().unwrap(); // node 0 is played by the test
+    let (d, store) = disk(16 * MIB, 1, 1);
+    let b = Resource::start(cfg, Some(d)).await.unwrap();
+    let (r, w) = raw_to_acceptor(addrs[1]).await.into_split();
+    let (mut r, mut w) = (FrameReader::new(r, false), FrameWriter::new(w, false));
+    let me = Identity::new("r1", 0, SECRET);
+    let refused = handshake::connect(&me, 1, &mut r, &mut w).await;
+    let e = refused.expect_err("a hello for resource r1 reached r0's port");
+    assert!(e.to_string().contains("has no resource \"r1\""), "{e}");
+    assert!(store.write_log().is_empty(), "no data was touched");
+    b.primary(false).await.unwrap();
+    b.write(0, block(3), WriteFlags::default()).await.unwrap();
+    b.down().await.unwrap();
+}
+
+/// An authenticated fake node 0 in `role`, connected to node 1 at `target`, past the state
+/// exchange: what it writes next is applied by node 1 like a real peer's frames.
+async fn authenticated_peer(
+    target: std::net::SocketAddr,
+    role: Role,
+) -> (
+    FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+    u16,
+) {
+    let (r, w) = raw_to_acceptor(target).await.into_split();
+    let (mut r, mut w) = (FrameReader::new(r, false), FrameWriter::new(w, false));
+    let me = Identity::new("r0", 0, SECRET);
+    let agreed = handshake::connect(&me, 1, &mut r, &mut w).await.unwrap();
+    w.send(messages::encode(Kind::StateReport, &state_report(role)))
+        .await
+        .unwrap();
+    let (h, _) = r.read_frame().await.unwrap();
+    assert_eq!(h.kind, Kind::StateReport, "node 1 answers with its state");
+    (r, w, agreed.version)
+}
+
+/// A replication request from the fake peer: `kind` at `sector` with `payload`.
+fn request(version: u16, kind: Kind, seq: u64, sector: u64, payload: Vec<u8>) -> OutFrame {
+    let mut header = FrameHeader::new(kind);
+    header.version = version;
+    header.seq = seq;
+    header.sector = sector;
+    header.aux = 1; // the epoch
+    OutFrame {
+        header,
+        payload: payload.into(),
+    }
+}
+
+/// Reads from node 1 until it closes the connection (it may send keepalives or state first).
+async fn closed_by_node(r: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, r.read_frame()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return,
+            Err(_) => panic!("node 1 kept the connection of a peer that sent an invalid request"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authenticated_peer_writing_outside_the_volume_is_disconnected_with_the_reason() {
+    let addrs = free_ports(2);
+    let mut cfg = config(1, &addrs, Protocol::C, &[]);
+    cfg.peers[0].address = "127.0.0.1:9".parse().unwrap(); // node 0 is played by the test
+    let (d, store) = disk(16 * MIB, 1, 1);
+    let b = Resource::start(cfg, Some(d)).await.unwrap();
+    let mut events = b.events();
+    let end_sector = 16 * MIB / 512;
+    let zeroes_len = |len: u64| len.to_le_bytes().to_vec();
+    let cases: Vec<(&str, Kind, u64, Vec<u8>, &str)> = vec![
+        (
+            "a write past the end",
+            Kind::Data,
+            end_sector,
+            vec![7; 4096],
+            "outside this node's 16777216-byte volume",
+        ),
+        (
+            "a write straddling the end",
+            Kind::Data,
+            end_sector - 4,
+            vec![7; 4096],
+            "outside this node's",
+        ),
+        (
+            "a write of 100 bytes",
+            Kind::Data,
+            0,
+            vec![7; 100],
+            "not 512-byte aligned",
+        ),
+        (
+            "a sector that overflows",
+            Kind::Data,
+            u64::MAX / 256,
+            vec![7; 4096],
+            "overflows",
+        ),
+        (
+            "zeroing to the end of u64",
+            Kind::WriteZeroes,
+            8,
+            zeroes_len(u64::MAX - 4095),
+            "outside this node's",
+        ),
+        (
+            "zeroing of nothing",
+            Kind::WriteZeroes,
+            8,
+            zeroes_len(0),
+            "outside this node's",
+        ),
+        (
+            "zeroing without a length",
+            Kind::WriteZeroes,
+            8,
+            vec![1, 2, 3],
+            "without an 8-byte length",
+        ),
+    ];
+    for (what, kind, sector, payload, needle) in cases {
+        let (mut r, mut w, version) = authenticated_peer(addrs[1], Role::Primary).await;
+        b.wait_for(Duration::from_secs(10), |s| {
+            s.peer(0).unwrap().connection == ConnectionState::Connected
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{what}: the fake peer never connected: {e}"));
+        w.send(request(version, kind, 1, sector, payload)).await.unwrap();
+        let reason = reason_seen(&mut events, 0, needle).await;
+        assert!(
+            reason.contains(&kind.to_string()),
+            "{what}: the reason names the request: {reason}"
+        );
+        closed_by_node(&mut r).await;
+        assert!(store.write_log().is_empty(), "{what}: no data was touched");
+    }
+    // The volume is intact and node 1 serves on its own.
+    b.primary(false).await.unwrap();
+    b.write(8192, block(4), WriteFlags::default()).await.unwrap();
+    assert_eq!(store.write_log(), vec![8192]);
+    b.down().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_writing_to_a_primary_is_disconnected_and_the_primary_keeps_its_data() {
+    let addrs = free_ports(2);
+    let mut cfg = config(1, &addrs, Protocol::C, &[]);
+    cfg.peers[0].address = "127.0.0.1:9".parse().unwrap(); // node 0 is played by the test
+    let (d, store) = disk(16 * MIB, 1, 1);
+    let b = Resource::start(cfg, Some(d)).await.unwrap();
+    b.primary(false).await.unwrap();
+    b.write(0, block(5), WriteFlags::default()).await.unwrap();
+    let mut events = b.events();
+    let (mut r, mut w, version) = authenticated_peer(addrs[1], Role::Secondary).await;
+    w.send(request(version, Kind::Data, 1, 0, vec![9; 4096]))
+        .await
+        .unwrap();
+    let reason = reason_seen(&mut events, 0, "while this node is Primary").await;
+    assert!(reason.contains("two primaries"), "{reason}");
+    closed_by_node(&mut r).await;
+    assert_eq!(
+        store.write_log(),
+        vec![0],
+        "only the Primary's own write reached its disk"
+    );
+    assert!(
+        b.read(0, 4096).await.unwrap() == block(5),
+        "the Primary's block is its own"
+    );
+    b.down().await.unwrap();
 }

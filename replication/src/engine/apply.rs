@@ -23,6 +23,13 @@ use super::io_path::al_begin;
 use super::link::Link;
 use crate::wire::{FrameFlags, FrameHeader, Kind, OutFrame};
 
+/// The byte offset of `h`'s start sector, or the reason the peer is disconnected.
+pub(crate) fn byte_offset(h: &FrameHeader) -> Result<u64, String> {
+    h.sector
+        .checked_mul(512)
+        .ok_or_else(|| format!("the peer sent a {} whose sector {} overflows", h.kind, h.sector))
+}
+
 /// A validated write waiting for, or running through, the gate.
 pub(crate) struct PendingWrite {
     h: FrameHeader,
@@ -158,10 +165,7 @@ impl Applier {
 
     /// Queues a data, discard or write-zeroes frame.
     pub(crate) async fn apply(&self, h: FrameHeader, payload: Bytes) -> Result<(), String> {
-        let offset = h
-            .sector
-            .checked_mul(512)
-            .ok_or_else(|| format!("sector {} overflows", h.sector))?;
+        let offset = byte_offset(&h)?;
         let len = match h.kind {
             Kind::Data => payload.len() as u64,
             _ => {
@@ -193,10 +197,7 @@ impl Applier {
         resync: Arc<super::resync::Resync>,
         lock: Option<Arc<super::resync::order::RequestLock>>,
     ) -> Result<(), String> {
-        let offset = h
-            .sector
-            .checked_mul(512)
-            .ok_or_else(|| format!("sector {} overflows", h.sector))?;
+        let offset = byte_offset(&h)?;
         let len = payload.len() as u64;
         self.validate(h.kind, offset, len, true)?;
         let order = match lock {
@@ -247,10 +248,7 @@ impl Applier {
 
     /// Serves a diskless peer's read.
     pub(crate) fn serve_read(&self, h: FrameHeader) -> Result<(), String> {
-        let offset = h
-            .sector
-            .checked_mul(512)
-            .ok_or_else(|| format!("sector {} overflows", h.sector))?;
+        let offset = byte_offset(&h)?;
         let len = h.aux;
         if len > u64::from(crate::wire::MAX_DATA_PAYLOAD) {
             return Err(format!(

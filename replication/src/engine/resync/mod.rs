@@ -631,7 +631,7 @@ impl Resync {
         payload: Bytes,
         checksum: bool,
     ) -> Result<(), String> {
-        let offset = h.sector.checked_mul(512).ok_or("sector overflows")?;
+        let offset = super::apply::byte_offset(&h)?;
         let len = h.aux;
         let size = self.inner.size;
         if len == 0
