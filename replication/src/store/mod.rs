@@ -213,8 +213,28 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        let err = store.read(8 << 20, 4096).await;
-        assert!(err.is_ok() || err.is_err(), "reading past the end must not hang");
+        let err = store.read(8 << 20, 4096).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "reading past the end: {err}");
+        // The file truncated under the open store: a read of the lost part is an error, never
+        // zeroes that look like data; what is left still reads back.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(4 << 20)
+            .unwrap();
+        let err = store.read(6 << 20, 4096).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+        assert!(err.to_string().contains("truncated"), "{err}");
+        let straddling = store.read((4 << 20) - 4096, 8192).await.unwrap_err();
+        assert!(straddling.to_string().contains("ends at byte 4194304"), "{straddling}");
+        assert_eq!(store.read(1 << 20, 512).await.unwrap()[..], [9u8; 512][..]);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(8 << 20)
+            .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,6 +117,17 @@ impl std::fmt::Debug for UringStore {
 
 static BUFFERED_WARNING: OnceLock<()> = OnceLock::new();
 
+/// The error for a read that met the end of the file inside the volume. Every read lies inside the
+/// size checked at attach, so the file was truncated or shrunk while attached: returning zeroes
+/// would hand out (and replicate, as resync data) blocks that were never written. As an I/O error
+/// it detaches the disk and the read is served by a peer instead.
+fn ended_early(at: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("the backing file ends at byte {at}, inside the volume: it was truncated or shrunk while attached"),
+    )
+}
+
 fn open_file(path: &Path, direct: bool) -> io::Result<File> {
     let mut o = OpenOptions::new();
     o.read(true).write(true);
@@ -271,10 +282,7 @@ impl UringStore {
                     .file
                     .read_at(&mut buf.as_mut_slice()[done..], offset + done as u64)?
                 {
-                    0 => {
-                        buf.as_mut_slice()[done..].fill(0);
-                        break;
-                    }
+                    0 => return Err(ended_early(offset + done as u64)),
                     n => done += n,
                 }
             }
@@ -499,13 +507,8 @@ impl Ring {
             f.done += res as usize;
             match &f.op {
                 Op::Read { .. } | Op::Write { .. } if f.done < total && res > 0 => None,
-                // A read at end of file returns 0: the rest reads as zeroes.
-                Op::Read { .. } => {
-                    if let Op::Read { buf, .. } = &mut f.op {
-                        buf.as_mut_slice()[f.done..].fill(0);
-                    }
-                    Some(Ok(()))
-                }
+                // A read at end of file returns 0 before `total`: the file shrank under us.
+                Op::Read { offset, .. } if f.done < total => Some(Err(ended_early(offset + f.done as u64))),
                 Op::Write { .. } if f.done < total => {
                     Some(Err(io::Error::new(io::ErrorKind::WriteZero, "short write")))
                 }
