@@ -264,6 +264,14 @@ pub enum MetaError {
         /// The first error.
         cause: String,
     },
+    /// A resource name the superblock cannot record.
+    #[error("a resource name of {len} bytes cannot be recorded in the metadata (1 to {max})")]
+    ResourceName {
+        /// Its length in bytes.
+        len: usize,
+        /// The longest name recorded.
+        max: usize,
+    },
     /// Orderly close while writes are still in flight.
     #[error("cannot close the metadata: {in_flight} writes are still in flight")]
     Busy {

@@ -8,7 +8,9 @@
 //!   12  u32  node flags                  88  u64×32 history UUIDs, newest first
 //!   16  u64  sequence number            344  32 × peer slot {u8 node id (0xff: none), 3 pad,
 //!   24  u64  meta uuid                                       u32 flags, u64 bitmap UUID}
-//!   32  u64  data size (bytes)          856  zero
+//!   32  u64  data size (bytes)          856  u8 resource name length (0: not recorded),
+//!                                       857  resource name, up to 64 bytes of UTF-8
+//!                                       921  zero
 //!   40  u64  metadata offset            4092 u32 crc32c of bytes 0..4092
 //!   48  u64  metadata size
 //!   56  u8 placement, u8 node id, u8 max peers, u8 log2(bitmap granularity)
@@ -26,6 +28,14 @@
 //! Reading takes the valid copy with the highest sequence number; a damaged copy is rewritten at the
 //! next update. Writing only one copy per update (ping-pong) would be cheaper but would make a rotted
 //! newest copy silently roll the state back, losing e.g. a generation-UUID rotation.
+//!
+//! ## Why the resource name is recorded
+//!
+//! The node id alone does not tell one resource's metadata from another's on the same node: a
+//! configuration that points resource `r1` at `r0`'s disk would otherwise attach, compare `r0`'s
+//! generations with `r1`'s peers and resync one resource's data over the other's. The name was
+//! added inside format version 1 in bytes that used to be zero, so older metadata reads as "not
+//! recorded" and is stamped at its next attach.
 
 use serde::Serialize;
 
@@ -46,6 +56,9 @@ const HISTORY_OFF: usize = 88;
 const PEERS_OFF: usize = HISTORY_OFF + HISTORY_UUIDS * 8;
 const PEER_ENTRY: usize = 16;
 const NO_NODE: u8 = 0xff;
+const RESOURCE_OFF: usize = PEERS_OFF + PEER_ENTRY * MAX_PEERS;
+/// The longest resource name the superblock records (the configuration's limit too).
+pub const MAX_RESOURCE_NAME: usize = 64;
 
 macro_rules! flag_set {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $flag:ident = $bit:expr, $label:literal;)* }) => {
@@ -212,6 +225,9 @@ pub struct Superblock {
     pub flags: NodeFlags,
     /// Generation identifiers.
     pub gi: GenerationIds,
+    /// The resource this metadata belongs to; empty when not recorded (metadata created by
+    /// `replbd-meta create` and not attached since, or by a version that did not record it).
+    pub resource: String,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> BlockDefect {
@@ -255,6 +271,10 @@ impl Superblock {
             put_u32(&mut b, off + 4, p.flags.bits());
             put_u64(&mut b, off + 8, p.bitmap_uuid);
         }
+        // Longer names are refused by `Metadata::set_resource`; truncating here keeps encode total.
+        let name = &self.resource.as_bytes()[..self.resource.len().min(MAX_RESOURCE_NAME)];
+        b[RESOURCE_OFF] = name.len() as u8;
+        b[RESOURCE_OFF + 1..RESOURCE_OFF + 1 + name.len()].copy_from_slice(name);
         seal(&mut b, CRC_OFF);
         b
     }
@@ -375,7 +395,18 @@ impl Superblock {
                 flags,
             });
         }
+        let name_len = usize::from(b[RESOURCE_OFF]);
+        if name_len > MAX_RESOURCE_NAME {
+            return Err(invalid(
+                "resource name",
+                format!("{name_len} bytes, more than {MAX_RESOURCE_NAME}"),
+            ));
+        }
+        let resource = std::str::from_utf8(&b[RESOURCE_OFF + 1..RESOURCE_OFF + 1 + name_len])
+            .map_err(|_| invalid("resource name", "not UTF-8"))?
+            .to_string();
         Ok(Superblock {
+            resource,
             seq: get_u64(b, 16),
             meta_uuid: get_u64(b, 24),
             geometry,
@@ -418,6 +449,7 @@ mod tests {
             node_id: NodeId::new(2).unwrap(),
             flags: NodeFlags::AL_CLEAN,
             gi,
+            resource: "r0".into(),
         }
     }
 
@@ -425,6 +457,43 @@ mod tests {
     fn round_trips() {
         let sb = sample();
         assert_eq!(Superblock::decode(&sb.encode()), Ok(sb));
+    }
+
+    #[test]
+    fn the_resource_name_is_optional_bounded_and_utf8() {
+        let mut sb = sample();
+        sb.resource = String::new();
+        let unnamed = sb.encode();
+        assert!(
+            unnamed[RESOURCE_OFF..CRC_OFF].iter().all(|&b| b == 0),
+            "as before the name existed"
+        );
+        assert_eq!(
+            Superblock::decode(&unnamed).map(|s| s.resource),
+            Ok(String::new())
+        );
+        sb.resource = "x".repeat(MAX_RESOURCE_NAME);
+        assert_eq!(Superblock::decode(&sb.encode()), Ok(sb.clone()));
+        let mut long = sb.encode();
+        long[RESOURCE_OFF] = MAX_RESOURCE_NAME as u8 + 1;
+        seal(&mut long, CRC_OFF);
+        assert!(matches!(
+            Superblock::decode(&long),
+            Err(BlockDefect::InvalidField {
+                field: "resource name",
+                ..
+            })
+        ));
+        let mut not_utf8 = sb.encode();
+        not_utf8[RESOURCE_OFF + 1] = 0xff;
+        seal(&mut not_utf8, CRC_OFF);
+        assert!(matches!(
+            Superblock::decode(&not_utf8),
+            Err(BlockDefect::InvalidField {
+                field: "resource name",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -166,6 +166,31 @@ impl Metadata {
         Ok(r)
     }
 
+    /// Records durably that this metadata belongs to resource `name` (see the superblock's docs).
+    /// Crash ordering: one superblock update (both copies, each flushed); a crash before it ends
+    /// leaves the name unrecorded and the next attach records it again.
+    pub fn set_resource(&self, name: &str) -> Result<()> {
+        if name.is_empty() || name.len() > crate::superblock::MAX_RESOURCE_NAME {
+            return Err(MetaError::ResourceName {
+                len: name.len(),
+                max: crate::superblock::MAX_RESOURCE_NAME,
+            });
+        }
+        let _io = lock(&self.io);
+        let mut next = {
+            let st = lock(&self.state);
+            self.usable(&st)?;
+            st.sb.clone()
+        };
+        next.resource = name.to_string();
+        next.seq += 1;
+        write_superblock(self.dev.as_ref(), &next).map_err(|e| self.fail(e))?;
+        let mut st = lock(&self.state);
+        st.sb = next;
+        st.stats.superblock_writes += 1;
+        Ok(())
+    }
+
     /// Sets or clears per-peer flags of `slot`, durably.
     pub fn set_peer_flags(&self, slot: PeerSlot, flags: PeerFlags, on: bool) -> Result<()> {
         self.check_slot(slot)?;

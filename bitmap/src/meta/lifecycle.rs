@@ -68,6 +68,7 @@ pub fn create(dev: &dyn MetaDevice, opts: &CreateOptions) -> Result<Superblock> 
         node_id: opts.node_id,
         flags: NodeFlags::AL_CLEAN,
         gi: GenerationIds::just_created(geo.max_peers()),
+        resource: String::new(),
     };
     write_superblock(dev, &sb)?;
     tracing::info!(device = %dev.describe(), data_size = geo.data_size(), meta_size = geo.meta_size(), max_peers = geo.max_peers(), "created metadata");

@@ -40,6 +40,19 @@ pub enum DiskError {
         /// This node's name.
         name: String,
     },
+    /// The metadata records another resource.
+    #[error(
+        "the metadata on {} belongs to resource {found:?}, not {expected:?}: the configuration points {expected:?} at another resource's disk (check `disk` and `meta-disk`); if this disk really is meant for {expected:?} now, recreate its metadata with `replbd-meta create` (its data will be resynced from a peer)",
+        path.display()
+    )]
+    OtherResource {
+        /// The metadata path.
+        path: PathBuf,
+        /// The resource the metadata records.
+        found: String,
+        /// The resource being brought up.
+        expected: String,
+    },
     /// The disk holds less data than configured.
     #[error(
         "the disk {} holds {} of data, less than the configured size {}",
@@ -123,6 +136,22 @@ fn check(spec: &ResourceSpec, disk: &LocalDisk, disk_path: &Path, meta_path: &Pa
             found,
             expected: spec.this.id,
             name: spec.this.name.clone(),
+        });
+    }
+    let recorded = disk.meta.superblock().resource;
+    if recorded.is_empty() {
+        disk.meta
+            .set_resource(&spec.name)
+            .map_err(|e| DiskError::Metadata {
+                path: meta_path.to_owned(),
+                source: Box::new(e),
+            })?;
+        info!(resource = %spec.name, meta = %meta_path.display(), "metadata now records the resource it belongs to");
+    } else if recorded != spec.name {
+        return Err(DiskError::OtherResource {
+            path: meta_path.to_owned(),
+            found: recorded,
+            expected: spec.name.clone(),
         });
     }
     if let Some(configured) = spec.volume.size

@@ -214,7 +214,11 @@ mod tests {
             t.await.unwrap();
         }
         let err = store.read(8 << 20, 4096).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "reading past the end: {err}");
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::UnexpectedEof,
+            "reading past the end: {err}"
+        );
         // The file truncated under the open store: a read of the lost part is an error, never
         // zeroes that look like data; what is left still reads back.
         std::fs::OpenOptions::new()
@@ -227,7 +231,10 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
         assert!(err.to_string().contains("truncated"), "{err}");
         let straddling = store.read((4 << 20) - 4096, 8192).await.unwrap_err();
-        assert!(straddling.to_string().contains("ends at byte 4194304"), "{straddling}");
+        assert!(
+            straddling.to_string().contains("ends at byte 4194304"),
+            "{straddling}"
+        );
         assert_eq!(store.read(1 << 20, 512).await.unwrap()[..], [9u8; 512][..]);
         std::fs::OpenOptions::new()
             .write(true)

@@ -124,7 +124,9 @@ static BUFFERED_WARNING: OnceLock<()> = OnceLock::new();
 fn ended_early(at: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
-        format!("the backing file ends at byte {at}, inside the volume: it was truncated or shrunk while attached"),
+        format!(
+            "the backing file ends at byte {at}, inside the volume: it was truncated or shrunk while attached"
+        ),
     )
 }
 

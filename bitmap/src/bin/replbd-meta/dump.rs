@@ -33,6 +33,8 @@ struct DumpJson {
     meta_size: u64,
     max_peers: usize,
     node_id: u8,
+    /// The resource it belongs to (null: not recorded yet).
+    resource: Option<String>,
     bm_block_size: u64,
     al_extents: u32,
     current_uuid: String,
@@ -61,6 +63,7 @@ fn to_json(ins: &Inspection) -> DumpJson {
         meta_size: g.meta_size(),
         max_peers: g.max_peers(),
         node_id: sb.node_id.get(),
+        resource: (!sb.resource.is_empty()).then(|| sb.resource.clone()),
         bm_block_size: g.bm_block_size(),
         al_extents: g.al_extents(),
         current_uuid: uuid(sb.gi.current),
@@ -126,6 +129,13 @@ pub fn dump(file: &Path, json: bool) -> Result<ExitCode> {
         d.meta_offset
     )?;
     writeln!(out, "node id      {}", d.node_id)?;
+    writeln!(
+        out,
+        "resource     {}",
+        d.resource
+            .as_deref()
+            .unwrap_or("(not recorded: stamped at the next attach)")
+    )?;
     writeln!(
         out,
         "bitmap       {} per bit, {} peer slots",
