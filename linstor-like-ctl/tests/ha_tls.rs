@@ -1,8 +1,9 @@
 //! Highly available controllers on a real etcd server (started here on loopback with a temporary
 //! data directory), failover when the active controller dies; and TLS with client certificates
-//! on both control connections (CLI → controller, controller → agent).
+//! on both control connections (CLI → controller, controller → agent): a client without a
+//! certificate from the cluster's CA is refused by the controller and by the node agents.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 mod support;
 
@@ -268,6 +269,76 @@ fn tls_with_client_certificates_on_every_control_connection() {
     let o = cli(&c.controller_addr, &["node", "list"]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("no active controller"));
+
+    // The node agent refuses clients without a certificate from the cluster's CA: plain TCP, TLS
+    // without a client certificate, and a certificate from another CA (a would-be controller).
+    let strangers = tempfile::tempdir().unwrap();
+    let (_, [(other_cert, other_key), ..]) = make_certs(strangers.path());
+    let agent = format!("{addr}:3366");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A client with a certificate from the CA reaches the agent's code, which answers its
+    // (deliberately wrong) version: the probe itself works and changes nothing.
+    let reached = rt.block_on(agent_probe(&agent, &ca, Some(Some((&admin_cert, &admin_key)))));
+    assert!(reached.contains("VERSION MISMATCH"), "{reached}");
+    let attempts = [
+        ("plain TCP", None),
+        ("TLS without a client certificate", Some(None)),
+        (
+            "a certificate from another CA",
+            Some(Some((&other_cert, &other_key))),
+        ),
+    ];
+    for (what, tls) in attempts {
+        let refused = rt.block_on(agent_probe(&agent, &ca, tls));
+        assert!(
+            !refused.contains("VERSION MISMATCH"),
+            "{what} reached the agent: {refused}"
+        );
+        println!("the agent refused {what}: {refused}");
+    }
+    // The controller's own connection is unaffected.
+    assert!(ok(&["node", "list"]).contains("Online"));
+}
+
+/// Connects to a node agent at `agent` the way a controller does and says hello with a version of
+/// another major (which the agent refuses without changing anything); returns the error. `tls` is
+/// `None` for plain TCP, else the client certificate and key to present (if any), with the server
+/// verified against `ca`.
+async fn agent_probe(agent: &str, ca: &Path, tls: Option<Option<(&PathBuf, &PathBuf)>>) -> String {
+    use replbd_proto::agent::HelloRequest;
+    use replbd_proto::agent::node_agent_client::NodeAgentClient;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Channel::from_shared(format!("{scheme}://{agent}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10));
+    if let Some(identity) = tls {
+        let mut cfg = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(std::fs::read(ca).unwrap()))
+            .domain_name("replbd-node");
+        if let Some((cert, key)) = identity {
+            cfg = cfg.identity(Identity::from_pem(
+                std::fs::read(cert).unwrap(),
+                std::fs::read(key).unwrap(),
+            ));
+        }
+        endpoint = endpoint.tls_config(cfg).unwrap();
+    }
+    let channel = match endpoint.connect().await {
+        Ok(c) => c,
+        Err(e) => return format!("connect: {e:?}"),
+    };
+    match NodeAgentClient::new(channel)
+        .hello(HelloRequest {
+            node_name: "n1".into(),
+            controller_version: "999.0.0".into(),
+        })
+        .await
+    {
+        Ok(_) => "the agent accepted a hello from another major version".into(),
+        Err(s) => format!("hello: {s}"),
+    }
 }
 
 /// A controller and one node with TLS, waited for with certificates.
