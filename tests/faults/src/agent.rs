@@ -113,6 +113,13 @@ impl Harness {
     /// connected, one Primary). `false` when that did not happen within `within`.
     pub fn heal(&mut self, within: Duration) -> Result<bool> {
         self.proxy.heal_all();
+        for a in 0..NODES {
+            for b in a + 1..NODES {
+                if let Err(e) = self.loss.clear((a, b)) {
+                    anyhow::bail!("cannot stop the packet loss on link {}-{}: {e}", name(a), name(b));
+                }
+            }
+        }
         self.note("heal: every link repaired".to_owned());
         let deadline = Instant::now() + within;
         let mut last_resolution: Option<Instant> = None;

@@ -1,4 +1,4 @@
-//! The harness: the cluster, its fault proxy, who the agent made Primary, and the trace of
+//! The harness: the cluster, its fault proxy and packet loss, who the agent made Primary, and the trace of
 //! everything done to the cluster (the resolved schedule a violation report prints).
 
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::checker::{Kind, Violation};
 use crate::cluster::{Cluster, NODES, name};
+use crate::loss::PacketLoss;
 use crate::proxy::FaultProxy;
 
 /// One line of the trace.
@@ -25,6 +26,8 @@ pub struct Harness {
     pub cluster: Cluster,
     /// The links between them.
     pub proxy: FaultProxy,
+    /// Packet loss on those links (nftables).
+    pub loss: PacketLoss,
     /// The node the agent promoted last, while it is believed to serve.
     pub primary: Option<usize>,
     primary_tx: watch::Sender<Option<PathBuf>>,
@@ -45,6 +48,7 @@ impl Harness {
         Harness {
             cluster,
             proxy,
+            loss: PacketLoss::new(),
             primary: None,
             primary_tx,
             start: Instant::now(),

@@ -61,6 +61,31 @@ impl Harness {
         Ok(true)
     }
 
+    /// Drops `percent` % of the packets on the link between `a` and `b` for `hold_ms`. Skipped
+    /// (false) where nftables cannot be used.
+    fn lossy_link(&mut self, a: usize, b: usize, percent: u32, hold_ms: u64) -> Result<bool> {
+        let (Some(ab), Some(ba)) = (self.proxy.address(a, b), self.proxy.address(b, a)) else {
+            anyhow::bail!("no proxy for the link {}-{}", name(a), name(b));
+        };
+        let link = (a.min(b), a.max(b));
+        if let Err(e) = self.loss.set(link, [ab.port(), ba.port()], percent) {
+            if self.loss.unavailable().is_some() {
+                self.note(format!("skipped a lossy link: {e}"));
+                return Ok(false);
+            }
+            anyhow::bail!(e);
+        }
+        self.note(format!(
+            "fault: link {}-{} loses {percent}% of its packets, {hold_ms}ms",
+            name(a),
+            name(b)
+        ));
+        sleep_ms(hold_ms);
+        self.loss.clear(link).map_err(anyhow::Error::msg)?;
+        self.note(format!("link {}-{} repaired", name(a), name(b)));
+        Ok(true)
+    }
+
     /// The running Secondaries, in node order.
     fn secondaries(&mut self) -> Vec<usize> {
         (0..NODES)
@@ -231,6 +256,7 @@ impl Harness {
                 }
                 true
             }
+            Fault::LossyLink { a, b, percent } => self.lossy_link(a, b, percent, hold)?,
             Fault::SlowLink {
                 a,
                 b,

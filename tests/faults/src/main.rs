@@ -18,6 +18,7 @@ mod cluster;
 mod harness;
 mod history;
 mod inject;
+mod loss;
 mod nbd;
 mod proxy;
 mod run;
@@ -59,8 +60,9 @@ struct Cli {
     /// Fault time per epoch (seconds) before the cluster is healed and checked.
     #[arg(long, default_value_t = 25)]
     epoch_seconds: u64,
-    /// Fault kinds to leave out: crashes, partitions, slow-links, disk-errors (repeatable).
-    #[arg(long, value_parser = ["crashes", "partitions", "slow-links", "disk-errors"])]
+    /// Fault kinds to leave out: crashes, partitions, slow-links, lossy-links, disk-errors
+    /// (repeatable).
+    #[arg(long, value_parser = ["crashes", "partitions", "slow-links", "lossy-links", "disk-errors"])]
     without: Vec<String>,
     /// Keep the daemons' logs and disks when a violation is found (also when the agent had to
     /// resolve a split brain, with REPLBD_FAULTS_KEEP_SPLIT_BRAIN set).
@@ -124,6 +126,7 @@ fn run_cli(cli: &Cli, out: &mut impl Write) -> Result<usize> {
             crashes: !without("crashes"),
             partitions: !without("partitions"),
             slow_links: !without("slow-links"),
+            lossy_links: !without("lossy-links"),
             disk_errors: !without("disk-errors"),
         },
         keep_on_violation: cli.keep,

@@ -84,6 +84,15 @@ pub enum Fault {
         /// The failing MiB (when not `whole`).
         mib: u64,
     },
+    /// One link loses a share of its packets in both directions (nftables); TCP retransmits.
+    LossyLink {
+        /// One end (node index).
+        a: usize,
+        /// The other end (node index).
+        b: usize,
+        /// Percent of packets dropped.
+        percent: u32,
+    },
     /// One link gets latency and a byte-rate ceiling.
     SlowLink {
         /// One end (node index).
@@ -109,6 +118,7 @@ impl Fault {
             Fault::IsolateSecondary { .. } => "isolate-secondary",
             Fault::CutLink { .. } => "cut-link",
             Fault::SlowLink { .. } => "slow-link",
+            Fault::LossyLink { .. } => "lossy-link",
             Fault::KillPrimaryDuringResync { .. } => "kill-primary-during-resync",
             Fault::Flap { .. } => "flap-link",
             Fault::DiskFailure { .. } => "disk-failure",
@@ -136,6 +146,8 @@ pub struct Enabled {
     pub partitions: bool,
     /// Slow links.
     pub slow_links: bool,
+    /// Lossy links.
+    pub lossy_links: bool,
     /// Disk write errors.
     pub disk_errors: bool,
 }
@@ -182,6 +194,9 @@ impl Schedule {
         if self.enabled.slow_links {
             choices.push((2, 7));
         }
+        if self.enabled.lossy_links {
+            choices.push((2, 11));
+        }
         if self.enabled.disk_errors {
             choices.push((2, 10));
         }
@@ -222,6 +237,14 @@ impl Schedule {
                 whole: self.rng.random_bool(0.5),
                 mib: self.rng.random_range(0..4),
             },
+            11 => {
+                let (a, b) = self.pair();
+                Fault::LossyLink {
+                    a,
+                    b,
+                    percent: self.rng.random_range(1..=20),
+                }
+            }
             9 => {
                 let (a, b) = self.pair();
                 Fault::Flap {
@@ -270,6 +293,7 @@ mod tests {
         crashes: true,
         partitions: true,
         slow_links: true,
+        lossy_links: true,
         disk_errors: true,
     };
 
@@ -295,6 +319,7 @@ mod tests {
             crashes: false,
             partitions: false,
             slow_links: true,
+            lossy_links: false,
             disk_errors: false,
         };
         let mut s = Schedule::new(1, only_slow, 60_000);
@@ -308,6 +333,7 @@ mod tests {
             crashes: false,
             partitions: false,
             slow_links: false,
+            lossy_links: false,
             disk_errors: false,
         };
         assert!(Schedule::new(1, none, 60_000).next_epoch().is_empty());
@@ -320,6 +346,6 @@ mod tests {
         for _ in 0..20 {
             kinds.extend(s.next_epoch().iter().map(|s| s.fault.kind()));
         }
-        assert_eq!(kinds.len(), 11, "{kinds:?}");
+        assert_eq!(kinds.len(), 12, "{kinds:?}");
     }
 }
