@@ -75,18 +75,21 @@ impl Starter<PendingWrite> for Tasks {
                 }
                 None => {
                     let result = apply_locally(&inner, &link, w).await;
+                    // Detached before the write counts as applied: a resync this node serves waits
+                    // for the Primary's writes to be applied and then reads, and must find the disk
+                    // detached rather than read the block this write failed to change.
+                    if let Err(errno) = result {
+                        inner.detach_after_error(
+                            "replicated write",
+                            &std::io::Error::from_raw_os_error(errno),
+                            Some(offset..offset + len),
+                        );
+                    }
                     link.writes.applied(seq);
                     match result {
                         Ok(()) if link.protocol == Protocol::C => link.send(frame(Kind::WriteAck, seq, 0)),
                         Ok(()) => {}
-                        Err(errno) => {
-                            inner.detach_after_error(
-                                "replicated write",
-                                &std::io::Error::from_raw_os_error(errno),
-                                Some(offset..offset + len),
-                            );
-                            link.send(frame(Kind::NegAck, seq, errno as u64));
-                        }
+                        Err(errno) => link.send(frame(Kind::NegAck, seq, errno as u64)),
                     }
                 }
             }

@@ -19,37 +19,31 @@ fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
+/// The admin request that makes a disk fail every write or the writes to MiB `mib` (`on`), or
+/// repairs it.
+fn disk_fault(whole: bool, mib: u64, on: bool) -> Request {
+    Request::InjectDiskFault {
+        resource: RESOURCE.into(),
+        read_errors: Vec::new(),
+        write_errors: if on && !whole {
+            vec![(mib << 20, (mib + 1) << 20)]
+        } else {
+            Vec::new()
+        },
+        all_writes_fail: on && whole,
+    }
+}
+
 impl Harness {
     /// Fails the disk of Secondary `s` (every write, or the writes to MiB `mib`) for `hold_ms`,
     /// then repairs it and reattaches it the way an operator does: `down`, `up`. Skipped (false)
     /// when the daemon was built without its `fault-injection` feature.
     fn disk_failure(&mut self, s: usize, whole: bool, mib: u64, hold_ms: u64) -> Result<bool> {
-        let range = (mib << 20, (mib + 1) << 20);
-        let plan = |on: bool| Request::InjectDiskFault {
-            resource: RESOURCE.into(),
-            read_errors: Vec::new(),
-            write_errors: if on && !whole { vec![range] } else { Vec::new() },
-            all_writes_fail: on && whole,
-        };
-        if let Err(e) = self.cluster.admin(s, &plan(true)) {
-            let e = format!("{e:#}");
-            if e.contains("fault-injection") || e.contains("fault injection") {
-                self.note(format!("skipped a disk failure: {e}"));
-                return Ok(false);
-            }
-            anyhow::bail!(e);
+        if !self.fail_disk(s, "Secondary", whole, mib, hold_ms)? {
+            return Ok(false);
         }
-        let what = if whole {
-            "every write".to_owned()
-        } else {
-            format!("writes to MiB {mib}")
-        };
-        self.note(format!(
-            "fault: disk of {} (Secondary) fails {what}, {hold_ms}ms",
-            name(s)
-        ));
         sleep_ms(hold_ms);
-        self.cluster.admin(s, &plan(false))?;
+        self.cluster.admin(s, &disk_fault(whole, mib, false))?;
         self.cluster.admin(
             s,
             &Request::Down {
@@ -83,6 +77,45 @@ impl Harness {
         sleep_ms(hold_ms);
         self.loss.clear(link).map_err(anyhow::Error::msg)?;
         self.note(format!("link {}-{} repaired", name(a), name(b)));
+        Ok(true)
+    }
+
+    /// Makes node `n`'s disk fail (`disk_failure`'s kinds); false when the daemon cannot inject
+    /// faults (noted as skipped).
+    fn fail_disk(&mut self, n: usize, role: &str, whole: bool, mib: u64, hold_ms: u64) -> Result<bool> {
+        if let Err(e) = self.cluster.admin(n, &disk_fault(whole, mib, true)) {
+            let e = format!("{e:#}");
+            if e.contains("fault-injection") || e.contains("fault injection") {
+                self.note(format!("skipped a disk failure: {e}"));
+                return Ok(false);
+            }
+            anyhow::bail!(e);
+        }
+        let what = if whole {
+            "every write".to_owned()
+        } else {
+            format!("writes to MiB {mib}")
+        };
+        self.note(format!(
+            "fault: disk of {} ({role}) fails {what}, {hold_ms}ms",
+            name(n)
+        ));
+        Ok(true)
+    }
+
+    /// The Primary's disk fails: it detaches and goes on serving through its peers for the hold;
+    /// then the disk is replaced the way an operator does on a Primary — a clean stop (the agent
+    /// fails over), a start and `up`: the node comes back Outdated and resyncs.
+    fn primary_disk_failure(&mut self, p: usize, whole: bool, mib: u64, hold_ms: u64) -> Result<bool> {
+        if !self.fail_disk(p, "Primary", whole, mib, hold_ms)? {
+            return Ok(false);
+        }
+        sleep_ms(hold_ms);
+        self.set_primary(None);
+        self.note(format!("{}: clean stop to replace the disk", name(p)));
+        self.cluster.stop(p)?;
+        self.failover(Some(p), FAILOVER_WITHIN)?;
+        self.restart(p)?;
         Ok(true)
     }
 
@@ -137,6 +170,10 @@ impl Harness {
                     self.restart(p)?;
                     true
                 }
+                None => false,
+            },
+            Fault::PrimaryDiskFailure { whole, mib } => match self.primary {
+                Some(p) => self.primary_disk_failure(p, whole, mib, hold)?,
                 None => false,
             },
             Fault::DiskFailure { nth, whole, mib } => match self.secondary(nth) {

@@ -84,6 +84,14 @@ pub enum Fault {
         /// The failing MiB (when not `whole`).
         mib: u64,
     },
+    /// The Primary's disk fails (every write, or one MiB's): it detaches and serves through its
+    /// peers; after the hold it is stopped cleanly (failover), started and brought up again.
+    PrimaryDiskFailure {
+        /// Every write fails, not only one MiB's.
+        whole: bool,
+        /// The failing MiB (when not `whole`).
+        mib: u64,
+    },
     /// One link loses a share of its packets in both directions (nftables); TCP retransmits.
     LossyLink {
         /// One end (node index).
@@ -119,6 +127,7 @@ impl Fault {
             Fault::CutLink { .. } => "cut-link",
             Fault::SlowLink { .. } => "slow-link",
             Fault::LossyLink { .. } => "lossy-link",
+            Fault::PrimaryDiskFailure { .. } => "primary-disk-failure",
             Fault::KillPrimaryDuringResync { .. } => "kill-primary-during-resync",
             Fault::Flap { .. } => "flap-link",
             Fault::DiskFailure { .. } => "disk-failure",
@@ -198,7 +207,7 @@ impl Schedule {
             choices.push((2, 11));
         }
         if self.enabled.disk_errors {
-            choices.push((2, 10));
+            choices.extend([(2, 10), (1, 12)]);
         }
         let total: u32 = choices.iter().map(|c| c.0).sum();
         if total == 0 {
@@ -234,6 +243,10 @@ impl Schedule {
             },
             10 => Fault::DiskFailure {
                 nth,
+                whole: self.rng.random_bool(0.5),
+                mib: self.rng.random_range(0..4),
+            },
+            12 => Fault::PrimaryDiskFailure {
                 whole: self.rng.random_bool(0.5),
                 mib: self.rng.random_range(0..4),
             },
@@ -346,6 +359,6 @@ mod tests {
         for _ in 0..20 {
             kinds.extend(s.next_epoch().iter().map(|s| s.fault.kind()));
         }
-        assert_eq!(kinds.len(), 12, "{kinds:?}");
+        assert_eq!(kinds.len(), 13, "{kinds:?}");
     }
 }

@@ -50,6 +50,13 @@ use crate::wire::{FrameHeader, Kind, OutFrame};
 
 pub use rate::RateControl;
 
+/// Why a source whose disk was detached ends the resync: from the detach on, its disk misses the
+/// writes it is sent, so what it reads may be older than what the target already holds (found by
+/// `replbd-faults`: a target resumed a paused resync from a Secondary whose disk had just failed and
+/// took its stale blocks, then reported UpToDate). The connection is dropped; at the reconnect the
+/// handshake sees a diskless node, and the target syncs from another source.
+const DETACHED_SOURCE: &str = "this node's disk was detached: it can no longer be a sync source";
+
 /// Largest single resync request.
 pub const MAX_REQUEST: u64 = 1 << 20;
 
@@ -420,6 +427,16 @@ impl Resync {
             if self.link.is_dead() || self.finished.load(Ordering::SeqCst) {
                 return;
             }
+            let (source_disk, _) = self.inner.peer_disk_and_uuid(self.link.peer);
+            if matches!(
+                source_disk,
+                DiskState::Diskless | DiskState::Failed | DiskState::Detaching
+            ) {
+                self.link.fail(&format!(
+                    "the sync source's disk is {source_disk}: it can no longer serve this resync"
+                ));
+                return;
+            }
             if self.target_should_pause() {
                 if !paused_state {
                     self.inner
@@ -644,6 +661,9 @@ impl Resync {
                 "resync request for {offset}+{len} is outside the {size}-byte volume or misaligned"
             ));
         }
+        if self.inner.is_detached() {
+            return Err(DETACHED_SOURCE.to_owned());
+        }
         let (ord, _) = order::RequestOrder::decode(&payload)?;
         let digest = checksum.then(|| payload.slice(order::PREFIX..));
         // The target already holds the Primary's writes through `ord.through`: read only once they
@@ -677,7 +697,11 @@ impl Resync {
             // is queued behind whatever was sent before.
             let _lock = me.inner.intervals.resync_read(offset..offset + len).await;
             let data = match d.store.read(offset, len as usize).await {
-                Ok(b) => b,
+                Ok(b) if !me.inner.is_detached() => b,
+                Ok(_) => {
+                    me.link.fail(DETACHED_SOURCE);
+                    return;
+                }
                 Err(e) => {
                     me.link
                         .fail(&format!("reading {offset}+{len} for the resync failed: {e}"));
