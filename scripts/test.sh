@@ -31,6 +31,12 @@ fi
 # just built (dev profile, about 8 s); it ends with "schedules=N violations=V" and fails on a violation.
 cargo run --quiet --locked -p replbd-sim -- --seeds "${REPLBD_SIM_SEEDS:-10000}"
 
+# Fuzz targets for what faces untrusted input (wire frames, metadata, NBD requests, node
+# configuration): the stable smoke runner (seeds, then mutations, 10 s per target), then libFuzzer
+# for 10 s per target where a nightly toolchain with cargo-fuzz is installed (skipped with the
+# reason otherwise). Fails on any crash (tests/fuzz-checks/README.md).
+./scripts/fuzz.sh
+
 # Fault injection against three real replbd-node daemons through their NBD front end: kill -9 and
 # clean restarts of any node (the Primary included), partitions that isolate the Primary or a
 # Secondary, cut, flapping and slow links, and failovers by an HA agent (docs/reliability.md).
