@@ -111,10 +111,7 @@ fn a_backing_file_truncated_under_the_primary_detaches_and_reads_come_from_a_pee
     if !qemu_io_installed() {
         return;
     }
-    let mut c = Cluster::new();
-    c.start_all();
-    c.up_connected();
-    c.ok(0, &["primary", "r0"]);
+    let c = Cluster::with_primary_alpha();
     qemu_io(
         &c.nodes[0].nbd,
         &["write -P 0xab 0 1M", "write -P 0xcd 16M 1M", "flush"],

@@ -153,10 +153,7 @@ fn three_daemons_replicate_through_nbd_and_shut_down_cleanly() {
 
 #[test]
 fn a_killed_primary_recovers_its_activity_log_on_restart() {
-    let mut c = Cluster::new();
-    c.start_all();
-    c.up_connected();
-    c.ok(0, &["primary", "r0"]);
+    let mut c = Cluster::with_primary_alpha();
     let qemu = installed("qemu-io");
     if qemu {
         qemu_io(&c.nodes[0].nbd, &["write -P 0x5a 0 2M", "flush"]);
@@ -256,10 +253,7 @@ fn a_killed_primary_fails_over_and_rejoins_with_a_partial_resync() {
         println!("SKIPPED: failover through NBD: qemu-io is not installed (apt-get install qemu-utils)");
         return;
     }
-    let mut c = Cluster::new();
-    c.start_all();
-    c.up_connected();
-    c.ok(0, &["primary", "r0"]);
+    let mut c = Cluster::with_primary_alpha();
     // Two activity-log extents (4 MiB each) touched on alpha: 0-4 MiB and 8-12 MiB.
     qemu_io(
         &c.nodes[0].nbd,

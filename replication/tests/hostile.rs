@@ -58,6 +58,17 @@ fn state_report(role: Role) -> StateReport {
     }
 }
 
+/// Node 1 of `addrs`, with node 0 played by the test (node 1 never dials it): its resource and
+/// its disk's store.
+async fn node_1_alone(
+    addrs: &[std::net::SocketAddr],
+) -> (Resource, std::sync::Arc<replbd_replication::store::MemStore>) {
+    let mut cfg = config(1, addrs, Protocol::C, &[]);
+    cfg.peers[0].address = "127.0.0.1:9".parse().unwrap();
+    let (d, store) = disk(16 * MIB, 1, 1);
+    (Resource::start(cfg, Some(d)).await.unwrap(), store)
+}
+
 /// Waits for a connection event about `peer` whose reason contains `needle`.
 async fn reason_seen(events: &mut tokio::sync::broadcast::Receiver<Event>, peer: u8, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -108,10 +119,7 @@ async fn raw_to_acceptor(target: std::net::SocketAddr) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_protocol_version_is_refused_with_an_explanation() {
     let addrs = free_ports(2);
-    let mut cfg = config(1, &addrs, Protocol::C, &[]);
-    cfg.peers[0].address = "127.0.0.1:9".parse().unwrap(); // node 0 is played by the test
-    let (d, _) = disk(16 * MIB, 1, 1);
-    let b = Resource::start(cfg, Some(d)).await.unwrap();
+    let (b, _) = node_1_alone(&addrs).await;
     let (r, w) = raw_to_acceptor(addrs[1]).await.into_split();
     let (mut r, mut w) = (FrameReader::new(r, false), FrameWriter::new(w, false));
     let hello = Hello {
@@ -140,10 +148,7 @@ async fn an_unknown_protocol_version_is_refused_with_an_explanation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_bytes_close_the_connection_and_nothing_else() {
     let addrs = free_ports(2);
-    let mut cfg = config(1, &addrs, Protocol::C, &[]);
-    cfg.peers[0].address = "127.0.0.1:9".parse().unwrap();
-    let (d, store) = disk(16 * MIB, 1, 1);
-    let b = Resource::start(cfg, Some(d)).await.unwrap();
+    let (b, store) = node_1_alone(&addrs).await;
     for garbage in [
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         vec![0u8; 100],
@@ -240,10 +245,7 @@ async fn a_peer_that_stops_reading_is_disconnected_and_writes_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hello_for_another_resource_is_refused_with_the_resource_named() {
     let addrs = free_ports(2);
-    let mut cfg = config(1, &addrs, Protocol::C, &[]);
-    cfg.peers[0].address = "127.0.0.1:9".parse().unwrap(); // node 0 is played by the test
-    let (d, store) = disk(16 * MIB, 1, 1);
-    let b = Resource::start(cfg, Some(d)).await.unwrap();
+    let (b, store) = node_1_alone(&addrs).await;
     let (r, w) = raw_to_acceptor(addrs[1]).await.into_split();
     let (mut r, mut w) = (FrameReader::new(r, false), FrameWriter::new(w, false));
     let me = Identity::new("r1", 0, SECRET);
@@ -307,10 +309,7 @@ async fn closed_by_node(r: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authenticated_peer_writing_outside_the_volume_is_disconnected_with_the_reason() {
     let addrs = free_ports(2);
-    let mut cfg = config(1, &addrs, Protocol::C, &[]);
-    cfg.peers[0].address = "127.0.0.1:9".parse().unwrap(); // node 0 is played by the test
-    let (d, store) = disk(16 * MIB, 1, 1);
-    let b = Resource::start(cfg, Some(d)).await.unwrap();
+    let (b, store) = node_1_alone(&addrs).await;
     let mut events = b.events();
     let end_sector = 16 * MIB / 512;
     let zeroes_len = |len: u64| len.to_le_bytes().to_vec();
@@ -391,10 +390,7 @@ async fn an_authenticated_peer_writing_outside_the_volume_is_disconnected_with_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_writing_to_a_primary_is_disconnected_and_the_primary_keeps_its_data() {
     let addrs = free_ports(2);
-    let mut cfg = config(1, &addrs, Protocol::C, &[]);
-    cfg.peers[0].address = "127.0.0.1:9".parse().unwrap(); // node 0 is played by the test
-    let (d, store) = disk(16 * MIB, 1, 1);
-    let b = Resource::start(cfg, Some(d)).await.unwrap();
+    let (b, store) = node_1_alone(&addrs).await;
     b.primary(false).await.unwrap();
     b.write(0, block(5), WriteFlags::default()).await.unwrap();
     let mut events = b.events();

@@ -178,6 +178,15 @@ impl Cluster {
         );
     }
 
+    /// Three nodes started, UpToDate, connected, with alpha Primary.
+    pub fn with_primary_alpha() -> Cluster {
+        let mut c = Cluster::new();
+        c.start_all();
+        c.up_connected();
+        c.ok(0, &["primary", "r0"]);
+        c
+    }
+
     pub fn start_all(&mut self) {
         for i in 0..self.nodes.len() {
             self.start(i);

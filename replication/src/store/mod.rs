@@ -221,12 +221,14 @@ mod tests {
         );
         // The file truncated under the open store: a read of the lost part is an error, never
         // zeroes that look like data; what is left still reads back.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_len(4 << 20)
-            .unwrap();
+        let resize = |len: u64| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(len))
+                .unwrap();
+        };
+        resize(4 << 20);
         let err = store.read(6 << 20, 4096).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
         assert!(err.to_string().contains("truncated"), "{err}");
@@ -236,12 +238,7 @@ mod tests {
             "{straddling}"
         );
         assert_eq!(store.read(1 << 20, 512).await.unwrap()[..], [9u8; 512][..]);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_len(8 << 20)
-            .unwrap();
+        resize(8 << 20);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
