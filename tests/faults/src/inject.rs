@@ -10,7 +10,7 @@ use replbd_node::admin::protocol::Request;
 use crate::cluster::{NODES, RESOURCE, name};
 use crate::harness::Harness;
 use crate::proxy::{LinkState, Mode};
-use crate::schedule::{Fault, Step};
+use crate::schedule::{DiskFault, Fault, Step};
 
 /// How long the agent keeps trying to promote a survivor.
 const FAILOVER_WITHIN: Duration = Duration::from_secs(20);
@@ -19,31 +19,38 @@ fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
-/// The admin request that makes a disk fail every write or the writes to MiB `mib` (`on`), or
-/// repairs it.
-fn disk_fault(whole: bool, mib: u64, on: bool) -> Request {
-    Request::InjectDiskFault {
-        resource: RESOURCE.into(),
-        read_errors: Vec::new(),
-        write_errors: if on && !whole {
-            vec![(mib << 20, (mib + 1) << 20)]
+/// The admin request that makes a disk fail as `fault` says (`on`), or repairs it.
+fn disk_fault(fault: DiskFault, on: bool) -> Request {
+    let range = if fault.whole {
+        (0, u64::MAX)
+    } else {
+        (fault.mib << 20, (fault.mib + 1) << 20)
+    };
+    let failing = |reads: bool| {
+        if on && fault.reads == reads && !(fault.whole && !reads) {
+            vec![range]
         } else {
             Vec::new()
-        },
-        all_writes_fail: on && whole,
+        }
+    };
+    Request::InjectDiskFault {
+        resource: RESOURCE.into(),
+        read_errors: failing(true),
+        write_errors: failing(false),
+        all_writes_fail: on && fault.whole && !fault.reads,
     }
 }
 
 impl Harness {
-    /// Fails the disk of Secondary `s` (every write, or the writes to MiB `mib`) for `hold_ms`,
+    /// Fails the disk of Secondary `s` as `fault` says for `hold_ms`,
     /// then repairs it and reattaches it the way an operator does: `down`, `up`. Skipped (false)
     /// when the daemon was built without its `fault-injection` feature.
-    fn disk_failure(&mut self, s: usize, whole: bool, mib: u64, hold_ms: u64) -> Result<bool> {
-        if !self.fail_disk(s, "Secondary", whole, mib, hold_ms)? {
+    fn disk_failure(&mut self, s: usize, fault: DiskFault, hold_ms: u64) -> Result<bool> {
+        if !self.fail_disk(s, "Secondary", fault, hold_ms)? {
             return Ok(false);
         }
         sleep_ms(hold_ms);
-        self.cluster.admin(s, &disk_fault(whole, mib, false))?;
+        self.cluster.admin(s, &disk_fault(fault, false))?;
         self.cluster.admin(
             s,
             &Request::Down {
@@ -82,8 +89,8 @@ impl Harness {
 
     /// Makes node `n`'s disk fail (`disk_failure`'s kinds); false when the daemon cannot inject
     /// faults (noted as skipped).
-    fn fail_disk(&mut self, n: usize, role: &str, whole: bool, mib: u64, hold_ms: u64) -> Result<bool> {
-        if let Err(e) = self.cluster.admin(n, &disk_fault(whole, mib, true)) {
+    fn fail_disk(&mut self, n: usize, role: &str, fault: DiskFault, hold_ms: u64) -> Result<bool> {
+        if let Err(e) = self.cluster.admin(n, &disk_fault(fault, true)) {
             let e = format!("{e:#}");
             if e.contains("fault-injection") || e.contains("fault injection") {
                 self.note(format!("skipped a disk failure: {e}"));
@@ -91,13 +98,8 @@ impl Harness {
             }
             anyhow::bail!(e);
         }
-        let what = if whole {
-            "every write".to_owned()
-        } else {
-            format!("writes to MiB {mib}")
-        };
         self.note(format!(
-            "fault: disk of {} ({role}) fails {what}, {hold_ms}ms",
+            "fault: disk of {} ({role}) fails {fault}, {hold_ms}ms",
             name(n)
         ));
         Ok(true)
@@ -106,8 +108,8 @@ impl Harness {
     /// The Primary's disk fails: it detaches and goes on serving through its peers for the hold;
     /// then the disk is replaced the way an operator does on a Primary — a clean stop (the agent
     /// fails over), a start and `up`: the node comes back Outdated and resyncs.
-    fn primary_disk_failure(&mut self, p: usize, whole: bool, mib: u64, hold_ms: u64) -> Result<bool> {
-        if !self.fail_disk(p, "Primary", whole, mib, hold_ms)? {
+    fn primary_disk_failure(&mut self, p: usize, fault: DiskFault, hold_ms: u64) -> Result<bool> {
+        if !self.fail_disk(p, "Primary", fault, hold_ms)? {
             return Ok(false);
         }
         sleep_ms(hold_ms);
@@ -172,12 +174,12 @@ impl Harness {
                 }
                 None => false,
             },
-            Fault::PrimaryDiskFailure { whole, mib } => match self.primary {
-                Some(p) => self.primary_disk_failure(p, whole, mib, hold)?,
+            Fault::PrimaryDiskFailure { failing: fault } => match self.primary {
+                Some(p) => self.primary_disk_failure(p, fault, hold)?,
                 None => false,
             },
-            Fault::DiskFailure { nth, whole, mib } => match self.secondary(nth) {
-                Some(s) => self.disk_failure(s, whole, mib, hold)?,
+            Fault::DiskFailure { nth, failing: fault } => match self.secondary(nth) {
+                Some(s) => self.disk_failure(s, fault, hold)?,
                 None => false,
             },
             Fault::RestartSecondary { nth } => match self.secondary(nth) {

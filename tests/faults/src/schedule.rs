@@ -73,24 +73,20 @@ pub enum Fault {
         /// Each outage, in milliseconds (the link is up as long between them).
         outage_ms: u64,
     },
-    /// A Secondary's disk fails — every write (a dead disk), or the writes to one MiB — and the
+    /// A Secondary's disk fails — every write or read (a dead disk), or those of one MiB — and the
     /// node detaches, going on without a disk; after the hold the disk is repaired and reattached
     /// (`down`, `up`: it comes back Outdated and resyncs what it missed).
     DiskFailure {
         /// Which Secondary.
         nth: usize,
-        /// Every write fails, not only one MiB's.
-        whole: bool,
-        /// The failing MiB (when not `whole`).
-        mib: u64,
+        /// What fails.
+        failing: DiskFault,
     },
-    /// The Primary's disk fails (every write, or one MiB's): it detaches and serves through its
+    /// The Primary's disk fails the same ways: it detaches and serves reads and writes through its
     /// peers; after the hold it is stopped cleanly (failover), started and brought up again.
     PrimaryDiskFailure {
-        /// Every write fails, not only one MiB's.
-        whole: bool,
-        /// The failing MiB (when not `whole`).
-        mib: u64,
+        /// What fails.
+        failing: DiskFault,
     },
     /// One link loses a share of its packets in both directions (nftables); TCP retransmits.
     LossyLink {
@@ -112,6 +108,28 @@ pub enum Fault {
         /// Byte-rate ceiling in KiB/s.
         rate_kib_per_s: u64,
     },
+}
+
+/// What a failing disk fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DiskFault {
+    /// Reads fail, not writes.
+    pub reads: bool,
+    /// Every request of that kind fails, not only one MiB's.
+    pub whole: bool,
+    /// The failing MiB (when not `whole`).
+    pub mib: u64,
+}
+
+impl std::fmt::Display for DiskFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.reads { "read" } else { "write" };
+        if self.whole {
+            write!(f, "every {what}")
+        } else {
+            write!(f, "{what}s of MiB {}", self.mib)
+        }
+    }
 }
 
 impl Fault {
@@ -186,6 +204,15 @@ impl Schedule {
         }
     }
 
+    /// A disk fault: writes more often than reads (a Secondary reads only to serve a resync).
+    fn disk_fault(&mut self) -> DiskFault {
+        DiskFault {
+            reads: self.rng.random_bool(0.3),
+            whole: self.rng.random_bool(0.5),
+            mib: self.rng.random_range(0..4),
+        }
+    }
+
     /// Two different nodes.
     fn pair(&mut self) -> (usize, usize) {
         let a = self.rng.random_range(0..3);
@@ -243,12 +270,10 @@ impl Schedule {
             },
             10 => Fault::DiskFailure {
                 nth,
-                whole: self.rng.random_bool(0.5),
-                mib: self.rng.random_range(0..4),
+                failing: self.disk_fault(),
             },
             12 => Fault::PrimaryDiskFailure {
-                whole: self.rng.random_bool(0.5),
-                mib: self.rng.random_range(0..4),
+                failing: self.disk_fault(),
             },
             11 => {
                 let (a, b) = self.pair();
