@@ -27,7 +27,8 @@ fn disk_fault(fault: DiskFault, on: bool) -> Request {
         (fault.mib << 20, (fault.mib + 1) << 20)
     };
     let failing = |reads: bool| {
-        if on && fault.reads == reads && !(fault.whole && !reads) {
+        // A dead disk's writes fail through `all_writes_fail`, not a range.
+        if on && fault.reads == reads && (reads || !fault.whole) {
             vec![range]
         } else {
             Vec::new()
