@@ -486,6 +486,83 @@ async fn a_primary_losing_a_split_brain_runs_pri_lost_after_sb() {
     down_all(&nodes).await;
 }
 
+/// Waits for a connection event about `peer` on `rx` whose reason contains `needle`.
+async fn reason_seen(rx: &mut tokio::sync::broadcast::Receiver<Event>, peer: u8, needle: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(Event::Connection {
+                peer: p,
+                reason: Some(r),
+                ..
+            })) if p == peer && r.contains(needle) => return r,
+            Ok(Ok(_)) => {}
+            other => panic!("no connection event about node {peer} mentioning {needle:?}: {other:?}"),
+        }
+    }
+}
+
+/// A split brain whose after-sb policies (`discard-least-changes`, `violently-as0p`) discard the
+/// node that is Primary when the nodes meet. DRBD would let `rr-conflict` decide whether the resync
+/// runs into the Primary; replbd never resyncs into a running Primary, whatever `rr-conflict` says:
+/// the Primary goes StandAlone with the reason and what to do, keeps its role and its data, and
+/// once demoted, `connect --discard-my-data` resyncs it from the winner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_brain_never_resyncs_into_a_running_primary_whatever_rr_conflict_says() {
+    use replbd_quorum::split_brain::{AfterSb1Pri, RrConflict};
+    for policy in [RrConflict::Disconnect, RrConflict::RetryConnect] {
+        let nodes = cluster_with(2, 16 * MIB, replbd_quorum::Protocol::C, &[], |_, cfg| {
+            cfg.split_brain.after_sb_0pri = AfterSb0Pri::DiscardLeastChanges;
+            cfg.split_brain.after_sb_1pri = AfterSb1Pri::ViolentlyAs0p;
+            cfg.split_brain.rr_conflict = policy;
+        })
+        .await;
+        split_brain(&nodes).await;
+        // Node 1 (5 changes against node 0's 10) is the one to discard, and Primary when they meet.
+        nodes[1].res.primary(true).await.unwrap();
+        let mut events = nodes[1].res.events();
+        partition(&nodes, 0, &[1], false);
+        let reason = reason_seen(&mut events, 0, "split brain").await;
+        assert!(
+            reason.contains("this node is Primary: demote it, then `connect --discard-my-data` here"),
+            "{policy}: {reason}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let s = nodes[1].res.status();
+        assert_eq!(s.role, Role::Primary, "{policy}: still Primary");
+        assert_ne!(
+            s.peer(0).unwrap().replication,
+            ReplicationState::SyncTarget,
+            "{policy}: no resync into the Primary"
+        );
+        nodes[1]
+            .res
+            .wait_for(WAIT, |s| {
+                s.peer(0).unwrap().connection == ConnectionState::StandAlone
+            })
+            .await
+            .unwrap_or_else(|s| panic!("{policy}: node 1 not StandAlone: {s}"));
+        let content = nodes[1].store.as_ref().unwrap().content();
+        assert!(
+            content[200 * 4096..201 * 4096] == block(200)[..],
+            "{policy}: the Primary's data is untouched"
+        );
+        // The operator demotes it and drops its changes.
+        nodes[1].res.secondary().await.unwrap();
+        nodes[1].res.connect_discarding_my_data(Some(0)).unwrap();
+        let _ = nodes[0].res.connect(Some(1));
+        in_sync(&nodes[1], 0).await;
+        in_sync(&nodes[0], 1).await;
+        same_data(&[&nodes[0], &nodes[1]]);
+        let content = nodes[1].store.as_ref().unwrap().content();
+        assert!(
+            content[100 * 4096..101 * 4096] == block(100)[..],
+            "{policy}: node 0's changes won"
+        );
+        down_all(&nodes).await;
+    }
+}
+
 /// `new-current-uuid` on a running Primary: a new generation the connected peer follows; refused on
 /// a Secondary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
