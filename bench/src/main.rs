@@ -100,6 +100,9 @@ enum Command {
         /// Also the JSON of `engine --json` (e.g. a peer sweep), for its tables and charts.
         #[arg(long)]
         engine: Option<std::path::PathBuf>,
+        /// Also the output of `bench/node-rss/run` (resident memory of replbd-node).
+        #[arg(long)]
+        rss: Option<std::path::PathBuf>,
         /// TrueType font for the charts' text.
         #[arg(long, default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]
         font: std::path::PathBuf,
@@ -185,9 +188,17 @@ fn main() -> ExitCode {
         Command::Report {
             vm,
             engine,
+            rss,
             docs,
             font,
-        } => report::run(&vm, engine.as_deref(), &docs, &font, &command_line()),
+        } => report::run(
+            &vm,
+            engine.as_deref(),
+            rss.as_deref(),
+            &docs,
+            &font,
+            &command_line(),
+        ),
         Command::BitmapMemoryCase {
             dirty,
             dirty_bytes,

@@ -8,13 +8,14 @@ use anyhow::Result;
 
 use super::chart;
 use crate::engine::EngineReport;
+use crate::engine::measure::Figures;
 
 /// The section's markdown; draws its charts into `dir`.
 pub fn section(r: &EngineReport, dir: &Path) -> Result<String> {
     let mut peers: Vec<usize> = r.cases.iter().map(|c| c.peers).collect();
     peers.dedup();
     let groups: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
-    let by = |protocol: &str, f: fn(&crate::engine::measure::Figures) -> f64| -> Vec<f64> {
+    let by = |protocol: &str, f: fn(&Figures) -> f64| -> Vec<f64> {
         peers
             .iter()
             .map(|&p| {
@@ -25,34 +26,36 @@ pub fn section(r: &EngineReport, dir: &Path) -> Result<String> {
             })
             .collect()
     };
-    let iops = [
-        ("protocol C".to_string(), by("C", |f| f.iops)),
-        ("protocol A".to_string(), by("A", |f| f.iops)),
+    let charts: [(&str, &str, &str, fn(&Figures) -> f64); 2] = [
+        (
+            "engine-iops.png",
+            "Engine: 4 KiB QD32 write IOPS by peer count",
+            "IOPS",
+            |f| f.iops,
+        ),
+        (
+            "engine-cpu.png",
+            "Engine: CPU seconds per GiB written by peer count",
+            "CPU s/GiB",
+            |f| f.cpu_s_per_gib,
+        ),
     ];
-    chart::draw(
-        &chart::Bars {
-            title: "Engine: 4 KiB QD32 write IOPS by peer count",
-            y_label: "IOPS",
-            groups: &groups,
-            series: &iops,
-            log: false,
-        },
-        &dir.join("engine-iops.png"),
-    )?;
-    let cpu = [
-        ("protocol C".to_string(), by("C", |f| f.cpu_s_per_gib)),
-        ("protocol A".to_string(), by("A", |f| f.cpu_s_per_gib)),
-    ];
-    chart::draw(
-        &chart::Bars {
-            title: "Engine: CPU seconds per GiB written by peer count",
-            y_label: "CPU s/GiB",
-            groups: &groups,
-            series: &cpu,
-            log: false,
-        },
-        &dir.join("engine-cpu.png"),
-    )?;
+    for (file, title, y_label, figure) in charts {
+        let series = [
+            ("protocol C".to_string(), by("C", figure)),
+            ("protocol A".to_string(), by("A", figure)),
+        ];
+        chart::draw(
+            &chart::Bars {
+                title,
+                y_label,
+                groups: &groups,
+                series: &series,
+                log: false,
+            },
+            &dir.join(file),
+        )?;
+    }
 
     let mut s = String::new();
     // Writing to a String cannot fail.
@@ -82,14 +85,13 @@ fn write_section(r: &EngineReport, s: &mut String) -> std::fmt::Result {
         "| case | peers | protocol | 4k QD32 IOPS | 1M MB/s | QD1 p50 µs | QD1 p99 µs | CPU s/GiB |"
     )?;
     writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|")?;
-    let row =
-        |s: &mut String, name: &str, peers: &str, protocol: &str, f: &crate::engine::measure::Figures| {
-            writeln!(
-                s,
-                "| {name} | {peers} | {protocol} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} |",
-                f.iops, f.mbps, f.lat_p50_us, f.lat_p99_us, f.cpu_s_per_gib
-            )
-        };
+    let row = |s: &mut String, name: &str, peers: &str, protocol: &str, f: &Figures| {
+        writeln!(
+            s,
+            "| {name} | {peers} | {protocol} | {:.0} | {:.0} | {:.1} | {:.1} | {:.2} |",
+            f.iops, f.mbps, f.lat_p50_us, f.lat_p99_us, f.cpu_s_per_gib
+        )
+    };
     row(s, "local store alone", "0", "–", &r.local)?;
     row(s, "replication floor", "1", "–", &r.floor)?;
     for c in &r.cases {

@@ -1,10 +1,12 @@
-//! `replbd-bench report`: turns the JSON of `replbd-bench vm` into `docs/benchmarks.md` and PNG
+//! `replbd-bench report`: turns the JSON of `replbd-bench vm` (and, when given, of an engine peer
+//! sweep and the output of `bench/node-rss/run`) into `docs/benchmarks.md` and PNG
 //! charts, so that the published figures are exactly those a run measured: nothing is typed by
 //! hand. Each table and chart comes with one sentence saying what it shows.
 
 mod chart;
 mod engine;
 mod markdown;
+mod rss;
 
 use std::path::Path;
 
@@ -18,6 +20,7 @@ use crate::vm::table::label;
 pub fn run(
     vm_json: &Path,
     engine_json: Option<&Path>,
+    rss: Option<&Path>,
     docs: &Path,
     font: &Path,
     command: &str,
@@ -35,6 +38,9 @@ pub fn run(
         let report: crate::engine::EngineReport =
             serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
         md.push_str(&engine::section(&report, &img_dir)?);
+    }
+    if let Some(path) = rss {
+        md.push_str(&rss::section(&crate::vm::results::read_meta(path)?));
     }
     let out = docs.join("benchmarks.md");
     std::fs::write(&out, md).with_context(|| format!("{}", out.display()))
