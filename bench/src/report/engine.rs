@@ -10,6 +10,9 @@ use super::chart;
 use crate::engine::EngineReport;
 use crate::engine::measure::Figures;
 
+/// A chart of one figure by peer count: file, title, y label, the figure.
+type ChartSpec = (&'static str, &'static str, &'static str, fn(&Figures) -> f64);
+
 /// The section's markdown; draws its charts into `dir`.
 pub fn section(r: &EngineReport, dir: &Path) -> Result<String> {
     let mut peers: Vec<usize> = r.cases.iter().map(|c| c.peers).collect();
@@ -26,7 +29,7 @@ pub fn section(r: &EngineReport, dir: &Path) -> Result<String> {
             })
             .collect()
     };
-    let charts: [(&str, &str, &str, fn(&Figures) -> f64); 2] = [
+    let charts: [ChartSpec; 2] = [
         (
             "engine-iops.png",
             "Engine: 4 KiB QD32 write IOPS by peer count",
