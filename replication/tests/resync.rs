@@ -12,7 +12,7 @@ use std::time::Duration;
 use replbd_bitmap::NodeId;
 
 use replbd_quorum::{Protocol, ReplicationState};
-use replbd_replication::engine::DigestAlg;
+use replbd_replication::engine::{DigestAlg, Event};
 use replbd_replication::{BlockVolume, Resource, WriteFlags};
 use support::UUID;
 use support::{
@@ -385,6 +385,141 @@ async fn writes_during_a_resync_from_a_secondary_end_with_the_primarys_data() {
             }
         }
     }
+    for n in &nodes {
+        n.res.down().await.unwrap();
+    }
+}
+
+/// A node in the middle of its own resync holds no complete copy of any generation: it must not be
+/// anybody's sync source. Node 1 is cut off while the Primary writes, so node 2 is a generation
+/// ahead of it; node 2 then misses 16 MiB and resyncs them slowly from the Primary. When node 1
+/// reaches node 2 in that time, the handshake says "node 1 is target" — and node 1 would take
+/// node 2's half-old blocks and its generation. Instead the connection waits until node 2 is
+/// UpToDate (found by `replbd-faults`, seed 31: acknowledged writes lost that way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inconsistent_node_is_nobodys_sync_source() {
+    let mut nodes = cluster_with(3, 32 * MIB, Protocol::C, &[], |_, cfg| {
+        cfg.resync.max_rate = 8 * MIB;
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    write_blocks(&p, 0..16).await;
+    p.flush().await.unwrap();
+    support::partition(&nodes, 1, &[0, 2], true);
+    write_blocks(&p, 100..200).await; // node 1 misses these; node 2 moves on with the Primary
+    p.flush().await.unwrap();
+    nodes[2].res.down().await.unwrap();
+    write_blocks(&p, 1000..5096).await; // 16 MiB node 2 misses
+    p.flush().await.unwrap();
+    nodes[2].restart().await;
+    nodes[2]
+        .res
+        .wait_for(Duration::from_secs(20), |s| {
+            s.peer(0)
+                .is_some_and(|p| p.replication == ReplicationState::SyncTarget)
+        })
+        .await
+        .unwrap();
+    // Node 1 may reach node 2 now, but not the Primary. Node 2 still has seconds of resync ahead
+    // (node 1 retries every 50 to 500 ms).
+    let left = nodes[2].res.status().peer(0).unwrap().out_of_sync;
+    assert!(left > 4 * MIB, "node 2 has only {left} bytes left to resync");
+    let mut events = nodes[1].res.events();
+    nodes[1].res.partition(2, false);
+    let mut refused = None;
+    while nodes[2].res.status().disk != replbd_quorum::DiskState::UpToDate {
+        while let Ok(e) = events.try_recv() {
+            match e {
+                Event::Replication { peer: 2, state } => assert!(
+                    !matches!(
+                        state,
+                        ReplicationState::WFBitMapT
+                            | ReplicationState::SyncTarget
+                            | ReplicationState::PausedSyncT
+                    ),
+                    "node 1 became the sync target ({state}) of node 2 while node 2 was Inconsistent"
+                ),
+                Event::Connection {
+                    peer: 2,
+                    reason: Some(r),
+                    ..
+                } if r.contains("Inconsistent") => refused = Some(r),
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refused = refused.expect("node 1 never tried to connect to node 2 while it was Inconsistent");
+    assert!(
+        refused.contains("node 2 would be the sync source, but its disk is Inconsistent"),
+        "{refused}"
+    );
+    // Once node 2 is UpToDate it serves node 1; the Primary's link heals too.
+    support::partition(&nodes, 1, &[0], false);
+    in_sync(&nodes[1], 2).await;
+    in_sync(&nodes[1], 0).await;
+    in_sync(&nodes[2], 0).await;
+    p.flush().await.unwrap();
+    same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
+    for n in &nodes {
+        n.res.down().await.unwrap();
+    }
+}
+
+/// A resync request that its link's death leaves unanswered gives up its place among the
+/// Primary's writes. Node 2 resyncs from Secondary node 1 under a diskless Primary; its requests
+/// hold their ranges so the Primary's later writes land after the resync data. When the link to
+/// node 1 dies with requests in flight, the Primary's writes to those ranges must not wait for
+/// answers that never come. They did: the resync and its link kept each other alive, so the
+/// requests' locks were never dropped and node 2 never got in sync again (the liveness failure
+/// `replbd-faults` found with seed 31).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_resync_link_holds_up_no_write() {
+    let mut nodes = cluster_with(3, 32 * MIB, Protocol::C, &[0], |_, cfg| {
+        cfg.resync.max_rate = 8 * MIB;
+    })
+    .await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.unwrap();
+    nodes[2].res.down().await.unwrap();
+    write_blocks(&p, 0..4096).await; // 16 MiB out of sync for node 2
+    nodes[2].restart().await;
+    nodes[2]
+        .res
+        .wait_for(Duration::from_secs(20), |s| {
+            s.peer(1)
+                .is_some_and(|p| p.replication == ReplicationState::SyncTarget)
+        })
+        .await
+        .unwrap();
+    // Node 1 stops applying the Primary's writes for a moment: node 2's requests, which name
+    // writes node 2 already has, wait there unanswered. Then the link between them dies.
+    let writer = {
+        let p = p.clone();
+        tokio::spawn(async move { write_blocks(&p, (0..4096).rev()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    nodes[1].store.as_ref().unwrap().pause_writes(true);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    support::partition(&nodes, 2, &[1], true);
+    nodes[1].store.as_ref().unwrap().pause_writes(false);
+    // The Primary goes on overwriting every block, some inside the ranges node 2 asked for.
+    tokio::time::timeout(Duration::from_secs(60), writer)
+        .await
+        .expect("the Primary's writes completed")
+        .unwrap();
+    support::partition(&nodes, 2, &[1], false);
+    in_sync(&nodes[2], 1).await;
+    in_sync(&nodes[1], 2).await;
+    let s = nodes[2].res.status();
+    assert_eq!(
+        s.peer(0).map(|p| p.connection),
+        Some(replbd_quorum::ConnectionState::Connected),
+        "node 2 lost the Primary:\n{s}"
+    );
+    p.flush().await.unwrap();
+    same_data(&[&nodes[1], &nodes[2]]);
     for n in &nodes {
         n.res.down().await.unwrap();
     }

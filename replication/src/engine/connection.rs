@@ -311,7 +311,14 @@ async fn connected(
             .size_override
             .store(theirs.size, std::sync::atomic::Ordering::Relaxed);
     }
-    let both_disks = inner.disk.is_some() && theirs.size != 0;
+    // A disk that failed or was detached holds no copy to resync from or to: such a node takes part
+    // like a diskless one (a Primary whose disk failed keeps writing through its peers). Deciding
+    // with it anyway made every connect to such a Primary a resync that failed at once, and made
+    // the connecting node Inconsistent each time (found by `replbd-faults`, seed 31).
+    let both_disks = inner.disk.is_some()
+        && !inner.is_detached()
+        && theirs.size != 0
+        && !detached_state(disk_from_u8(theirs.disk));
     let mut split_brain_target = false;
     if both_disks {
         inner.forget_bits_satisfied_elsewhere(peer, &theirs);
@@ -376,6 +383,11 @@ async fn connected(
     } else {
         None
     };
+    if let Some((role, _)) = sync
+        && let Some(why) = inconsistent_source(inner, node, role, &theirs)
+    {
+        return Attempt::Retry(why);
+    }
     w.configure(crate::wire::MAX_VERSION, inner.cfg.data_integrity);
     r.set_integrity(inner.cfg.data_integrity);
     let (tx, rx) = mpsc::unbounded_channel();
@@ -438,7 +450,14 @@ async fn connected(
         .and_then(|d| d.clone())
         .unwrap_or_else(|| "link closed".to_string());
     peer.set_link(None);
+    if let Some(rs) = link.resync() {
+        rs.link_died();
+    }
     let _ = tokio::join!(sender, receiver, watchdog);
+    // The resync and its link refer to each other: without this neither is ever freed, and the
+    // ranges its unanswered requests hold stay locked against the Primary's writes for ever
+    // (`replbd-faults`, seed 31: a node stuck in Disconnecting, its Primary without quorum).
+    link.set_resync(None);
     inner.send_peer_acks(inner.peer_acks.gone(node));
     inner.primary_link_lost(&link);
     // A diskful peer dropped out while this node is Primary (with or without a disk of its own):
@@ -537,6 +556,31 @@ impl Inner {
         if let Err(e) = d.meta.clear_in_sync(slot, 0, d.size()) {
             tracing::warn!(resource = %self.cfg.name, peer = peer.cfg.node_id, error = %e, "cannot clear the peer's bitmap; the blocks will move again");
         }
+    }
+}
+
+/// A disk state in which a node has no data to offer or take.
+fn detached_state(d: replbd_quorum::DiskState) -> bool {
+    use replbd_quorum::DiskState::{Detaching, Diskless, Failed};
+    matches!(d, Diskless | Failed | Detaching)
+}
+
+/// Why the resync the handshake decided cannot start now: its source's disk is Inconsistent
+/// (DRBD: "I shall become SyncSource, but I am inconsistent!"). A half-synced disk is no copy of
+/// any generation; a target taking it would adopt a generation its data does not match and report
+/// UpToDate with old blocks (found by `replbd-faults`, seed 31: a node resynced in full from a peer
+/// restarted in the middle of its own resync, and acknowledged writes were lost). The connection
+/// is retried; once the source completed its own resync it decides again.
+fn inconsistent_source(inner: &Inner, node: u8, role: SyncRole, theirs: &StateReport) -> Option<String> {
+    use replbd_quorum::DiskState::Inconsistent;
+    match role {
+        SyncRole::Source if inner.role_and_disk().1 == Inconsistent => Some(format!(
+            "this node would be the sync source of node {node}, but its own disk is Inconsistent: waiting until it has a complete copy"
+        )),
+        SyncRole::Target if disk_from_u8(theirs.disk) == Inconsistent => Some(format!(
+            "node {node} would be the sync source, but its disk is Inconsistent: waiting until it has a complete copy"
+        )),
+        _ => None,
     }
 }
 

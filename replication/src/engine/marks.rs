@@ -17,6 +17,16 @@ use super::peer_ack::{Mask, Ready, bit};
 use super::resync::SyncRole;
 use crate::wire::{FrameHeader, Kind, OutFrame};
 
+/// Tells the peer behind `link` that it lacks `ranges`, which this node holds: it fetches them.
+fn tell_out_of_sync(link: &Link, ranges: &[Range<u64>]) {
+    for r in ranges {
+        let mut h = FrameHeader::new(Kind::OutOfSync);
+        h.sector = r.start / 512;
+        h.aux = r.end - r.start;
+        link.send(OutFrame::bare(h));
+    }
+}
+
 impl Inner {
     /// Sends each ready epoch's peer ack to the peers that received its writes.
     pub(crate) fn send_peer_acks(&self, ready: Vec<Ready>) {
@@ -52,12 +62,7 @@ impl Inner {
             }
             tracing::debug!(resource = %self.cfg.name, peer = n, ranges = ranges.len(), "marked writes the peer did not get");
             if tell && let Some(l) = p.live() {
-                for r in ranges {
-                    let mut h = FrameHeader::new(Kind::OutOfSync);
-                    h.sector = r.start / 512;
-                    h.aux = r.end - r.start;
-                    l.send(OutFrame::bare(h));
-                }
+                tell_out_of_sync(&l, ranges);
             }
         }
     }
@@ -81,6 +86,22 @@ impl Inner {
         self.mark_for_missing(link.peer, bit(self.cfg.node_id), &ranges, false);
         if ranges.is_empty() {
             return;
+        }
+        // Except toward a node taking a resync from this one right now: it is Inconsistent,
+        // adopting this node's data anyway, and may have been away while the lost Primary wrote —
+        // then only this node holds those writes, acknowledged ones included, and the resync's
+        // bitmap lacked them (the Primary's peer acks that would have named the peer never came).
+        // Without this it finished "UpToDate" without them, was promoted, and pushed its older
+        // blocks back over this node's (found by `replbd-faults`, seed 32: an acknowledged, flushed
+        // write lost). Its running resync picks the blocks up before it ends.
+        for l in self.live_links() {
+            if l.peer != link.peer
+                && l.resync()
+                    .is_some_and(|r| r.role == SyncRole::Source && r.active())
+            {
+                tracing::info!(resource = %self.cfg.name, peer = l.peer, ranges = ranges.len(), "the lost Primary's last writes go to this node's sync target too");
+                tell_out_of_sync(&l, &ranges);
+            }
         }
         // A new Primary may already be here: promoted elsewhere before this node noticed the old
         // one was gone, its promotion found no marks to fetch. Fetch them now, or they would stay

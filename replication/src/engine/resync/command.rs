@@ -59,6 +59,12 @@ pub(crate) fn begin_resync(
     if let Some(reason) = busy(link) {
         return Err(reason);
     }
+    // A resync on a connection that is gone would only leave this disk Inconsistent until the
+    // next handshake (which decides afresh). Late callers — an out-of-sync note applied after the
+    // link died — meet this.
+    if link.is_dead() {
+        return Err(format!("the connection to node {} is gone", link.peer));
+    }
     if role == SyncRole::Target && inner.role() == Role::Primary {
         return Err(
             "a Primary cannot become a sync target: its data is what the application reads; demote it first"
@@ -79,6 +85,16 @@ pub(crate) fn begin_resync(
         });
         // The peers must not count on this copy any more (read balancing, promotion checks).
         inner.broadcast_state();
+        // Nor may it serve another node's resync: its blocks become partly this resync's.
+        for other in inner.live_links() {
+            if other.peer != link.peer
+                && other
+                    .resync()
+                    .is_some_and(|r| r.role == SyncRole::Source && r.active())
+            {
+                other.fail(super::INCONSISTENT_SOURCE);
+            }
+        }
     }
     if announce {
         let target = if role == SyncRole::Target {

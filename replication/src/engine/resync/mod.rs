@@ -57,6 +57,12 @@ pub use rate::RateControl;
 /// handshake sees a diskless node, and the target syncs from another source.
 const DETACHED_SOURCE: &str = "this node's disk was detached: it can no longer be a sync source";
 
+/// Why a source stops serving when it became a sync target itself: from then on its blocks are
+/// partly another generation's. The reconnect decides again, and waits until this node is
+/// UpToDate before it serves anybody (see `connection::inconsistent_source`).
+pub(crate) const INCONSISTENT_SOURCE: &str =
+    "this node became a sync target itself (its disk is Inconsistent): it can no longer be a sync source";
+
 /// Largest single resync request.
 pub const MAX_REQUEST: u64 = 1 << 20;
 
@@ -430,7 +436,7 @@ impl Resync {
             let (source_disk, _) = self.inner.peer_disk_and_uuid(self.link.peer);
             if matches!(
                 source_disk,
-                DiskState::Diskless | DiskState::Failed | DiskState::Detaching
+                DiskState::Diskless | DiskState::Failed | DiskState::Detaching | DiskState::Inconsistent
             ) {
                 self.link.fail(&format!(
                     "the sync source's disk is {source_disk}: it can no longer serve this resync"
@@ -629,6 +635,18 @@ impl Resync {
         self.changed.notify_waiters();
     }
 
+    /// The link died: the requests in flight will never be answered. Their places among the
+    /// Primary's writes (see [`Resync::request_order`]) are given up now, before the link's tasks
+    /// are joined: when the source has become the Primary meanwhile, its own writes on this very
+    /// link queue behind them, and the receiver's teardown waits for those writes — the link
+    /// would never finish closing. Their blocks stay marked out of sync, so the next resync asks
+    /// for them again.
+    pub(crate) fn link_died(&self) {
+        let mut f = self.flight();
+        f.requests.clear();
+        f.bytes = 0;
+    }
+
     /// Target: the source cannot serve now; put the request back and wait a while.
     pub(crate) fn paused(&self, seq: u64) {
         let mut f = self.flight();
@@ -661,8 +679,8 @@ impl Resync {
                 "resync request for {offset}+{len} is outside the {size}-byte volume or misaligned"
             ));
         }
-        if self.inner.is_detached() {
-            return Err(DETACHED_SOURCE.to_owned());
+        if let Some(why) = self.cannot_serve() {
+            return Err(why.to_owned());
         }
         let (ord, _) = order::RequestOrder::decode(&payload)?;
         let digest = checksum.then(|| payload.slice(order::PREFIX..));
@@ -696,10 +714,12 @@ impl Resync {
             // No write to the range is half done while we read it, and none starts until the data
             // is queued behind whatever was sent before.
             let _lock = me.inner.intervals.resync_read(offset..offset + len).await;
+            // Checked again after the read: a disk that became Inconsistent only during it may
+            // already hold the new source's blocks (its resync starts after the state change).
             let data = match d.store.read(offset, len as usize).await {
-                Ok(b) if !me.inner.is_detached() => b,
+                Ok(b) if me.cannot_serve().is_none() => b,
                 Ok(_) => {
-                    me.link.fail(DETACHED_SOURCE);
+                    me.link.fail(me.cannot_serve().unwrap_or(DETACHED_SOURCE));
                     return;
                 }
                 Err(e) => {
@@ -722,6 +742,17 @@ impl Resync {
             });
         });
         Ok(())
+    }
+
+    /// Source: why this node's disk cannot serve resync data now, if it cannot.
+    fn cannot_serve(&self) -> Option<&'static str> {
+        if self.inner.is_detached() {
+            Some(DETACHED_SOURCE)
+        } else if self.inner.role_and_disk().1 == DiskState::Inconsistent {
+            Some(INCONSISTENT_SOURCE)
+        } else {
+            None
+        }
     }
 
     /// Source, checksum resync: sends the runs of blocks whose digest differs from the target's,
