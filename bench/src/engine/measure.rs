@@ -53,7 +53,8 @@ pub fn cpu_seconds() -> f64 {
 /// `n` pseudo-random 4 KiB-aligned offsets in `0..span`, generated as they are consumed.
 fn random_offsets(n: u64, span: u64, seed: u64) -> impl Iterator<Item = u64> + Send {
     let blocks = span / 4096;
-    let mut x = seed | 1;
+    // Distinct seeds give distinct sequences (`seed | 1` would pair 100 with 101).
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..n).map(move |_| {
         x ^= x << 13;
         x ^= x >> 7;

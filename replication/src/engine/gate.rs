@@ -74,9 +74,15 @@ impl<W: Send + 'static> Gate<W> {
     }
 
     /// Work of `bytes` bytes arrived from the peer.
+    ///
+    /// Queued while the gate is closed *or while earlier work still waits in the queue*:
+    /// [`Gate::barrier_done`] releases the queue one item at a time, dropping the lock to start
+    /// each, and work arriving in between must not overtake what is still queued — a write of a
+    /// later epoch started ahead of a queued barrier could wait (overlap order) for a write
+    /// queued behind that barrier, which waits for it: the link would stall until its timeout.
     pub(crate) fn push(self: &Arc<Self>, work: Work<W>, bytes: u64) {
         let mut st = self.lock();
-        if st.barrier.is_some() {
+        if st.barrier.is_some() || !st.queue.is_empty() {
             st.queued_bytes += bytes;
             st.queue.push_back((work, bytes));
             return;
@@ -229,5 +235,52 @@ mod tests {
         assert!(log(&rec).is_empty());
         gate.barrier_done();
         assert_eq!(log(&rec), ["w1"]);
+    }
+
+    /// Starts like [`Recorder`], and when write `trigger` starts, pushes `arriving` — as the socket
+    /// reader does while another thread releases the queue.
+    struct Interleaved {
+        rec: Arc<Recorder>,
+        trigger: u32,
+        arriving: Mutex<Option<u32>>,
+    }
+
+    impl Starter<u32> for Arc<Interleaved> {
+        fn start_write(&self, gate: &Arc<Gate<u32>>, w: u32) {
+            self.rec.start_write(gate, w);
+            if w == self.trigger
+                && let Some(a) = self.arriving.lock().unwrap().take()
+            {
+                gate.push(Work::Write(a), 1);
+            }
+        }
+        fn start_barrier(&self, gate: &Arc<Gate<u32>>, e: u64) {
+            self.rec.start_barrier(gate, e);
+        }
+    }
+
+    #[test]
+    fn work_arriving_while_the_queue_is_released_keeps_its_place() {
+        let rec = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let starter = Arc::new(Interleaved {
+            rec: Arc::clone(&rec),
+            trigger: 2,
+            arriving: Mutex::new(Some(4)),
+        });
+        let gate = Gate::new(Box::new(Arc::clone(&starter)));
+        gate.push(Work::Write(1), 1);
+        gate.push(Work::Barrier(1), 0);
+        gate.push(Work::Write(2), 1);
+        gate.push(Work::Barrier(2), 0);
+        gate.push(Work::Write(3), 1);
+        gate.write_done();
+        assert_eq!(log(&rec), ["w1", "b1"]);
+        // Releasing write 2 lets write 4 arrive: it belongs after barrier 2 and write 3.
+        gate.barrier_done();
+        assert_eq!(log(&rec), ["w2"], "write 4 does not overtake barrier 2");
+        gate.write_done();
+        assert_eq!(log(&rec), ["b2"]);
+        gate.barrier_done();
+        assert_eq!(log(&rec), ["w3", "w4"], "then in arrival order");
     }
 }
