@@ -345,3 +345,59 @@ async fn a_node_resynced_from_the_new_primary_is_related_to_the_old_one() {
     same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
     down_all(&nodes).await;
 }
+
+/// Found by `replbd-faults` through `/dev/ublkbN` (seed 20261123: a flushed write zero on every
+/// replica). The Primary A, cut off from B, goes on writing to C — acknowledged writes B never
+/// sees — and dies before its peer acks tell C that B lacks them. B is behind C in A's stream:
+/// promoting it and resyncing "A's unconfirmed writes" from its copy overwrote C's. B may only be
+/// promoted once C has resynced it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_behind_in_the_lost_primarys_stream_takes_the_writes_before_promotion() {
+    let nodes = cluster(3, 16 * MIB, Protocol::C, &[]).await;
+    let a = nodes[0].res.clone();
+    a.primary(false).await.unwrap();
+    write_blocks(&a, 0..4).await;
+    a.flush().await.unwrap();
+    partition(&nodes, 0, &[1], true);
+    apart(&nodes[0], 1).await;
+    apart(&nodes[1], 0).await;
+    // C holds its flushes: its barrier ack, and with it A's peer ack naming the holders, never
+    // comes. One write only — a later epoch's write would wait behind the held barrier on C.
+    let c_store = nodes[2].store.as_ref().unwrap();
+    c_store.pause_flushes(true);
+    write_blocks(&a, [10]).await;
+    a.halt().await;
+    c_store.pause_flushes(false);
+    apart(&nodes[2], 0).await;
+    // B is promoted as an HA agent would: retried while it is not allowed yet.
+    let b = &nodes[1].res;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut refusals = Vec::new();
+    loop {
+        match b.primary(false).await {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "B never promoted: {e}");
+                refusals.push(e.to_string());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    in_sync(&nodes[2], 1).await;
+    for n in &nodes[1..] {
+        let c = n.store.as_ref().unwrap().content();
+        for i in [0, 1, 2, 3, 10] {
+            let at = usize::try_from(i * 4096).unwrap();
+            assert_eq!(
+                &c[at..at + 4096],
+                &block(i)[..],
+                "block {i} on node {} (refusals: {refusals:?})",
+                n.id
+            );
+        }
+    }
+    same_data(&[&nodes[1], &nodes[2]]);
+    for n in &nodes[1..] {
+        n.res.down().await.unwrap();
+    }
+}

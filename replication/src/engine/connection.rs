@@ -433,6 +433,7 @@ async fn connected(
         inner.set_replication(node, ReplicationState::Established);
     }
     let sender = tokio::spawn(tasks::sender(Arc::clone(&link), rx, w));
+    inner.lost_primary_link_up(&link);
     // The resync is set up before the receiver runs: the peer's first bitmap frame may already be
     // on the way.
     if let Some((role, full)) = sync
@@ -459,6 +460,7 @@ async fn connected(
     // (`replbd-faults`, seed 31: a node stuck in Disconnecting, its Primary without quorum).
     link.set_resync(None);
     inner.send_peer_acks(inner.peer_acks.gone(node));
+    inner.lost_primary_link_down(node);
     inner.primary_link_lost(&link);
     // A diskful peer dropped out while this node is Primary (with or without a disk of its own):
     // the next write starts a new generation, so the peer's return is a bitmap resync.

@@ -159,6 +159,9 @@ pub(crate) struct Inner {
     /// When application writes last passed through this node (ms since `born`).
     pub last_app_io_ms: AtomicU64,
     pub born: std::time::Instant,
+    /// After losing a Primary: how much of its writes each Secondary holds (see
+    /// [`super::lost_primary`]).
+    pub lost_primary: super::lost_primary::Settlement,
 }
 
 /// The disk state metadata implies before any peer is heard.

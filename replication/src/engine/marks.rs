@@ -76,12 +76,15 @@ impl Inner {
     /// The connection to a Primary is gone with writes never peer-acked: whoever else may lack
     /// them, this node cannot tell.
     pub(crate) fn primary_link_lost(self: &Arc<Self>, link: &Link) {
+        self.settle_lost_primary(link);
         let ranges = link.unacked.take_all();
         if !ranges.is_empty() {
             tracing::info!(resource = %self.cfg.name, peer = link.peer, ranges = ranges.len(), "writes of the lost Primary were never peer-acked; marked out of sync for every peer");
         }
-        // Every Secondary does the same, and none knows whose copy of these writes is the one to
-        // keep: the marks stay until a Primary emerges and resyncs them from its copy
+        // Every Secondary does the same. Whose copy of these writes to keep is settled by how far
+        // each got in the Primary's stream ([`super::lost_primary`]): the one ahead resyncs the
+        // others, and a node behind is not promoted before; with equal positions the copies are
+        // the same and the marks stay until a Primary emerges and resyncs them from its copy
         // ([`Inner::resync_marked_after_promotion`]), or until the next handshake.
         self.mark_for_missing(link.peer, bit(self.cfg.node_id), &ranges, false);
         if ranges.is_empty() {

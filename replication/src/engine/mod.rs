@@ -25,6 +25,7 @@ mod intervals;
 mod io_path;
 mod link;
 pub mod local;
+mod lost_primary;
 mod marks;
 mod peer_ack;
 mod quorum;

@@ -64,6 +64,9 @@ pub enum RoleError {
     /// The resource is going down.
     #[error("the resource is going down")]
     ShuttingDown,
+    /// The Primary was lost and the Secondaries have not yet settled who holds its last writes.
+    #[error("cannot promote yet: {0}")]
+    Settling(String),
 }
 
 /// A running replicated resource.
@@ -130,7 +133,7 @@ impl Resource {
             size,
             peers,
             disk,
-            next_seq: AtomicU64::new(1),
+            next_seq: AtomicU64::new(super::lost_primary::first_seq()),
             primary: AtomicBool::new(false),
             control: std::sync::Mutex::new(control),
             status_tx: watch::channel(status).0,
@@ -152,6 +155,7 @@ impl Resource {
             detached: AtomicBool::new(false),
             fenced: Default::default(),
             last_app_io_ms: AtomicU64::new(0),
+            lost_primary: Default::default(),
             born: std::time::Instant::now(),
             cfg,
         });
@@ -251,6 +255,9 @@ impl Resource {
             return Ok(());
         }
         let promotion = inner.may_promote(force, disk)?;
+        if !force && let Some(reason) = inner.lost_primary_blocks_promotion() {
+            return Err(RoleError::Settling(reason));
+        }
         if !force {
             inner
                 .fence_before_promotion()
@@ -286,6 +293,7 @@ impl Resource {
             }
             events
         });
+        inner.lost_primary_forget();
         inner.broadcast_state();
         inner.resync_marked_after_promotion();
         Ok(())

@@ -39,6 +39,7 @@ struct Inner {
 pub struct MemStore {
     inner: Mutex<Inner>,
     paused: watch::Sender<bool>,
+    flushes_paused: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for MemStore {
@@ -75,6 +76,7 @@ impl MemStore {
                 log: Vec::new(),
             }),
             paused: watch::channel(false).0,
+            flushes_paused: watch::channel(false).0,
         }
     }
 
@@ -119,6 +121,11 @@ impl MemStore {
         self.paused.send_replace(paused);
     }
 
+    /// Holds (`true`) or releases (`false`) every flush until released (writes go on).
+    pub fn pause_flushes(&self, paused: bool) {
+        self.flushes_paused.send_replace(paused);
+    }
+
     async fn wait_unpaused(&self) {
         let mut rx = self.paused.subscribe();
         let _ = rx.wait_for(|p| !*p).await;
@@ -155,6 +162,7 @@ impl MemStore {
 
     /// Makes every write so far durable.
     pub async fn flush(&self) -> io::Result<()> {
+        let _ = self.flushes_paused.subscribe().wait_for(|p| !*p).await;
         let mut g = self.lock();
         let Inner {
             view,

@@ -117,4 +117,7 @@ kinds! {
     ResyncPaused = 52, 0;
     /// Online verify is complete.
     VerifyDone = 53, 0;
+    /// The sender lost Primary `aux` holding its writes through `seq`; `sector` 1 asks for the
+    /// receiver's own position back (see `engine::lost_primary`).
+    LostPrimary = 54, 0;
 }

@@ -1,6 +1,11 @@
 //! Three real `replbd-node daemon` processes on loopback: one temporary directory per run, one
-//! TOML file per node, file-backed disks with internal metadata, the NBD front end on a unix
-//! socket, and the admin socket each daemon serves.
+//! TOML file per node, file-backed disks with internal metadata, the front end (NBD on a unix
+//! socket, or `/dev/ublkbN` with `N` the node id: [`FrontEnd`]), and the admin socket each daemon
+//! serves.
+//!
+//! With the ublk front end, killing a node is a host dying: its `/dev/ublkbN` goes too, which fails
+//! the I/O waiting on it (a device whose server died would otherwise hold that I/O until the same
+//! node serves it again, as the driver's recovery does for a restarted daemon on a live host).
 //!
 //! Each node listens on its own port; its peers are reached through the [`crate::proxy`]
 //! listeners, so every replication byte crosses the fault proxy. The processes are killed when the
@@ -17,6 +22,8 @@ use anyhow::{Context, Result, bail};
 use replbd_bitmap::{CreateOptions, FileDevice, NodeId, Params, Placement};
 use replbd_node::admin::protocol::{Reply, Request, to_line};
 use replbd_node::admin::report::ResourceReport;
+
+use crate::front::FrontEnd;
 
 /// The node names, by index (= node id).
 pub const NAMES: [&str; NODES] = ["alpha", "beta", "gamma"];
@@ -37,8 +44,8 @@ pub struct Node {
     pub config: PathBuf,
     /// Its admin socket.
     pub socket: PathBuf,
-    /// Its NBD socket (served while Primary).
-    pub nbd: PathBuf,
+    /// Its export (NBD socket or block device, served while Primary).
+    pub export: PathBuf,
     /// Its backing file.
     pub disk: PathBuf,
     /// Its daemon's log (appended to across restarts).
@@ -49,6 +56,7 @@ pub struct Node {
 /// The cluster.
 pub struct Cluster {
     bin: PathBuf,
+    front: FrontEnd,
     /// The nodes, by index.
     pub nodes: Vec<Node>,
     dir: PathBuf,
@@ -56,7 +64,7 @@ pub struct Cluster {
 }
 
 /// The configuration of node `this`: its own real address, its peers' proxy addresses.
-fn config_text(dir: &Path, this: usize, addresses: &[SocketAddr], nbd: &Path) -> String {
+fn config_text(dir: &Path, this: usize, addresses: &[SocketAddr], front: FrontEnd) -> String {
     let mut t = format!("this-node = \"{}\"\n\n[resource.{RESOURCE}]\n", name(this));
     for (i, name) in NAMES.iter().enumerate() {
         t += &format!(
@@ -74,8 +82,8 @@ fn config_text(dir: &Path, this: usize, addresses: &[SocketAddr], nbd: &Path) ->
     );
     t += &format!("\n[resource.{RESOURCE}.options]\nquorum = \"majority\"\non-no-quorum = \"io-error\"\n");
     t += &format!(
-        "\n[resource.{RESOURCE}.front-end]\nkind = \"nbd\"\nsocket = \"{}\"\n",
-        nbd.display()
+        "\n[resource.{RESOURCE}.front-end]\n{}",
+        front.config(&dir.join(name(this)), this)
     );
     t
 }
@@ -124,22 +132,25 @@ pub fn admin(socket: &Path, request: &Request) -> Result<Reply> {
 impl Cluster {
     /// Creates the directory, disks and configurations; `addresses(this, of)` is the address node
     /// `this` uses for node `of` (its own listening address when `this == of`).
-    pub fn create(bin: &Path, addresses: impl Fn(usize, usize) -> SocketAddr) -> Result<Cluster> {
+    pub fn create(
+        bin: &Path,
+        front: FrontEnd,
+        addresses: impl Fn(usize, usize) -> SocketAddr,
+    ) -> Result<Cluster> {
         let tmp = tempfile::Builder::new().prefix("replbd-faults.").tempdir()?;
         let mut nodes = Vec::new();
         for (i, name) in NAMES.iter().enumerate() {
             let dir = tmp.path().join(name);
             std::fs::create_dir_all(&dir)?;
-            let nbd = dir.join("r0.nbd");
             let config = dir.join("replbd.toml");
             let addrs: Vec<SocketAddr> = (0..NAMES.len()).map(|j| addresses(i, j)).collect();
-            std::fs::write(&config, config_text(tmp.path(), i, &addrs, &nbd))?;
+            std::fs::write(&config, config_text(tmp.path(), i, &addrs, front))?;
             let disk = dir.join("r0.img");
             create_disk(&disk, u8::try_from(i)?)?;
             nodes.push(Node {
                 config,
                 socket: dir.join("admin.sock"),
-                nbd,
+                export: front.export(&dir, i),
                 disk,
                 log: dir.join("daemon.log"),
                 child: None,
@@ -147,10 +158,16 @@ impl Cluster {
         }
         Ok(Cluster {
             bin: bin.to_owned(),
+            front,
             nodes,
             dir: tmp.path().to_owned(),
             tmp: Some(tmp),
         })
+    }
+
+    /// The front end the nodes serve.
+    pub fn front(&self) -> FrontEnd {
+        self.front
     }
 
     /// The run's temporary directory.
@@ -220,6 +237,9 @@ impl Cluster {
         if let Some(mut c) = self.nodes[i].child.take() {
             c.kill()?;
             c.wait()?;
+        }
+        if self.front == FrontEnd::Ublk {
+            delete_ublk_device(i)?;
         }
         Ok(())
     }
@@ -344,4 +364,26 @@ impl Drop for Cluster {
 /// The name of node `i`.
 pub fn name(i: usize) -> &'static str {
     NAMES.get(i).copied().unwrap_or("?")
+}
+
+/// How long deleting a dead node's ublk device may take: the delete fails the I/O waiting on it
+/// and completes once the workload has closed the device.
+const DEVICE_DELETE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Deletes `/dev/ublkb{id}` if it exists (the device of a node whose daemon was killed).
+fn delete_ublk_device(id: usize) -> Result<()> {
+    let id = u32::try_from(id)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(replbd_ublk::delete_device(id));
+    });
+    match rx.recv_timeout(DEVICE_DELETE_TIMEOUT) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(replbd_ublk::UblkTargetError::NoSuchDevice { .. })) => Ok(()),
+        Ok(Err(e)) => bail!("deleting /dev/ublkb{id} of the killed node: {e}"),
+        Err(_) => bail!(
+            "deleting /dev/ublkb{id} of the killed node took longer than {}s (something still holds it open)",
+            DEVICE_DELETE_TIMEOUT.as_secs()
+        ),
+    }
 }

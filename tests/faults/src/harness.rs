@@ -75,7 +75,7 @@ impl Harness {
     pub fn set_primary(&mut self, primary: Option<usize>) {
         self.primary = primary;
         self.primary_tx
-            .send_replace(primary.map(|i| self.cluster.nodes[i].nbd.clone()));
+            .send_replace(primary.map(|i| self.cluster.nodes[i].export.clone()));
     }
 
     /// Notices daemons that exited without being told to: each is a violation (with the end of

@@ -13,8 +13,10 @@
 
 mod agent;
 mod block;
+mod blockdev;
 mod checker;
 mod cluster;
+mod front;
 mod harness;
 mod history;
 mod inject;
@@ -34,6 +36,7 @@ use clap::Parser;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::front::FrontEnd;
 use crate::run::{Options, Report};
 use crate::schedule::Enabled;
 
@@ -54,6 +57,10 @@ struct Cli {
     /// The replbd-node binary (default: beside this one, or $REPLBD_NODE_BIN).
     #[arg(long, env = "REPLBD_NODE_BIN")]
     node_bin: Option<PathBuf>,
+    /// The front end the workload writes through: nbd (the host), or ublk (/dev/ublkbN, N the
+    /// node id; needs the kernel's ublk driver, as in the VM suite).
+    #[arg(long, value_enum, default_value_t = FrontEnd::Nbd)]
+    front_end: FrontEnd,
     /// Workload connections.
     #[arg(long, default_value_t = 4)]
     workers: u64,
@@ -120,6 +127,7 @@ fn run_cli(cli: &Cli, out: &mut impl Write) -> Result<usize> {
         seconds: cli.seconds,
         seed,
         node_bin: node_bin(cli)?,
+        front: cli.front_end,
         workers: cli.workers.max(1),
         epoch_ms: cli.epoch_seconds.max(1) * 1000,
         enabled: Enabled {

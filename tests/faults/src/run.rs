@@ -15,9 +15,9 @@ use tokio::sync::{RwLock, watch};
 use crate::block::{self, BLOCK, Content};
 use crate::checker::{self, Kind, Violation};
 use crate::cluster::{Cluster, NODES, name};
+use crate::front::{Client, FrontEnd};
 use crate::harness::{Harness, TraceLine};
 use crate::history::{Counters, History};
-use crate::nbd::NbdClient;
 use crate::proxy::FaultProxy;
 use crate::schedule::{Enabled, Schedule, Step};
 use crate::workload::{self, Shared};
@@ -34,6 +34,8 @@ pub struct Options {
     pub seed: u64,
     /// The `replbd-node` binary.
     pub node_bin: PathBuf,
+    /// The front end the workload and the check go through.
+    pub front: FrontEnd,
     /// Workload connections.
     pub workers: u64,
     /// Faults per epoch, in milliseconds of fault time.
@@ -125,7 +127,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let host = run_host();
     let listen = free_ports(host, NODES)?;
     let proxy = rt.block_on(FaultProxy::start(host, &listen))?;
-    let cluster = Cluster::create(&opts.node_bin, |this, of| {
+    let cluster = Cluster::create(&opts.node_bin, opts.front, |this, of| {
         if this == of {
             listen[of]
         } else {
@@ -150,6 +152,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let read_violations = Arc::new(Mutex::new(Vec::new()));
     let shared = Shared {
+        front: opts.front,
         read_violations: Arc::clone(&read_violations),
         history: Arc::clone(&history),
         primary: primary_rx,
@@ -258,11 +261,15 @@ fn check(
     };
     let mut replicas = Vec::new();
     if let Some(p) = h.primary {
-        let path = h.cluster.nodes[p].nbd.clone();
+        let path = h.cluster.nodes[p].export.clone();
         let data = rt
-            .block_on(read_export(&path, size))
-            .with_context(|| format!("reading the NBD export of {}", name(p)))?;
-        replicas.push((format!("nbd:{}", name(p)), data));
+            .block_on(read_export(h.cluster.front(), &path, size))
+            .with_context(|| format!("reading {} of {}", path.display(), name(p)))?;
+        let via = match h.cluster.front() {
+            FrontEnd::Nbd => "nbd",
+            FrontEnd::Ublk => "ublk",
+        };
+        replicas.push((format!("{via}:{}", name(p)), data));
     }
     for (i, s) in before.iter().enumerate() {
         if up_to_date(s) {
@@ -346,8 +353,8 @@ fn plant_lost_write(h: &mut Harness, history: &Mutex<History>) -> Result<()> {
 }
 
 /// Reads the first `size` bytes of the export at `path`.
-async fn read_export(path: &std::path::Path, size: u64) -> Result<Vec<u8>> {
-    let mut c = NbdClient::connect(path, crate::cluster::RESOURCE)
+async fn read_export(front: FrontEnd, path: &std::path::Path, size: u64) -> Result<Vec<u8>> {
+    let mut c = Client::connect(front, path)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     if c.size() != size {

@@ -1,5 +1,5 @@
-//! The checker workload: a few workers, each with its own NBD connection to whichever node is
-//! Primary, writing self-describing blocks and flushing at random points, recording every answer
+//! The checker workload: a few workers, each with its own connection to whichever node is
+//! Primary (NBD, or its `/dev/ublkbN`: [`crate::front`]), writing self-describing blocks and flushing at random points, recording every answer
 //! in the [`History`].
 //!
 //! Worker `w` of `n` owns the blocks `b` with `b % n == w` and waits for each answer before its
@@ -21,8 +21,8 @@ use tokio::sync::{RwLock, watch};
 
 use crate::block::{BLOCK, encode};
 use crate::checker::{Violation, check_read};
+use crate::front::{Client, ClientError, FrontEnd};
 use crate::history::{History, Outcome};
-use crate::nbd::{NbdClient, NbdError};
 
 /// How long a request may take before its connection is abandoned (the answer is then unknown).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,7 +37,10 @@ const ESHUTDOWN: u32 = 108;
 pub struct Shared {
     /// The record of every request.
     pub history: Arc<Mutex<History>>,
-    /// The NBD socket of the current Primary, or `None` while there is none.
+    /// The front end the workers connect through.
+    pub front: FrontEnd,
+    /// The export (NBD socket or block device) of the current Primary, or `None` while there is
+    /// none.
     pub primary: watch::Receiver<Option<PathBuf>>,
     /// Held (read) by every request; the harness write-locks it to pause the workload.
     pub pause: Arc<RwLock<()>>,
@@ -56,7 +59,7 @@ fn record(history: &Mutex<History>, f: impl FnOnce(&mut History)) {
 /// Runs worker `w` of `workers` over a volume of `blocks` blocks until told to stop.
 pub async fn worker(shared: Shared, w: u64, workers: u64, blocks: u64, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(w + 1));
-    let mut conn: Option<NbdClient> = None;
+    let mut conn: Option<Client> = None;
     let hot = HOT_BLOCKS.min(blocks);
     loop {
         if *shared.stop.borrow() {
@@ -70,7 +73,7 @@ pub async fn worker(shared: Shared, w: u64, workers: u64, blocks: u64, seed: u64
             let target = shared.primary.borrow().clone();
             if let Some(path) = target
                 && let Ok(Ok(c)) =
-                    tokio::time::timeout(Duration::from_secs(5), NbdClient::connect(&path, "r0")).await
+                    tokio::time::timeout(Duration::from_secs(5), Client::connect(shared.front, &path)).await
             {
                 conn = Some(c);
             }
@@ -124,7 +127,7 @@ pub async fn worker(shared: Shared, w: u64, workers: u64, blocks: u64, seed: u64
             let result = tokio::time::timeout(REQUEST_TIMEOUT, c.write(block * BLOCK as u64, &data)).await;
             let outcome = match &result {
                 Ok(Ok(())) => Outcome::Acked(0),
-                Ok(Err(NbdError::Errno(_))) => Outcome::Failed,
+                Ok(Err(ClientError::Refused(_))) => Outcome::Failed,
                 _ => Outcome::Unknown,
             };
             record(&shared.history, |h| h.end_write(block, id, outcome));
@@ -145,14 +148,23 @@ pub async fn worker(shared: Shared, w: u64, workers: u64, blocks: u64, seed: u64
     }
 }
 
-/// The node whose NBD socket the workers use now (the socket's directory is named after it).
+/// The node whose export the workers use now: an NBD socket's directory is named after it, and
+/// `/dev/ublkbN` belongs to node `N`.
 fn target_name(shared: &Shared) -> String {
-    shared
-        .primary
-        .borrow()
-        .as_ref()
-        .and_then(|p| p.parent()?.file_name()?.to_str().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
+    let primary = shared.primary.borrow();
+    let Some(p) = primary.as_ref() else {
+        return "?".into();
+    };
+    let ublk = p
+        .file_name()
+        .and_then(|f| f.to_str()?.strip_prefix("ublkb")?.parse::<usize>().ok());
+    match ublk {
+        Some(id) if id < crate::cluster::NODES => crate::cluster::name(id).to_owned(),
+        _ => p
+            .parent()
+            .and_then(|d| d.file_name()?.to_str().map(str::to_owned))
+            .unwrap_or_else(|| "?".into()),
+    }
 }
 
 enum Next {
@@ -162,12 +174,12 @@ enum Next {
 }
 
 /// What to do after an answer: carry on, wait a little (EIO without quorum), or find the Primary
-/// again (demoted, shutting down, connection broken, no answer).
-fn classify(result: Result<Result<(), NbdError>, tokio::time::error::Elapsed>) -> Next {
+/// again (demoted, shutting down, connection broken, device gone, no answer).
+fn classify(result: Result<Result<(), ClientError>, tokio::time::error::Elapsed>) -> Next {
     match result {
         Ok(Ok(())) => Next::Go,
-        Ok(Err(NbdError::Errno(EPERM | ESHUTDOWN))) => Next::Reconnect,
-        Ok(Err(NbdError::Errno(_))) => Next::Backoff,
+        Ok(Err(ClientError::Refused(EPERM | ESHUTDOWN))) => Next::Reconnect,
+        Ok(Err(ClientError::Refused(_))) => Next::Backoff,
         _ => Next::Reconnect,
     }
 }

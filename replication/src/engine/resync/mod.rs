@@ -942,6 +942,7 @@ impl Resync {
         if !abandoned {
             *super::core::lock(&self.inner.last_sync) = Some((source_uuid & !1, self.link.peer));
         }
+        self.inner.lost_primary_synced_from(self.link.peer);
         // `connect --discard-my-data` has done its work: this node now holds the peer's data.
         if let Some(p) = self.inner.peer(self.link.peer) {
             p.discard_my_data.store(false, Ordering::SeqCst);

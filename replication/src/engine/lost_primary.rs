@@ -1,0 +1,284 @@
+//! Settling a lost Primary's last writes between the Secondaries it leaves behind.
+//!
+//! A Primary that loses one Secondary goes on writing to the others (it keeps quorum through
+//! them), and those writes are acknowledged. If it then dies before its peer acks tell everyone
+//! who holds what ([`super::peer_ack`]), the Secondaries are left with different amounts of its
+//! stream: the one cut off first lacks acknowledged writes the others have. Promoting it and
+//! resyncing "the lost Primary's writes" from its copy would overwrite them (found by
+//! `replbd-faults` through `/dev/ublkbN`: seed 20261123, a flushed write zero on every replica).
+//!
+//! Every link carries the Primary's writes in one order (their `seq`, numbered under the epoch
+//! lock), so what a Secondary holds of the stream is a prefix, and the newest `seq` it applied — its
+//! **position** — says how far it got. So, as DRBD does after losing a Primary:
+//!
+//! ```text
+//!   S loses Primary P (its link drained: every write received is applied)
+//!   S ──LostPrimary(P, position, query)──▶ every connected peer; and to peers that connect later
+//!   peer Q with a record for P: notes S's position, answers with its own
+//!   peer Q still connected to P: keeps S's position until it loses P itself (then it queries)
+//!   peer Q that never had P's stream: answers position 0 (nothing to offer)
+//!   the one further ahead starts a resync as source (both bitmaps are merged: the blocks either
+//!   marked for the lost Primary's unconfirmed writes move forward, never back)
+//! ```
+//!
+//! Until every connected peer has answered and every peer ahead of it has resynced it, a node
+//! refuses promotion with the reason; an HA agent promotes another node or retries.
+//! `seq` starts at the wall clock in microseconds when the engine starts, so a restarted Primary's
+//! stream is ahead of its previous one and positions never compare across restarts the wrong way.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::core::Inner;
+use super::link::Link;
+use super::resync::SyncRole;
+use crate::wire::{FrameHeader, Kind, OutFrame};
+
+/// What this node knows about the last Primary it lost.
+#[derive(Debug)]
+struct Record {
+    primary: u8,
+    /// The newest of the Primary's writes this node applied.
+    position: u64,
+    /// Connected peers whose position has not come yet.
+    awaiting: BTreeSet<u8>,
+    /// Peers ahead of this node: it takes a resync from them before it may be promoted.
+    behind: BTreeSet<u8>,
+    /// Peers already compared with (a query and an answer may both arrive).
+    compared: BTreeSet<u8>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    record: Option<Record>,
+    /// Positions peers reported for a Primary this node is still connected to.
+    early: BTreeMap<u8, (u8, u64)>,
+}
+
+/// Per resource: the settlement after losing a Primary.
+#[derive(Debug, Default)]
+pub(crate) struct Settlement {
+    state: Mutex<State>,
+}
+
+impl Settlement {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The first value of the write sequence: the wall clock in microseconds, so a restarted
+/// Primary's writes number after its previous life's (far fewer than one write per microsecond).
+pub(crate) fn first_seq() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX >> 1))
+        .max(1)
+}
+
+/// `LostPrimary`: `aux` the lost Primary's node id, `seq` the sender's position, `sector` 1 when the
+/// sender wants the receiver's position back.
+fn claim(primary: u8, position: u64, query: bool) -> OutFrame {
+    let mut h = FrameHeader::new(Kind::LostPrimary);
+    h.aux = u64::from(primary);
+    h.seq = position;
+    h.sector = u64::from(query);
+    OutFrame::bare(h)
+}
+
+/// Who moves the data between two positions in the same stream: `Some(true)` this node (ahead),
+/// `Some(false)` the peer, `None` nobody (the same writes, or one side holds none of them).
+fn ahead(mine: u64, theirs: u64) -> Option<bool> {
+    if mine == 0 || theirs == 0 || mine == theirs {
+        None
+    } else {
+        Some(mine > theirs)
+    }
+}
+
+impl Inner {
+    /// The connection to `link`'s peer, which sent this node writes as Primary, is gone and drained.
+    pub(crate) fn settle_lost_primary(self: &Arc<Self>, link: &Link) {
+        let position = link.writes.received_through();
+        if position == 0 || self.disk.is_none() {
+            return;
+        }
+        let primary = link.peer;
+        let live: Vec<Arc<Link>> = self
+            .live_links()
+            .into_iter()
+            .filter(|l| l.peer != primary && l.slot.is_some())
+            .collect();
+        let early: Vec<(u8, u64)> = {
+            let mut st = self.lost_primary.lock();
+            let early = std::mem::take(&mut st.early);
+            st.record = Some(Record {
+                primary,
+                position,
+                awaiting: live.iter().map(|l| l.peer).collect(),
+                behind: BTreeSet::new(),
+                compared: BTreeSet::new(),
+            });
+            early
+                .into_iter()
+                .filter(|(_, (p, _))| *p == primary)
+                .map(|(q, (_, pos))| (q, pos))
+                .collect()
+        };
+        tracing::info!(resource = %self.cfg.name, primary, position, peers = live.len(), "lost the Primary: comparing how much of its writes each Secondary holds");
+        for l in &live {
+            l.send(claim(primary, position, true));
+        }
+        for (q, pos) in early {
+            if let Some(l) = live.iter().find(|l| l.peer == q) {
+                self.compare_positions(l, primary, pos);
+            }
+        }
+    }
+
+    /// A peer's `LostPrimary`.
+    pub(crate) fn lost_primary_claim(self: &Arc<Self>, link: &Arc<Link>, h: &FrameHeader) {
+        let Ok(primary) = u8::try_from(h.aux) else {
+            return;
+        };
+        let (theirs, query) = (h.seq, h.sector == 1);
+        let mine = {
+            let mut st = self.lost_primary.lock();
+            match &st.record {
+                Some(r) if r.primary == primary => Some(r.position),
+                _ => {
+                    // Still connected to that Primary: this node answers when it loses it too.
+                    if self.peer(primary).and_then(|p| p.live()).is_some() {
+                        st.early.insert(link.peer, (primary, theirs));
+                        return;
+                    }
+                    None
+                }
+            }
+        };
+        if query {
+            link.send(claim(primary, mine.unwrap_or(0), false));
+        }
+        if mine.is_some() {
+            self.compare_positions(link, primary, theirs);
+        }
+    }
+
+    /// The peer behind `link` holds the lost `primary`'s writes up to `theirs`.
+    fn compare_positions(self: &Arc<Self>, link: &Arc<Link>, primary: u8, theirs: u64) {
+        let verdict = {
+            let mut st = self.lost_primary.lock();
+            let Some(r) = st.record.as_mut().filter(|r| r.primary == primary) else {
+                return;
+            };
+            r.awaiting.remove(&link.peer);
+            if !r.compared.insert(link.peer) {
+                return;
+            }
+            let v = ahead(r.position, theirs);
+            if v == Some(false) {
+                r.behind.insert(link.peer);
+            }
+            tracing::info!(resource = %self.cfg.name, primary, peer = link.peer, mine = r.position, theirs, "positions in the lost Primary's stream");
+            v
+        };
+        if verdict != Some(true) {
+            return;
+        }
+        // This node got further: the peer takes the blocks either side marked from here.
+        tracing::info!(resource = %self.cfg.name, primary, peer = link.peer, "this node holds more of the lost Primary's writes: resyncing the peer from here");
+        if let Err(e) = super::resync::command::begin_resync(self, link, SyncRole::Source, false, true) {
+            tracing::warn!(resource = %self.cfg.name, peer = link.peer, error = %e, "cannot resync the lost Primary's last writes to the peer now");
+        }
+    }
+
+    /// A link came up: a peer that was away when the Primary was lost settles too.
+    pub(crate) fn lost_primary_link_up(&self, link: &Link) {
+        if link.slot.is_none() {
+            return;
+        }
+        let mut st = self.lost_primary.lock();
+        if let Some(r) = st.record.as_mut()
+            && r.primary != link.peer
+        {
+            r.awaiting.insert(link.peer);
+            r.compared.remove(&link.peer);
+            link.send(claim(r.primary, r.position, true));
+        }
+    }
+
+    /// The link to `peer` is gone: nothing more will come from it.
+    pub(crate) fn lost_primary_link_down(&self, peer: u8) {
+        let mut st = self.lost_primary.lock();
+        st.early.remove(&peer);
+        if let Some(r) = st.record.as_mut() {
+            r.awaiting.remove(&peer);
+            r.behind.remove(&peer);
+            r.compared.remove(&peer);
+        }
+    }
+
+    /// A resync from `peer` as target finished: this node holds what `peer` had.
+    pub(crate) fn lost_primary_synced_from(&self, peer: u8) {
+        if let Some(r) = self.lost_primary.lock().record.as_mut() {
+            r.behind.remove(&peer);
+        }
+    }
+
+    /// Why this node may not be promoted yet, if it may not.
+    pub(crate) fn lost_primary_blocks_promotion(&self) -> Option<String> {
+        let st = self.lost_primary.lock();
+        let r = st.record.as_ref()?;
+        if let Some(q) = r.behind.first() {
+            return Some(format!(
+                "node {q} holds writes of the lost Primary (node {}) that this node lacks; it is resyncing them from node {q} first (or promote node {q})",
+                r.primary
+            ));
+        }
+        r.awaiting.first().map(|q| {
+            format!(
+                "waiting for node {q} to report how many of the lost Primary's (node {}) writes it holds; retry in a moment",
+                r.primary
+            )
+        })
+    }
+
+    /// This node became Primary: its data is the reference now.
+    pub(crate) fn lost_primary_forget(&self) {
+        let mut st = self.lost_primary.lock();
+        st.record = None;
+        st.early.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_node_further_ahead_moves_data() {
+        assert_eq!(ahead(10, 7), Some(true));
+        assert_eq!(ahead(7, 10), Some(false));
+        assert_eq!(ahead(7, 7), None);
+        // A node that holds none of the stream offers nothing and is not a source.
+        assert_eq!(ahead(7, 0), None);
+        assert_eq!(ahead(0, 7), None);
+    }
+
+    #[test]
+    fn a_claim_carries_primary_position_and_query() {
+        let f = claim(3, 99, true);
+        assert_eq!(
+            (f.header.kind, f.header.aux, f.header.seq, f.header.sector),
+            (Kind::LostPrimary, 3, 99, 1)
+        );
+        assert_eq!(claim(3, 0, false).header.sector, 0);
+    }
+
+    #[test]
+    fn the_sequence_starts_after_any_earlier_life() {
+        let a = first_seq();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(first_seq() >= a + 1000, "a later start numbers later");
+    }
+}

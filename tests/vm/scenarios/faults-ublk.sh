@@ -1,0 +1,35 @@
+# faults-ublk: replbd-faults through the ublk front end. Three replbd-node daemons on loopback
+# serve the resource on /dev/ublkbN (N = node id) while Primary; the workload writes and flushes
+# self-describing blocks through the Primary's device with O_DIRECT, the injector kills (a killed
+# Primary's host dies with it: its device is deleted, failing the I/O waiting on it), restarts,
+# partitions and slows links and fails over; after each epoch every UpToDate replica and the
+# Primary's device are read and checked. Disk errors need a replbd-node built with
+# fault-injection and packet loss needs nft, neither of which the VM has; the host run covers both.
+. /vm/helpers.sh
+
+SEED=${FAULTS_SEED:-20261123}
+step "replbd-faults --front-end ublk --seconds 50 --seed $SEED"
+REPLBD_FAULTS_LOG=warn replbd-faults --front-end ublk --seconds 50 --epoch-seconds 25 --seed "$SEED" \
+    --without disk-errors --without lossy-links --keep > /data/faults.out 2> /data/faults.err
+rc=$?
+cat /data/faults.out
+# libublk logs a failed reload when the device of a killed node is deleted: expected noise.
+grep -v 'device reload json failed' /data/faults.err | tail -20
+last=$(tail -1 /data/faults.out)
+# On a violation the daemons' logs go to the console, the only thing that leaves the VM.
+kept=$(sed -n 's/^logs and disks kept in //p' /data/faults.out)
+if [ -n "$kept" ]; then
+    for log in "$kept"/*/daemon.log; do
+        echo "---- $log"
+        grep -E 'role|Primary|Secondary|resync|sync|split|StandAlone|UUID|generation|discard|Outdated|Inconsistent|bitmap' "$log" | tail -${FAULTS_LOG_LINES:-150}
+    done
+fi
+case $last in
+    ops_acked=*" violations=0") ;;
+    ops_acked=*) fail "replbd-faults found violations through /dev/ublkbN (seed $SEED): $last" ;;
+    *) fail "replbd-faults did not finish (status $rc): $(tail -1 /data/faults.err)" ;;
+esac
+[ "$rc" = 0 ] || fail "replbd-faults exited with status $rc: $last"
+acked=$(echo "$last" | sed 's/^ops_acked=\([0-9]*\) .*/\1/')
+[ "$acked" -gt 0 ] || fail "no operation was acknowledged through /dev/ublkbN: $last"
+echo "through /dev/ublkbN: $last"
