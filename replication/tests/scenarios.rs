@@ -27,7 +27,28 @@ async fn promote(node: &Node) {
         })
         .await
         .unwrap();
-    node.res.primary(false).await.unwrap();
+    // Retried: after losing a Primary, a node settles with its peers before it may be promoted.
+    promote_retrying(node).await;
+}
+
+/// Promotes `node` as an HA agent would: retried while it is refused; returns the refusals.
+async fn promote_retrying(node: &Node) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut refusals = Vec::new();
+    loop {
+        match node.res.primary(false).await {
+            Ok(()) => return refusals,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "node {} never promoted: {e}",
+                    node.id
+                );
+                refusals.push(e.to_string());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 /// Resyncs that finished among `events` (either side).
@@ -370,19 +391,7 @@ async fn a_secondary_behind_in_the_lost_primarys_stream_takes_the_writes_before_
     c_store.pause_flushes(false);
     apart(&nodes[2], 0).await;
     // B is promoted as an HA agent would: retried while it is not allowed yet.
-    let b = &nodes[1].res;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut refusals = Vec::new();
-    loop {
-        match b.primary(false).await {
-            Ok(()) => break,
-            Err(e) => {
-                assert!(tokio::time::Instant::now() < deadline, "B never promoted: {e}");
-                refusals.push(e.to_string());
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+    let refusals = promote_retrying(&nodes[1]).await;
     in_sync(&nodes[2], 1).await;
     for n in &nodes[1..] {
         let c = n.store.as_ref().unwrap().content();
@@ -400,4 +409,36 @@ async fn a_secondary_behind_in_the_lost_primarys_stream_takes_the_writes_before_
     for n in &nodes[1..] {
         n.res.down().await.unwrap();
     }
+}
+
+/// The other side of the settlement after losing a Primary: a node cut off from a Primary that is
+/// alive is not promoted (its peer, still connected to that Primary, does not answer), and once
+/// that Primary is demoted the peer answers with where its stream stopped, resyncs the node if it
+/// is ahead, and the node is promoted with every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_a_live_primary_waits_and_is_promoted_once_it_is_demoted() {
+    let nodes = cluster(3, 16 * MIB, Protocol::C, &[]).await;
+    let a = nodes[0].res.clone();
+    a.primary(false).await.unwrap();
+    write_blocks(&a, 0..4).await;
+    partition(&nodes, 0, &[1], true);
+    apart(&nodes[1], 0).await;
+    write_blocks(&a, 10..12).await;
+    let b = &nodes[1].res;
+    let refused = b
+        .primary(false)
+        .await
+        .expect_err("A is still Primary, reachable through C");
+    assert!(refused.to_string().contains("node 2"), "{refused}");
+    a.secondary().await.unwrap();
+    promote_retrying(&nodes[1]).await;
+    in_sync(&nodes[2], 1).await;
+    let c = nodes[1].store.as_ref().unwrap().content();
+    for i in (0..4).chain(10..12) {
+        let at = usize::try_from(i * 4096).unwrap();
+        assert_eq!(&c[at..at + 4096], &block(i)[..], "block {i} on B");
+    }
+    same_data(&[&nodes[1], &nodes[2]]);
+    partition(&nodes, 0, &[1], false);
+    down_all(&nodes).await;
 }

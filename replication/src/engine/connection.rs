@@ -421,12 +421,22 @@ async fn connected(
         let weak = Arc::downgrade(inner);
         link.set_on_fail(Box::new(move |reason: &str| {
             if let Some(i) = weak.upgrade() {
+                // Before the role is forgotten: a lost Primary's link is drained before this node
+                // knows how far it got in its stream, and no promotion may slip in meanwhile.
+                if i.peer_role(node) == Role::Primary {
+                    i.lost_primary_draining(node);
+                }
                 i.set_connection(node, ConnectionState::Disconnecting, Some(reason.to_string()));
                 i.peer_lost_maybe_fence(node);
             }
         }));
     }
     inner.set_peer_state(node, disk_from_u8(theirs.disk), role_from_u8(theirs.role));
+    if role_from_u8(theirs.role) == Role::Primary {
+        // A Primary is here (the lost one back, or a new one that settled): its data is the
+        // reference, and it resyncs this node as usual.
+        inner.lost_primary_forget();
+    }
     inner.set_peer_uuid(node, theirs.current_uuid);
     link.set_lineage(&theirs);
     if sync.is_none() {

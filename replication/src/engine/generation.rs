@@ -235,7 +235,11 @@ impl Inner {
         self.set_peer_state(link.peer, peer_disk, peer_role);
         self.set_peer_quorate(link.peer, r.quorate);
         if peer_role == Role::Primary && !was_primary {
+            self.lost_primary_forget();
             self.resync_marked_from_new_primary(link);
+        }
+        if was_primary && peer_role == Role::Secondary {
+            self.lost_primary_demoted(link);
         }
         if peer_disk == DiskState::UpToDate {
             self.maybe_unfence();

@@ -15,19 +15,23 @@
 //!   S loses Primary P (its link drained: every write received is applied)
 //!   S ──LostPrimary(P, position, query)──▶ every connected peer; and to peers that connect later
 //!   peer Q with a record for P: notes S's position, answers with its own
-//!   peer Q still connected to P: keeps S's position until it loses P itself (then it queries)
+//!   peer Q still connected to P: keeps S's position until it loses P itself (then it queries),
+//!                                or until P is demoted (then it answers where P's stream stopped)
 //!   peer Q that never had P's stream: answers position 0 (nothing to offer)
-//!   the one further ahead starts a resync as source (both bitmaps are merged: the blocks either
-//!   marked for the lost Primary's unconfirmed writes move forward, never back)
+//!   the one behind starts a resync as target from the one ahead (both bitmaps are merged: the
+//!   blocks either marked for the lost Primary's unconfirmed writes move forward, never back)
 //! ```
 //!
-//! Until every connected peer has answered and every peer ahead of it has resynced it, a node
-//! refuses promotion with the reason; an HA agent promotes another node or retries.
+//! Until every connected peer has answered and it has resynced from every peer ahead of it, a node
+//! refuses promotion with the reason; an HA agent promotes another node or retries. The node behind
+//! drives its resync, so it knows it is behind before that resync can end.
 //! `seq` starts at the wall clock in microseconds when the engine starts, so a restarted Primary's
 //! stream is ahead of its previous one and positions never compare across restarts the wrong way.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use replbd_quorum::Role;
 
 use super::core::Inner;
 use super::link::Link;
@@ -44,12 +48,31 @@ struct Record {
     awaiting: BTreeSet<u8>,
     /// Peers ahead of this node: it takes a resync from them before it may be promoted.
     behind: BTreeSet<u8>,
-    /// Peers already compared with (a query and an answer may both arrive).
-    compared: BTreeSet<u8>,
+    /// Peers already compared with, and their positions (a query and an answer may both arrive).
+    compared: BTreeMap<u8, u64>,
+}
+
+impl Record {
+    /// Notes `peer`'s position: `Some(false)` when this node is behind it (and takes a resync from
+    /// it), `Some(true)` when ahead, `None` when nothing is to move or the peer was already compared
+    /// with.
+    fn compare(&mut self, peer: u8, theirs: u64) -> Option<bool> {
+        self.awaiting.remove(&peer);
+        if self.compared.insert(peer, theirs).is_some() {
+            return None;
+        }
+        let v = ahead(self.position, theirs);
+        if v == Some(false) {
+            self.behind.insert(peer);
+        }
+        v
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
+    /// Primaries whose link failed and is still being drained (its writes applied).
+    draining: BTreeSet<u8>,
     record: Option<Record>,
     /// Positions peers reported for a Primary this node is still connected to.
     early: BTreeMap<u8, (u8, u64)>,
@@ -76,6 +99,16 @@ pub(crate) fn first_seq() -> u64 {
         .max(1)
 }
 
+/// What this node can say about a Primary a peer lost.
+enum Known {
+    /// It lost that Primary too, holding its writes through this position.
+    Recorded(u64),
+    /// It is still connected to it, no longer Primary: its stream stopped at this position.
+    Final(u64),
+    /// It holds none of that Primary's latest writes.
+    Nothing,
+}
+
 /// `LostPrimary`: `aux` the lost Primary's node id, `seq` the sender's position, `sector` 1 when the
 /// sender wants the receiver's position back.
 fn claim(primary: u8, position: u64, query: bool) -> OutFrame {
@@ -99,6 +132,7 @@ fn ahead(mine: u64, theirs: u64) -> Option<bool> {
 impl Inner {
     /// The connection to `link`'s peer, which sent this node writes as Primary, is gone and drained.
     pub(crate) fn settle_lost_primary(self: &Arc<Self>, link: &Link) {
+        self.lost_primary.lock().draining.remove(&link.peer);
         let position = link.writes.received_through();
         if position == 0 || self.disk.is_none() {
             return;
@@ -109,31 +143,40 @@ impl Inner {
             .into_iter()
             .filter(|l| l.peer != primary && l.slot.is_some())
             .collect();
-        let early: Vec<(u8, u64)> = {
+        // Positions peers sent while this node still had the Primary are compared at once, before
+        // any frame goes out: a peer's resync of this node cannot finish before this node knows it
+        // is behind that peer.
+        let behind: Vec<u8> = {
             let mut st = self.lost_primary.lock();
             let early = std::mem::take(&mut st.early);
-            st.record = Some(Record {
+            let mut r = Record {
                 primary,
                 position,
                 awaiting: live.iter().map(|l| l.peer).collect(),
                 behind: BTreeSet::new(),
-                compared: BTreeSet::new(),
-            });
-            early
+                compared: BTreeMap::new(),
+            };
+            let behind = early
                 .into_iter()
-                .filter(|(_, (p, _))| *p == primary)
-                .map(|(q, (_, pos))| (q, pos))
-                .collect()
+                .filter(|&(q, (p, _))| p == primary && live.iter().any(|l| l.peer == q))
+                .filter(|&(q, (_, pos))| r.compare(q, pos) == Some(false))
+                .map(|(q, _)| q)
+                .collect();
+            st.record = Some(r);
+            behind
         };
         tracing::info!(resource = %self.cfg.name, primary, position, peers = live.len(), "lost the Primary: comparing how much of its writes each Secondary holds");
         for l in &live {
             l.send(claim(primary, position, true));
         }
-        for (q, pos) in early {
-            if let Some(l) = live.iter().find(|l| l.peer == q) {
-                self.compare_positions(l, primary, pos);
-            }
+        for l in live.iter().filter(|l| behind.contains(&l.peer)) {
+            self.take_writes_from(l, primary);
         }
+    }
+
+    /// The link to `primary`, a Primary, failed; it is drained next ([`Inner::settle_lost_primary`]).
+    pub(crate) fn lost_primary_draining(&self, primary: u8) {
+        self.lost_primary.lock().draining.insert(primary);
     }
 
     /// A peer's `LostPrimary`.
@@ -142,25 +185,34 @@ impl Inner {
             return;
         };
         let (theirs, query) = (h.seq, h.sector == 1);
-        let mine = {
+        let known = {
             let mut st = self.lost_primary.lock();
             match &st.record {
-                Some(r) if r.primary == primary => Some(r.position),
-                _ => {
+                Some(r) if r.primary == primary => Known::Recorded(r.position),
+                _ => match self.peer(primary).and_then(|p| p.live()) {
                     // Still connected to that Primary: this node answers when it loses it too.
-                    if self.peer(primary).and_then(|p| p.live()).is_some() {
+                    Some(_) if self.peer_role(primary) == Role::Primary => {
                         st.early.insert(link.peer, (primary, theirs));
                         return;
                     }
-                    None
-                }
+                    // Connected to it, and it was demoted: its stream here is complete.
+                    Some(l) => Known::Final(l.writes.received_through()),
+                    None => Known::Nothing,
+                },
             }
         };
+        let mine = match known {
+            Known::Recorded(p) | Known::Final(p) => p,
+            Known::Nothing => 0,
+        };
         if query {
-            link.send(claim(primary, mine.unwrap_or(0), false));
+            link.send(claim(primary, mine, false));
         }
-        if mine.is_some() {
-            self.compare_positions(link, primary, theirs);
+        match known {
+            Known::Recorded(_) => self.compare_positions(link, primary, theirs),
+            // Behind a peer that lost this node's former Primary: take what it got further.
+            Known::Final(_) if ahead(mine, theirs) == Some(false) => self.take_writes_from(link, primary),
+            _ => {}
         }
     }
 
@@ -171,24 +223,46 @@ impl Inner {
             let Some(r) = st.record.as_mut().filter(|r| r.primary == primary) else {
                 return;
             };
-            r.awaiting.remove(&link.peer);
-            if !r.compared.insert(link.peer) {
-                return;
-            }
-            let v = ahead(r.position, theirs);
-            if v == Some(false) {
-                r.behind.insert(link.peer);
-            }
             tracing::info!(resource = %self.cfg.name, primary, peer = link.peer, mine = r.position, theirs, "positions in the lost Primary's stream");
-            v
+            r.compare(link.peer, theirs)
         };
-        if verdict != Some(true) {
+        if verdict == Some(false) {
+            self.take_writes_from(link, primary);
+        }
+    }
+
+    /// The peer behind `link` got further in `primary`'s stream: this node takes the blocks either
+    /// side marked from it, as sync target. The node behind drives, so it has noted that it is
+    /// behind before the resync can end (which is what lets it be promoted).
+    fn take_writes_from(self: &Arc<Self>, link: &Arc<Link>, primary: u8) {
+        if self.role() == Role::Primary || link.resync().is_some_and(|r| r.active()) {
             return;
         }
-        // This node got further: the peer takes the blocks either side marked from here.
-        tracing::info!(resource = %self.cfg.name, primary, peer = link.peer, "this node holds more of the lost Primary's writes: resyncing the peer from here");
-        if let Err(e) = super::resync::command::begin_resync(self, link, SyncRole::Source, false, true) {
-            tracing::warn!(resource = %self.cfg.name, peer = link.peer, error = %e, "cannot resync the lost Primary's last writes to the peer now");
+        tracing::info!(resource = %self.cfg.name, primary, peer = link.peer, "the peer holds more of the lost Primary's writes: resyncing them from it");
+        if let Err(e) = super::resync::command::begin_resync(self, link, SyncRole::Target, false, true) {
+            tracing::warn!(resource = %self.cfg.name, peer = link.peer, error = %e, "cannot resync the lost Primary's last writes from the peer now");
+        }
+    }
+
+    /// The Primary behind `primary` was demoted while connected: positions peers sent for it are
+    /// answered now with where its stream stopped here (they wait for the answer to be promoted).
+    pub(crate) fn lost_primary_demoted(self: &Arc<Self>, primary: &Link) {
+        let waiting: Vec<(u8, u64)> = {
+            let mut st = self.lost_primary.lock();
+            let (mine, rest): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut st.early)
+                .into_iter()
+                .partition(|(_, (p, _))| *p == primary.peer);
+            st.early = rest;
+            mine.into_iter().map(|(q, (_, pos))| (q, pos)).collect()
+        };
+        let mine = primary.writes.received_through();
+        for (q, theirs) in waiting {
+            if let Some(l) = self.peer(q).and_then(|p| p.live()) {
+                l.send(claim(primary.peer, mine, false));
+                if ahead(mine, theirs) == Some(false) {
+                    self.take_writes_from(&l, primary.peer);
+                }
+            }
         }
     }
 
@@ -207,27 +281,37 @@ impl Inner {
         }
     }
 
-    /// The link to `peer` is gone: nothing more will come from it.
+    /// The link to `peer` is gone: it cannot answer now. A peer this node is behind stays so:
+    /// it holds acknowledged writes this node lacks (they are compared again when it returns;
+    /// `primary --force` overrides).
     pub(crate) fn lost_primary_link_down(&self, peer: u8) {
         let mut st = self.lost_primary.lock();
         st.early.remove(&peer);
         if let Some(r) = st.record.as_mut() {
             r.awaiting.remove(&peer);
-            r.behind.remove(&peer);
             r.compared.remove(&peer);
         }
     }
 
-    /// A resync from `peer` as target finished: this node holds what `peer` had.
+    /// A resync from `peer` as target finished: this node now holds what `peer` had, and later
+    /// comparisons (a reconnect) find the two equal.
     pub(crate) fn lost_primary_synced_from(&self, peer: u8) {
-        if let Some(r) = self.lost_primary.lock().record.as_mut() {
-            r.behind.remove(&peer);
+        if let Some(r) = self.lost_primary.lock().record.as_mut()
+            && r.behind.remove(&peer)
+            && let Some(&theirs) = r.compared.get(&peer)
+        {
+            r.position = r.position.max(theirs);
         }
     }
 
     /// Why this node may not be promoted yet, if it may not.
     pub(crate) fn lost_primary_blocks_promotion(&self) -> Option<String> {
         let st = self.lost_primary.lock();
+        if let Some(p) = st.draining.first() {
+            return Some(format!(
+                "the connection to the lost Primary (node {p}) is still applying its last writes; retry in a moment"
+            ));
+        }
         let r = st.record.as_ref()?;
         if let Some(q) = r.behind.first() {
             return Some(format!(
@@ -243,7 +327,20 @@ impl Inner {
         })
     }
 
-    /// This node became Primary: its data is the reference now.
+    /// Waits up to `within` until [`Inner::lost_primary_blocks_promotion`] has nothing to say.
+    pub(crate) async fn lost_primary_settled(&self, within: std::time::Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.lost_primary_blocks_promotion() {
+                None => return Ok(()),
+                Some(reason) if tokio::time::Instant::now() >= deadline => return Err(reason),
+                Some(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// This node became Primary, or a connected peer did (having settled with its own peers): that
+    /// Primary's data is the reference now.
     pub(crate) fn lost_primary_forget(&self) {
         let mut st = self.lost_primary.lock();
         st.record = None;
@@ -263,6 +360,26 @@ mod tests {
         // A node that holds none of the stream offers nothing and is not a source.
         assert_eq!(ahead(7, 0), None);
         assert_eq!(ahead(0, 7), None);
+    }
+
+    #[test]
+    fn a_record_notes_each_peer_once_and_who_is_behind() {
+        let mut r = Record {
+            primary: 0,
+            position: 10,
+            awaiting: [1, 2].into(),
+            behind: BTreeSet::new(),
+            compared: BTreeMap::new(),
+        };
+        assert_eq!(r.compare(1, 12), Some(false));
+        assert!(
+            r.behind.contains(&1),
+            "node 1 got further: this node waits for it"
+        );
+        assert_eq!(r.compare(1, 12), None, "a query and an answer count once");
+        assert_eq!(r.compare(2, 7), Some(true));
+        assert!(r.awaiting.is_empty());
+        assert!(!r.behind.contains(&2));
     }
 
     #[test]

@@ -69,6 +69,10 @@ pub enum RoleError {
     Settling(String),
 }
 
+/// How long `primary` waits for the Secondaries to settle a lost Primary's last writes (see
+/// [`super::lost_primary`]) before it refuses with the reason.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
+
 /// A running replicated resource.
 #[derive(Clone)]
 pub struct Resource {
@@ -250,14 +254,18 @@ impl Resource {
         if inner.is_shutting_down() {
             return Err(RoleError::ShuttingDown);
         }
-        let (role, disk) = inner.role_and_disk();
+        let (role, _) = inner.role_and_disk();
         if role == Role::Primary {
             return Ok(());
         }
-        let promotion = inner.may_promote(force, disk)?;
-        if !force && let Some(reason) = inner.lost_primary_blocks_promotion() {
-            return Err(RoleError::Settling(reason));
+        if !force {
+            inner
+                .lost_primary_settled(SETTLE_WAIT)
+                .await
+                .map_err(RoleError::Settling)?;
         }
+        let (_, disk) = inner.role_and_disk();
+        let promotion = inner.may_promote(force, disk)?;
         if !force {
             inner
                 .fence_before_promotion()
