@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use replbd_quorum::{ConnectionState, DiskState, FencingPolicy, Protocol};
@@ -441,4 +442,58 @@ async fn a_node_cut_off_from_a_live_primary_waits_and_is_promoted_once_it_is_dem
     same_data(&[&nodes[1], &nodes[2]]);
     partition(&nodes, 0, &[1], false);
     down_all(&nodes).await;
+}
+
+/// The hole the settlement after losing a Primary cannot see: B, away from everyone while the
+/// Primary A wrote (and restarted meanwhile, so it has no record of A's stream), comes back to C
+/// only and is resynced by it. C's marks for B come from A's peer acks; the ack for A's last write
+/// (block 10) is still outstanding — C holds its flushes, so its barrier ack never reaches A — and
+/// without more the resync leaves block 10 out: B ends UpToDate without an acknowledged write. A
+/// then dies; B holds none of A's stream, so it is behind nobody, and once promoted its copy of
+/// block 10 went over C's. A Secondary that serves a resync includes the Primary's writes not yet
+/// peer-acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_resynced_by_a_secondary_gets_the_primarys_writes_not_yet_peer_acked() {
+    let mut nodes = cluster(3, 16 * MIB, Protocol::C, &[]).await;
+    let a = nodes[0].res.clone();
+    a.primary(false).await.unwrap();
+    write_blocks(&a, 0..4).await;
+    a.flush().await.unwrap();
+    partition(&nodes, 1, &[0, 2], true);
+    for (n, p) in [(1, 0), (1, 2), (0, 1), (2, 1)] {
+        apart(&nodes[n], p).await;
+    }
+    nodes[1].res.down().await.unwrap();
+    // Peer-acked while B is away: C marks it for B.
+    write_blocks(&a, [5]).await;
+    a.flush().await.unwrap();
+    let c_store = Arc::clone(nodes[2].store.as_ref().unwrap());
+    c_store.pause_flushes(true);
+    write_blocks(&a, [10]).await;
+    nodes[1].restart().await;
+    nodes[1].res.partition(0, true);
+    nodes[2].res.partition(1, false);
+    in_sync(&nodes[1], 2).await;
+    a.halt().await;
+    c_store.pause_flushes(false);
+    apart(&nodes[2], 0).await;
+    let refusals = promote_retrying(&nodes[1]).await;
+    in_sync(&nodes[2], 1).await;
+    for n in &nodes[1..] {
+        let c = n.store.as_ref().unwrap().content();
+        for i in [0, 1, 2, 3, 5, 10] {
+            let at = usize::try_from(i * 4096).unwrap();
+            assert_eq!(
+                &c[at..at + 4096],
+                &block(i)[..],
+                "block {i} on node {} (refusals: {refusals:?})",
+                n.id
+            );
+        }
+    }
+    same_data(&[&nodes[1], &nodes[2]]);
+    partition(&nodes, 1, &[0], false);
+    for n in &nodes[1..] {
+        n.res.down().await.unwrap();
+    }
 }

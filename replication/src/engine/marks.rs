@@ -67,6 +67,21 @@ impl Inner {
         }
     }
 
+    /// The writes of every Primary connected to this node that are not peer-acked yet: whether
+    /// other Secondaries got them is not known here. A sync source includes them in what it moves
+    /// — its marks for the target come from peer acks, and one still outstanding may be the only
+    /// word that the target lacks a write. Without this a node away from the Primary and resynced
+    /// by this one ended UpToDate without an acknowledged write, and, promoted after the Primary
+    /// died, pushed its older block over this node's (it held none of the Primary's stream, so the
+    /// settlement of [`super::lost_primary`] saw nothing to compare). At worst a few blocks the
+    /// target already holds move again.
+    pub(crate) fn unconfirmed_writes(&self) -> Vec<Range<u64>> {
+        self.live_links()
+            .iter()
+            .flat_map(|l| l.unacked.ranges())
+            .collect()
+    }
+
     /// The Primary behind `link` says every write of `epoch` is durable on `holders`.
     pub(crate) fn peer_ack_received(&self, link: &Link, epoch: u64, holders: Mask) {
         let ranges = link.unacked.take(epoch);

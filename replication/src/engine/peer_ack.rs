@@ -165,6 +165,11 @@ impl Unacked {
         self.lock().remove(&epoch).unwrap_or_default()
     }
 
+    /// Every write not yet peer-acked, left in place (its peer ack may still come).
+    pub(crate) fn ranges(&self) -> Vec<Range<u64>> {
+        self.lock().values().flatten().cloned().collect()
+    }
+
     /// Whether every write received was peer-acked.
     pub(crate) fn is_empty(&self) -> bool {
         self.lock().is_empty()

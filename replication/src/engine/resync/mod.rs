@@ -266,9 +266,19 @@ impl Resync {
         let meta = Arc::clone(&d.meta);
         let size = d.size();
         let target = self.role == SyncRole::Target;
+        let unconfirmed = if target {
+            Vec::new()
+        } else {
+            self.inner.unconfirmed_writes()
+        };
         tokio::task::spawn_blocking(move || -> Result<(), replbd_bitmap::MetaError> {
             if full {
                 meta.mark_out_of_sync(slot, 0, size)?;
+            }
+            // Crash ordering: these marks are flushed with the rest before the bitmap is sent;
+            // a crash before only leaves them unmarked again, and nothing has moved yet.
+            for r in &unconfirmed {
+                meta.mark_out_of_sync(slot, r.start, r.end - r.start)?;
             }
             meta.flush()?;
             if target {
