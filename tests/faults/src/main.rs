@@ -157,6 +157,10 @@ fn write_text(r: &Report, out: &mut impl Write) -> Result<()> {
             "VIOLATIONS seed={} (replay: replbd-faults --seconds N --seed {})",
             r.seed, r.seed
         )?;
+    }
+    // Also when the logs were kept for a split brain the agent had to resolve: the schedule is
+    // what says when it happened.
+    if r.violation_count > 0 || r.kept.is_some() {
         writeln!(out, "schedule as executed:")?;
         for t in &r.trace {
             writeln!(out, "  +{:>7}ms {}", t.at_ms, t.what)?;

@@ -10,7 +10,7 @@
 
 SEED=${FAULTS_SEED:-20261191}
 step "replbd-faults --front-end ublk --seconds 50 --seed $SEED"
-REPLBD_FAULTS_LOG=warn replbd-faults --front-end ublk --seconds 50 --epoch-seconds 25 --seed "$SEED" \
+REPLBD_FAULTS_KEEP_SPLIT_BRAIN=1 REPLBD_FAULTS_LOG=warn replbd-faults --front-end ublk --seconds 50 --epoch-seconds 25 --seed "$SEED" \
     --node-bin /usr/lib/replbd-faults/replbd-node --keep > /data/faults.out 2> /data/faults.err
 rc=$?
 cat /data/faults.out
