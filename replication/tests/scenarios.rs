@@ -290,6 +290,23 @@ async fn an_outdated_secondary_is_not_promoted_and_catches_up_on_reconnect() {
     down_all(&nodes).await;
 }
 
+/// Asserts that every node of `nodes` holds `blocks` as written by `write_blocks` (`refusals`: the
+/// promotion refusals before, for the message).
+fn holds_blocks(nodes: &[Node], blocks: &[u64], refusals: &[String]) {
+    for n in nodes {
+        let c = n.store.as_ref().unwrap().content();
+        for &i in blocks {
+            let at = usize::try_from(i * 4096).unwrap();
+            assert_eq!(
+                &c[at..at + 4096],
+                &block(i)[..],
+                "block {i} on node {} (refusals: {refusals:?})",
+                n.id
+            );
+        }
+    }
+}
+
 /// Waits until `node` no longer sees `peer` connected.
 async fn apart(node: &Node, peer: u8) {
     node.res
@@ -394,18 +411,7 @@ async fn a_secondary_behind_in_the_lost_primarys_stream_takes_the_writes_before_
     // B is promoted as an HA agent would: retried while it is not allowed yet.
     let refusals = promote_retrying(&nodes[1]).await;
     in_sync(&nodes[2], 1).await;
-    for n in &nodes[1..] {
-        let c = n.store.as_ref().unwrap().content();
-        for i in [0, 1, 2, 3, 10] {
-            let at = usize::try_from(i * 4096).unwrap();
-            assert_eq!(
-                &c[at..at + 4096],
-                &block(i)[..],
-                "block {i} on node {} (refusals: {refusals:?})",
-                n.id
-            );
-        }
-    }
+    holds_blocks(&nodes[1..], &[0, 1, 2, 3, 10], &refusals);
     same_data(&[&nodes[1], &nodes[2]]);
     for n in &nodes[1..] {
         n.res.down().await.unwrap();
@@ -479,18 +485,7 @@ async fn a_node_resynced_by_a_secondary_gets_the_primarys_writes_not_yet_peer_ac
     apart(&nodes[2], 0).await;
     let refusals = promote_retrying(&nodes[1]).await;
     in_sync(&nodes[2], 1).await;
-    for n in &nodes[1..] {
-        let c = n.store.as_ref().unwrap().content();
-        for i in [0, 1, 2, 3, 5, 10] {
-            let at = usize::try_from(i * 4096).unwrap();
-            assert_eq!(
-                &c[at..at + 4096],
-                &block(i)[..],
-                "block {i} on node {} (refusals: {refusals:?})",
-                n.id
-            );
-        }
-    }
+    holds_blocks(&nodes[1..], &[0, 1, 2, 3, 5, 10], &refusals);
     same_data(&[&nodes[1], &nodes[2]]);
     partition(&nodes, 1, &[0], false);
     for n in &nodes[1..] {
