@@ -412,3 +412,50 @@ async fn a_peer_writing_to_a_primary_is_disconnected_and_the_primary_keeps_its_d
     );
     b.down().await.unwrap();
 }
+
+/// A `LostPrimary` that names no other node of the resource, or carries a query flag that is
+/// neither a question nor an answer, disconnects the peer with the reason; the node serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_lost_primary_claim_is_disconnected_with_the_reason() {
+    let addrs = free_ports(2);
+    let (b, store) = node_1_alone(&addrs).await;
+    let mut events = b.events();
+    let claim = |version: u16, about: u64, flag: u64| {
+        let mut header = FrameHeader::new(Kind::LostPrimary);
+        header.version = version;
+        header.aux = about;
+        header.seq = 42;
+        header.sector = flag;
+        OutFrame::bare(header)
+    };
+    let cases: [(&str, u64, u64, &str); 4] = [
+        (
+            "a node the resource does not have",
+            7,
+            1,
+            "node 7, which is not another node",
+        ),
+        ("no node id at all", 300, 1, "node 300, which is not another node"),
+        ("the sender itself", 0, 1, "node 0, which is not another node"),
+        ("an unknown query flag", 1, 5, "query flag is 5"),
+    ];
+    for (what, about, flag, needle) in cases {
+        let (mut r, mut w, version) = authenticated_peer(addrs[1], Role::Secondary).await;
+        b.wait_for(Duration::from_secs(10), |s| {
+            s.peer(0).unwrap().connection == ConnectionState::Connected
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{what}: the fake peer never connected: {e}"));
+        w.send(claim(version, about, flag)).await.unwrap();
+        let reason = reason_seen(&mut events, 0, needle).await;
+        assert!(
+            reason.contains("LostPrimary"),
+            "{what}: the reason names the frame: {reason}"
+        );
+        closed_by_node(&mut r).await;
+    }
+    b.primary(false).await.unwrap();
+    b.write(0, block(6), WriteFlags::default()).await.unwrap();
+    assert_eq!(store.write_log(), vec![0]);
+    b.down().await.unwrap();
+}

@@ -179,11 +179,28 @@ impl Inner {
         self.lost_primary.lock().draining.insert(primary);
     }
 
-    /// A peer's `LostPrimary`.
-    pub(crate) fn lost_primary_claim(self: &Arc<Self>, link: &Arc<Link>, h: &FrameHeader) {
-        let Ok(primary) = u8::try_from(h.aux) else {
-            return;
-        };
+    /// A peer's `LostPrimary`, or the reason the peer is disconnected: it must name another node of
+    /// this resource than the sender, and ask (1) or answer (0).
+    pub(crate) fn lost_primary_claim(
+        self: &Arc<Self>,
+        link: &Arc<Link>,
+        h: &FrameHeader,
+    ) -> Result<(), String> {
+        let primary = u8::try_from(h.aux)
+            .ok()
+            .filter(|&p| p != link.peer && (p == self.cfg.node_id || self.peer(p).is_some()))
+            .ok_or_else(|| {
+                format!(
+                    "the peer sent a {} about node {}, which is not another node of resource {}",
+                    h.kind, h.aux, self.cfg.name
+                )
+            })?;
+        if h.sector > 1 {
+            return Err(format!(
+                "the peer sent a {} whose query flag is {}, not 0 or 1",
+                h.kind, h.sector
+            ));
+        }
         let (theirs, query) = (h.seq, h.sector == 1);
         let known = {
             let mut st = self.lost_primary.lock();
@@ -193,7 +210,7 @@ impl Inner {
                     // Still connected to that Primary: this node answers when it loses it too.
                     Some(_) if self.peer_role(primary) == Role::Primary => {
                         st.early.insert(link.peer, (primary, theirs));
-                        return;
+                        return Ok(());
                     }
                     // Connected to it, and it was demoted: its stream here is complete.
                     Some(l) => Known::Final(l.writes.received_through()),
@@ -214,6 +231,7 @@ impl Inner {
             Known::Final(_) if ahead(mine, theirs) == Some(false) => self.take_writes_from(link, primary),
             _ => {}
         }
+        Ok(())
     }
 
     /// The peer behind `link` holds the lost `primary`'s writes up to `theirs`.

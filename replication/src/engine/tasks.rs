@@ -129,7 +129,7 @@ async fn dispatch(
             inner.send_peer_acks(inner.peer_acks.acked(link.peer, h.aux));
         }
         Kind::PeerAck => inner.peer_ack_received(link, h.aux, h.seq),
-        Kind::LostPrimary => inner.lost_primary_claim(link, &h),
+        Kind::LostPrimary => inner.lost_primary_claim(link, &h)?,
         Kind::OutOfSync => inner.out_of_sync_received(link, h.sector.saturating_mul(512), h.aux)?,
         Kind::Ahead => inner.became_behind(link).await?,
         Kind::BarrierRecvAck => link.barrier_received(h.aux),
