@@ -46,12 +46,45 @@ pub fn init_logging() {
     }
 }
 
-/// Free loopback ports (bound and released; the tests bind them right after).
+/// The lowest port the kernel hands out for outgoing connections (and for binding port 0).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// Free loopback ports, checked by binding them and released; the tests bind them right after.
+///
+/// They come from below the kernel's ephemeral range: a port found by binding port 0 lies inside
+/// it, and between its release and the node's bind an outgoing connection of a test running in
+/// parallel can take it (seen in CI: `AddrInUse`). A per-process counter, starting at a place
+/// taken from the process id, hands out each port once.
 pub fn free_ports(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = ephemeral_low().saturating_sub(LOW);
+    if span < 1_000 {
+        // No room below the ephemeral range: let the kernel choose.
+        let listeners: Vec<_> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        return listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    }
+    let _ = NEXT.compare_exchange(0, std::process::id() % span, Ordering::SeqCst, Ordering::SeqCst);
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..span {
+        if ports.len() == n {
+            break;
+        }
+        let port = u16::try_from(LOW + NEXT.fetch_add(1, Ordering::SeqCst) % span).unwrap();
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            ports.push(l.local_addr().unwrap());
+        }
+    }
+    assert_eq!(ports.len(), n, "no {n} free loopback ports below {}", LOW + span);
+    ports
 }
 
 /// A fresh disk of `size` bytes, declared UpToDate at [`UUID`] (identical zeroes everywhere).
