@@ -201,6 +201,25 @@ impl GenerationIds {
         self.current = new_uuid;
     }
 
+    /// Forgets the bitmap UUID of `slot` (its peer is in sync with this node again). A generation
+    /// is remembered in exactly one place — the current UUID, a bitmap slot or the history — so
+    /// when no other slot holds the cleared one it moves to the history: a handshake with a node
+    /// that still knows that generation (as its current, bitmap or history UUID) must find it.
+    /// Without this a Primary that rotated while a peer was away and then resynced that peer no
+    /// longer remembered the generation the two nodes had last shared.
+    pub fn clear_bitmap_uuid(&mut self, slot: PeerSlot) {
+        let Some(peer) = self.peers.get_mut(slot.index()) else {
+            return;
+        };
+        let gone = std::mem::take(&mut peer.bitmap_uuid) & !1;
+        let elsewhere = gone == self.current & !1
+            || self.peers.iter().any(|p| p.bitmap_uuid & !1 == gone)
+            || self.history.iter().any(|h| h & !1 == gone);
+        if gone != 0 && !elsewhere {
+            self.push_history(gone);
+        }
+    }
+
     /// The slot assigned to `node`, if any.
     pub fn slot_of(&self, node: NodeId) -> Option<PeerSlot> {
         self.peers
@@ -426,6 +445,24 @@ impl Superblock {
 mod tests {
     use super::*;
     use crate::layout::DEFAULT_AL_EXTENTS;
+
+    #[test]
+    fn a_cleared_bitmap_uuid_is_remembered_in_the_history_once_no_slot_holds_it() {
+        let mut gi = GenerationIds::just_created(2);
+        gi.current = 0x100;
+        gi.peers[0].node = NodeId::new(1);
+        gi.peers[1].node = NodeId::new(2);
+        gi.new_current(0x201, |_| true);
+        assert_eq!((gi.peers[0].bitmap_uuid, gi.peers[1].bitmap_uuid), (0x100, 0x100));
+        assert_eq!(gi.history[0], 0, "kept in the slots, not the history");
+        gi.clear_bitmap_uuid(PeerSlot(0));
+        assert_eq!(gi.history[0], 0, "slot 1 still remembers it");
+        gi.clear_bitmap_uuid(PeerSlot(1));
+        assert_eq!(gi.history[0], 0x100, "the last slot gave it to the history");
+        gi.peers[0].bitmap_uuid = 0x201;
+        gi.clear_bitmap_uuid(PeerSlot(0));
+        assert_eq!(gi.history[..2], [0x100, 0], "the current generation is not history");
+    }
 
     fn sample() -> Superblock {
         let params = Params {

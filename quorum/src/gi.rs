@@ -92,6 +92,36 @@ pub struct GenerationIds {
     pub dagtag: u64,
 }
 
+/// One line for logs, DRBD's "uuid dump" in words: `current C0FF…EE01 bitmap n1=…,n2=… history …
+/// flags consistent,…` (empty parts left out), so a handshake's decision can be checked by hand.
+impl std::fmt::Display for GenerationIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "current {:016X}", self.current)?;
+        let mut sep = " bitmap ";
+        for (node, uuid) in self.bitmap.iter().enumerate().filter(|(_, u)| **u != 0) {
+            write!(f, "{sep}n{node}={uuid:016X}")?;
+            sep = ",";
+        }
+        let mut sep = " history ";
+        for uuid in self.history.iter().filter(|u| **u != 0) {
+            write!(f, "{sep}{uuid:016X}")?;
+            sep = ",";
+        }
+        let flags = [
+            (self.flags.consistent, "consistent"),
+            (self.flags.was_up_to_date, "was-up-to-date"),
+            (self.flags.crashed_primary, "crashed-primary"),
+            (self.flags.primary_lost_quorum, "lost-quorum"),
+        ];
+        let mut sep = " flags ";
+        for (_, name) in flags.iter().filter(|(set, _)| *set) {
+            write!(f, "{sep}{name}")?;
+            sep = ",";
+        }
+        Ok(())
+    }
+}
+
 impl Default for GenerationIds {
     fn default() -> Self {
         Self::just_created()
@@ -223,6 +253,21 @@ mod tests {
 
     fn node(id: u8) -> NodeId {
         NodeId::new(id).unwrap()
+    }
+
+    #[test]
+    fn the_log_line_names_every_part_that_is_set() {
+        let mut g = GenerationIds::just_created();
+        g.current = 0xAB01;
+        g.bitmap[2] = 0x10;
+        g.history[0] = 0x20;
+        g.history[1] = 0x30;
+        g.flags.consistent = true;
+        assert_eq!(
+            g.to_string(),
+            "current 000000000000AB01 bitmap n2=0000000000000010 history 0000000000000020,0000000000000030 flags consistent"
+        );
+        assert_eq!(GenerationIds::just_created().to_string(), format!("current {UUID_JUST_CREATED:016X}"));
     }
 
     #[test]

@@ -492,3 +492,48 @@ async fn a_node_resynced_by_a_secondary_gets_the_primarys_writes_not_yet_peer_ac
         n.res.down().await.unwrap();
     }
 }
+
+/// Found by `replbd-faults` in the VM (seed 20261191, an agent-resolved "split brain"): the
+/// Primary A is cut off with a write not yet peer-acked; B is promoted and C, which marked that
+/// write, resyncs it from B — and so takes B's new generation at the end of a resync instead of
+/// following B into it while UpToDate. B's bitmap for A tracks A's generation; C's must too. It
+/// did not: when A came back, C knew A's generation only as history and A took a full sync from
+/// it (and, had A started a new generation of its own meanwhile, was refused as "no UUID in
+/// common"). Now A's return to C is a bitmap resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_resynced_by_a_new_primary_tracks_the_old_primary_as_the_new_primary_does() {
+    let nodes = cluster(3, 16 * MIB, Protocol::C, &[]).await;
+    let a = nodes[0].res.clone();
+    a.primary(false).await.unwrap();
+    write_blocks(&a, 0..4).await;
+    a.flush().await.unwrap();
+    // C holds its flushes: A's write of block 10 completes but is never peer-acked.
+    let c_store = Arc::clone(nodes[2].store.as_ref().unwrap());
+    c_store.pause_flushes(true);
+    write_blocks(&a, [10]).await;
+    partition(&nodes, 0, &[1, 2], true);
+    c_store.pause_flushes(false);
+    for (n, p) in [(0, 1), (0, 2), (1, 0), (2, 0)] {
+        apart(&nodes[n], p).await;
+    }
+    // B is promoted; C resyncs A's unconfirmed write from it and ends in B's generation.
+    promote_retrying(&nodes[1]).await;
+    in_sync(&nodes[2], 1).await;
+    let b = nodes[1].res.clone();
+    write_blocks(&b, 20..24).await;
+    a.secondary().await.unwrap();
+    // A comes back to C only.
+    let mut a_events = a.events();
+    partition(&nodes, 0, &[2], false);
+    in_sync(&nodes[0], 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let moved: u64 = resyncs(&mut a_events).iter().map(|(_, b)| b).sum();
+    assert!(
+        moved < MIB,
+        "A's return to C moved {moved} bytes: a full sync, not a bitmap resync"
+    );
+    holds_blocks(&nodes[..1], &[0, 1, 2, 3, 10, 20, 21, 22, 23], &[]);
+    same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
+    partition(&nodes, 0, &[1], false);
+    down_all(&nodes).await;
+}

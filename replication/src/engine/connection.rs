@@ -326,7 +326,7 @@ async fn connected(
     let sync = if both_disks {
         match inner.decide_with(node, protocol, &theirs, reconnect) {
             Ok(d) => {
-                tracing::info!(resource = %inner.cfg.name, peer = node, decision = ?d.outcome, rule = %d.rule, "handshake decision");
+                tracing::info!(resource = %inner.cfg.name, peer = node, decision = ?d.outcome, rule = %d.rule, ours = %inner.local_gi(), theirs = %super::generation::report_gi(&theirs), "handshake decision");
                 let d = match inner.check_rr_conflict_with(node, &theirs, d, my_changes) {
                     Ok(d) => d,
                     Err(RrStop::Retry(why)) => return Attempt::Retry(why),

@@ -211,9 +211,9 @@ impl Inner {
         tokio::task::spawn_blocking(move || {
             meta.update(|gi, _| {
                 if gi.current & !1 == current {
-                    for (i, p) in gi.peers.iter_mut().enumerate() {
-                        if confirmed.get(i).copied().unwrap_or(false) {
-                            p.bitmap_uuid = 0;
+                    for (i, done) in confirmed.iter().enumerate() {
+                        if *done {
+                            gi.clear_bitmap_uuid(replbd_bitmap::PeerSlot(i as u8));
                         }
                     }
                 }
@@ -270,7 +270,7 @@ impl Inner {
             let _ = tokio::task::spawn_blocking(move || {
                 meta.update(|gi, _| {
                     if gi.current & !1 == theirs {
-                        gi.peers[slot.index()].bitmap_uuid = 0;
+                        gi.clear_bitmap_uuid(slot);
                     }
                 })
             })

@@ -101,6 +101,8 @@ pub struct Link {
     ahead: std::sync::atomic::AtomicBool,
     /// The peer's earlier generations as last reported: its bitmap UUIDs, then its history.
     lineage: Mutex<Vec<u64>>,
+    /// The nodes the peer tracks changes for (a non-zero bitmap UUID), as last reported.
+    tracking: AtomicU64,
 }
 
 impl std::fmt::Debug for Link {
@@ -159,6 +161,7 @@ impl Link {
             on_fail: Mutex::new(None),
             ahead: std::sync::atomic::AtomicBool::new(false),
             lineage: Mutex::default(),
+            tracking: AtomicU64::new(0),
         }
     }
 
@@ -169,6 +172,17 @@ impl Link {
         l.extend(report.bitmap_uuids.iter().map(|&(_, u)| u & !1));
         l.extend(report.history.iter().map(|&u| u & !1));
         l.retain(|&u| u != 0);
+        let tracking = report
+            .bitmap_uuids
+            .iter()
+            .filter(|&&(node, uuid)| uuid & !1 != 0 && node < 64)
+            .fold(0u64, |m, &(node, _)| m | 1 << node);
+        self.tracking.store(tracking, Ordering::SeqCst);
+    }
+
+    /// Whether the peer, as last reported, tracks changes for `node` (has a bitmap UUID for it).
+    pub(crate) fn peer_tracks(&self, node: u8) -> bool {
+        node < 64 && self.tracking.load(Ordering::SeqCst) & (1 << node) != 0
     }
 
     /// The peer's earlier generations as last reported, newest first.

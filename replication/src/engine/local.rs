@@ -137,8 +137,8 @@ impl LocalDisk {
         self.meta.flush()?;
         self.meta.update(|gi, flags| {
             gi.current = uuid & !1;
-            for p in &mut gi.peers {
-                p.bitmap_uuid = 0;
+            for s in 0..gi.peers.len() {
+                gi.clear_bitmap_uuid(replbd_bitmap::PeerSlot(s as u8));
             }
             flags.set(NodeFlags::CONSISTENT, true);
             flags.set(NodeFlags::WAS_UP_TO_DATE, true);

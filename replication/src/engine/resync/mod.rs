@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use replbd_bitmap::NodeFlags;
+use replbd_bitmap::superblock::UUID_JUST_CREATED;
 use replbd_quorum::{DiskState, ReplicationState, Role};
 use tokio::sync::Notify;
 
@@ -193,6 +194,9 @@ pub(crate) struct Resync {
     /// marked everything), persisted and queued to the peer ahead of any request. The resync must
     /// not start before — bits cleared by arriving data would be marked again.
     local_ready: tokio::sync::watch::Sender<bool>,
+    /// Nodes (bit = node id) this node had no live link to when the resync began: every block the
+    /// resync writes is marked for them (`apply_locally`), which target_finished relies on.
+    absent_at_start: u64,
 }
 
 fn frame(kind: Kind, seq: u64, sector: u64, aux: u64) -> OutFrame {
@@ -206,6 +210,11 @@ fn frame(kind: Kind, seq: u64, sector: u64, aux: u64) -> OutFrame {
 impl Resync {
     pub(crate) fn new(inner: Arc<Inner>, link: Arc<Link>, role: SyncRole) -> Arc<Resync> {
         let rate = RateControl::new(inner.cfg.resync);
+        let absent_at_start = inner
+            .peers
+            .iter()
+            .filter(|p| p.live().is_none() && p.cfg.node_id < 64)
+            .fold(0u64, |m, p| m | 1 << p.cfg.node_id);
         Arc::new(Resync {
             inner,
             link,
@@ -221,6 +230,7 @@ impl Resync {
             paused_until: Mutex::new(None),
             rate: Mutex::new(rate),
             local_ready: tokio::sync::watch::Sender::new(false),
+            absent_at_start,
         })
     }
 
@@ -836,7 +846,7 @@ impl Resync {
             }
             meta.flush()?;
             meta.update(|gi, flags| {
-                gi.peers[slot.index()].bitmap_uuid = 0;
+                gi.clear_bitmap_uuid(slot);
                 // Whatever a crash as Primary left behind is resolved with this peer now — unless
                 // this node is Primary right now: then the flag means "Primary, not demoted
                 // cleanly", and a crash from here on must still be found by the next handshake.
@@ -887,6 +897,24 @@ impl Resync {
         }
     }
 
+    /// Target: the slots of third nodes that the source tracks changes for and that this node could
+    /// not reach during the whole resync (so the resync's writes are all marked for them).
+    fn slots_to_track_as_the_source_does(&self) -> Vec<replbd_bitmap::PeerSlot> {
+        self.inner
+            .peers
+            .iter()
+            .filter(|p| {
+                let n = p.cfg.node_id;
+                n != self.link.peer
+                    && n < 64
+                    && self.absent_at_start & (1 << n) != 0
+                    && p.live().is_none()
+                    && self.link.peer_tracks(n)
+            })
+            .filter_map(|p| p.slot)
+            .collect()
+    }
+
     /// Target: the resync is over; adopt the source's generation and become UpToDate.
     pub(crate) async fn target_finished(&self, source_uuid: u64) -> Result<(), String> {
         let Some(d) = &self.inner.disk else { return Ok(()) };
@@ -894,6 +922,7 @@ impl Resync {
         let meta = Arc::clone(&d.meta);
         let (abandoned, size) = (self.abandoned.load(Ordering::SeqCst), d.size());
         let source_lineage = self.link.lineage();
+        let take_over = self.slots_to_track_as_the_source_does();
         tokio::task::spawn_blocking(move || -> Result<(), replbd_bitmap::MetaError> {
             if abandoned {
                 meta.clear_in_sync(slot, 0, size)?;
@@ -918,7 +947,20 @@ impl Resync {
                     gi.push_history(old);
                 }
                 gi.current = new;
-                gi.peers[slot.index()].bitmap_uuid = 0;
+                gi.clear_bitmap_uuid(slot);
+                // The source tracks changes for these absent nodes since some generation of its
+                // own; this node's bitmap for them holds every block changed here since `old`
+                // (resync data and replicated writes alike are marked for absent peers as they
+                // are applied), so its slot now tracks `old` — as the source's would. Without it,
+                // a node that tracks the source as of `old` found this one unrelated when it came
+                // back (found by `replbd-faults` in the VM: an old Primary refused as "no UUID in
+                // common" by a node resynced by the new Primary right after its promotion).
+                let old_is_real = old & !1 > UUID_JUST_CREATED && old & !1 != new;
+                for &s in &take_over {
+                    if old_is_real && gi.peers[s.index()].bitmap_uuid == 0 {
+                        gi.peers[s.index()].bitmap_uuid = old & !1;
+                    }
+                }
                 flags.set(NodeFlags::CONSISTENT, true);
                 flags.set(NodeFlags::WAS_UP_TO_DATE, true);
                 flags.set(NodeFlags::CRASHED_PRIMARY, false);
