@@ -21,6 +21,11 @@ RUNTIME=$(arg runtime)
 RAMP=$(arg ramp)
 ROUNDS=$(arg rounds)
 PROFILE=$(arg profile)
+# bench.cases=A,B and bench.jobs=J1,J4 (bench/vm/run --cases, --jobs) narrow a run.
+list_arg() { sed -n "s/.*bench\.$1=\([A-Za-z0-9,-]*\).*/\1/p" /proc/cmdline | tr , ' '; }
+ONLY_CASES=$(list_arg cases)
+ONLY_JOBS=$(list_arg jobs)
+[ -n "$ONLY_JOBS" ] && JOBS=$ONLY_JOBS
 : "${RUNTIME:=10}" "${RAMP:=2}" "${ROUNDS:=1}" "${PROFILE:=0}"
 DISK_MIB=256
 FE_QUEUES=2
@@ -31,6 +36,7 @@ mkdir -p "$RESULTS"
 node_disk() { echo "/dev/ram$(($(node_id "$1") + 1))"; }
 
 CASES="raw drbd-1C replbd-1C replbd-0 drbd-1A replbd-1A replbd-2C replbd-2A"
+[ -n "$ONLY_CASES" ] && CASES=$ONLY_CASES
 
 case_row() { # CASE -> "system peers protocol"
     case $1 in
@@ -87,6 +93,7 @@ done
     echo "kernel $(uname -r)"
     echo "cpus $(grep -c '^processor' /proc/cpuinfo) $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)"
     echo "memory_kib $(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo)"
+    echo "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)"
     echo "fio $(fio --version)"
     echo "replbd-node $(replbd-node --version)"
     echo "drbd-kernel $(sed -n 's/^version: \([^ ]*\).*/\1/p' /proc/drbd)"

@@ -38,6 +38,11 @@ fio_job() { # JOB DEV OUTPUT
 run_job() { # CASE JOB DEV
     _base=$RESULTS/$ROUND.$1.$2
     _before=$(cpu_jiffies)
+    if [ "$2" = IDLE ]; then
+        sleep "$((RUNTIME + RAMP))"
+        echo "$_before $(cpu_jiffies) $(grep -c '^cpu[0-9]' /proc/stat)" > "$_base.cpu"
+        return 0
+    fi
     fio_job "$2" "$3" "$_base.json" > "$_base.err" 2>&1 ||
         echo "fio $2 on $3 failed: $(tail -1 "$_base.err")" >> "$RESULTS/errors.txt"
     echo "$_before $(cpu_jiffies) $(grep -c '^cpu[0-9]' /proc/stat)" > "$_base.cpu"

@@ -461,7 +461,11 @@ mod tests {
         assert_eq!(gi.history[0], 0x100, "the last slot gave it to the history");
         gi.peers[0].bitmap_uuid = 0x201;
         gi.clear_bitmap_uuid(PeerSlot(0));
-        assert_eq!(gi.history[..2], [0x100, 0], "the current generation is not history");
+        assert_eq!(
+            gi.history[..2],
+            [0x100, 0],
+            "the current generation is not history"
+        );
     }
 
     fn sample() -> Superblock {

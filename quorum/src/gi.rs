@@ -267,7 +267,10 @@ mod tests {
             g.to_string(),
             "current 000000000000AB01 bitmap n2=0000000000000010 history 0000000000000020,0000000000000030 flags consistent"
         );
-        assert_eq!(GenerationIds::just_created().to_string(), format!("current {UUID_JUST_CREATED:016X}"));
+        assert_eq!(
+            GenerationIds::just_created().to_string(),
+            format!("current {UUID_JUST_CREATED:016X}")
+        );
     }
 
     #[test]

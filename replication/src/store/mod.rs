@@ -76,10 +76,11 @@ impl Store {
     }
 
     /// True when a flush has nothing to do (memory-backed files: there is no cache below the page
-    /// cache to empty), so barriers can be acknowledged without a round trip.
+    /// cache to empty; block devices without a volatile write cache), so barriers can be
+    /// acknowledged without a round trip.
     pub fn flush_is_noop(&self) -> bool {
         match &self.backend {
-            Backend::Uring(u) => u.is_memory_backed(),
+            Backend::Uring(u) => u.flush_is_noop(),
             Backend::Mem(_) => false,
         }
     }

@@ -100,6 +100,9 @@ pub struct UringStore {
     mode: Mode,
     block_size: usize,
     block_device: bool,
+    /// A block device without a volatile write cache, written with `O_DIRECT`: a completed write
+    /// is on stable media, and the kernel completes a flush to it without doing anything.
+    write_through: bool,
     /// Serializes in-place writes to a memory-backed file: concurrent `pwrite`s to one tmpfs file
     /// would spin on its inode lock in the kernel; waiting here sleeps instead.
     memory_writes: Mutex<()>,
@@ -181,6 +184,7 @@ impl UringStore {
         } else {
             512
         };
+        let write_through = block_device && direct && has_no_volatile_cache(&file);
         let mode = if !block_device && is_memory_backed(&file) {
             Mode::Memory
         } else if direct {
@@ -238,6 +242,7 @@ impl UringStore {
             mode,
             block_size,
             block_device,
+            write_through,
             memory_writes: Mutex::new(()),
         })
     }
@@ -255,6 +260,14 @@ impl UringStore {
     /// True for memory-backed files served with `pread`/`pwrite` in place.
     pub fn is_memory_backed(&self) -> bool {
         self.mode == Mode::Memory
+    }
+
+    /// True when a flush has nothing to make durable: a memory-backed file, or a block device
+    /// written with `O_DIRECT` that has no volatile write cache (a RAM disk, an SSD with power-loss
+    /// protection, a RAID controller with a battery): the kernel itself completes a flush to such
+    /// a device at once. Barriers and flushes then cost no system call.
+    pub fn flush_is_noop(&self) -> bool {
+        self.mode == Mode::Memory || (self.mode == Mode::Direct && self.write_through)
     }
 
     /// The device's logical block size (512 for files).
@@ -318,7 +331,7 @@ impl UringStore {
 
     /// Makes every completed write durable (`fdatasync`).
     pub async fn flush(&self) -> io::Result<()> {
-        if self.mode == Mode::Memory {
+        if self.flush_is_noop() {
             return Ok(());
         }
         self.submit(Op::Fsync).await.map(|_| ())
@@ -398,6 +411,29 @@ impl Drop for UringStore {
             ring.reap();
         }
     }
+}
+
+/// Whether the block device open as `file` reports no volatile write cache
+/// (`queue/write_cache` is "write through" in sysfs; a partition's queue is its disk's). Unknown
+/// counts as a cache: flushes are then sent.
+fn has_no_volatile_cache(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rdev) = file.metadata().map(|m| m.rdev()) else {
+        return false;
+    };
+    let dev = format!("/sys/dev/block/{}:{}", libc::major(rdev), libc::minor(rdev));
+    std::fs::canonicalize(&dev).is_ok_and(|dir| sysfs_says_write_through(&dir))
+}
+
+/// Reads `queue/write_cache` of a sysfs block device directory, or of its parent for a partition.
+fn sysfs_says_write_through(dir: &Path) -> bool {
+    let own = dir.join("queue/write_cache");
+    let disk = dir.parent().map(|p| p.join("queue/write_cache"));
+    [Some(own), disk]
+        .into_iter()
+        .flatten()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .is_some_and(|v| v.trim() == "write through")
 }
 
 fn logical_block_size(file: &File) -> io::Result<usize> {
@@ -539,5 +575,37 @@ impl Ring {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sysfs(dir: &Path, value: &str) {
+        std::fs::create_dir_all(dir.join("queue")).unwrap();
+        std::fs::write(dir.join("queue/write_cache"), value).unwrap();
+    }
+
+    #[test]
+    fn a_device_or_its_disk_saying_write_through_needs_no_flush() {
+        let t = std::env::temp_dir().join(format!("replbd-sysfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        let ram = t.join("ram0");
+        sysfs(&ram, "write through\n");
+        assert!(sysfs_says_write_through(&ram));
+        let nvme = t.join("nvme0n1");
+        sysfs(&nvme, "write back\n");
+        assert!(!sysfs_says_write_through(&nvme));
+        // A partition has no queue of its own: its disk's counts.
+        let part = nvme.join("nvme0n1p1");
+        std::fs::create_dir_all(&part).unwrap();
+        assert!(!sysfs_says_write_through(&part));
+        let part = ram.join("ram0p1");
+        std::fs::create_dir_all(&part).unwrap();
+        assert!(sysfs_says_write_through(&part));
+        assert!(!sysfs_says_write_through(&t.join("missing")));
+        let _ = std::fs::remove_dir_all(&t);
     }
 }
