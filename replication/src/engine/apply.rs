@@ -66,7 +66,7 @@ struct Tasks {
 impl Starter<PendingWrite> for Tasks {
     fn start_write(&self, gate: &Arc<Gate<PendingWrite>>, w: PendingWrite) {
         let (inner, link, gate) = (Arc::clone(&self.inner), Arc::clone(&self.link), Arc::clone(gate));
-        run_or_spawn(async move {
+        tokio::spawn(async move {
             let (seq, offset, len) = (w.h.seq, w.offset, w.len);
             match w.resync.clone() {
                 Some(r) => {
@@ -122,42 +122,6 @@ impl Starter<PendingWrite> for Tasks {
             }
             gate.barrier_done();
         });
-    }
-}
-
-thread_local! {
-    /// Set while a write runs in place on this thread (see [`run_or_spawn`]).
-    static IN_PLACE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `fut` in place until it first waits, and only then hands it to a task of its own.
-///
-/// Most replicated writes never wait: the activity-log extent is hot, and a write to a device
-/// that completes synchronously (a RAM disk, cached I/O) or a memory-backed file is done during
-/// its io_uring submission. Such a write costs no task and no wake-up of another worker thread
-/// this way. The first poll uses a no-op waker; a future that returns `Pending` is spawned, and
-/// the task's own first poll registers the real waker. Work started by a write finishing in place
-/// (the gate releasing the next epoch) is spawned, so the stack never nests more than one level.
-fn run_or_spawn(fut: impl Future<Output = ()> + Send + 'static) {
-    if IN_PLACE.with(std::cell::Cell::get) {
-        tokio::spawn(fut);
-        return;
-    }
-    let mut fut = Box::pin(fut);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    struct InPlace;
-    impl Drop for InPlace {
-        fn drop(&mut self) {
-            IN_PLACE.with(|f| f.set(false));
-        }
-    }
-    let done = {
-        IN_PLACE.with(|f| f.set(true));
-        let _in_place = InPlace;
-        fut.as_mut().poll(&mut cx).is_ready()
-    };
-    if !done {
-        tokio::spawn(fut);
     }
 }
 
