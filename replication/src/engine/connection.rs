@@ -324,9 +324,9 @@ async fn connected(
         inner.forget_bits_satisfied_elsewhere(peer, &theirs);
     }
     let sync = if both_disks {
-        match inner.decide_with(node, protocol, &theirs, reconnect) {
+        match inner.decide_with(node, protocol, &report, &theirs) {
             Ok(d) => {
-                tracing::info!(resource = %inner.cfg.name, peer = node, decision = ?d.outcome, rule = %d.rule, ours = %inner.local_gi(), theirs = %super::generation::report_gi(&theirs), "handshake decision");
+                tracing::info!(resource = %inner.cfg.name, peer = node, decision = ?d.outcome, rule = %d.rule, ours = %super::generation::report_gi(&report), theirs = %super::generation::report_gi(&theirs), "handshake decision");
                 let d = match inner.check_rr_conflict_with(node, &theirs, d, my_changes) {
                     Ok(d) => d,
                     Err(RrStop::Retry(why)) => return Attempt::Retry(why),

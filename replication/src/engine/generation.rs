@@ -304,17 +304,24 @@ impl Inner {
         }
     }
 
-    /// Decides what to do with a peer that just connected.
+    /// Decides what to do with a peer that just connected, from the two state reports the
+    /// handshake exchanged: `ours` as sent, `r` as received. Both nodes thus decide on the same
+    /// inputs, and the decision is the mirror image on each side. Deciding on this node's state
+    /// *now* instead let a concurrent handshake with a third node (which made this node a sync
+    /// target, clearing its consistent and lost-quorum flags in between) turn the peer's
+    /// "become source" into a split brain here: StandAlone on one side only (found by the VM fault
+    /// run through the handshake log line). A decision on a report that went stale meanwhile is
+    /// caught where it matters: a sync source whose disk became Inconsistent stops serving.
     pub(crate) fn decide_with(
         &self,
         peer: u8,
         protocol: Protocol,
+        ours: &StateReport,
         r: &StateReport,
-        reconnect: bool,
     ) -> Result<replbd_quorum::Decision, String> {
-        let local_gi = self.local_gi();
+        let local_gi = report_gi(ours);
         let peer_gi = report_gi(r);
-        let (role, disk) = self.role_and_disk();
+        let (role, disk, reconnect) = (role_from_u8(ours.role), disk_from_u8(ours.disk), ours.reconnect);
         let me = NodeId::new(self.cfg.node_id).map_err(|e| e.to_string())?;
         let them = NodeId::new(peer).map_err(|e| e.to_string())?;
         let local = HandshakeSide {
