@@ -7,7 +7,8 @@
 #   drbd       kernel DRBD, 1 peer on loopback (drbd.sh), protocol C and A; disks /dev/ram1-2
 # Systems alternate in the order below so that a slow spell of the host hits several of them.
 # Kernel command line: bench.runtime=S bench.ramp=S bench.rounds=N (each round runs every case);
-# bench.profile=1 adds, after the rounds, a perf profile of J4 on replbd and DRBD (C, 1 peer).
+# bench.profile=1 adds, after the rounds, a perf profile of each job on replbd and DRBD (C, 1 peer),
+# or on the cases of bench.cases.
 # Results go to the console as a base64 tar.gz of $RESULTS between "bench-results-begin" and
 # "bench-results-end" (bench/vm/run unpacks it): per round, case and job fio's JSON and the CPU
 # counters, plus cases.tsv (case, system, peers, protocol, device) and meta.txt (versions).
@@ -37,6 +38,8 @@ node_disk() { echo "/dev/ram$(($(node_id "$1") + 1))"; }
 
 CASES="raw drbd-1C replbd-1C replbd-0 drbd-1A replbd-1A replbd-2C replbd-2A"
 [ -n "$ONLY_CASES" ] && CASES=$ONLY_CASES
+# Profiled: the target's two cases, or the cases asked for.
+PROFILE_CASES=${ONLY_CASES:-replbd-1C drbd-1C}
 
 case_row() { # CASE -> "system peers protocol"
     case $1 in
@@ -122,7 +125,7 @@ while [ "$ROUND" -le "$ROUNDS" ]; do
 done
 
 if [ "$PROFILE" = 1 ]; then
-    for c in replbd-1C drbd-1C; do
+    for c in $PROFILE_CASES; do
         (run_case "$c" profile_job) || echo "profiling $c failed: $(cat "$VM_RESULT" 2>/dev/null)" >> "$RESULTS/errors.txt"
         rm -f "$VM_RESULT"
         leftovers

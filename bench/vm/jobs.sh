@@ -3,8 +3,9 @@
 #
 #   run_job CASE JOB DEV   runs JOB on DEV; leaves fio's JSON in $RESULTS/ROUND.CASE.JOB.json and the
 #                          CPU time of the whole VM during the job in $RESULTS/ROUND.CASE.JOB.cpu
-#   profile_job CASE DEV   runs J4 on DEV under `perf record -a` (cpu-clock: the only event under
-#                          emulation); leaves perf's flat report in $RESULTS/profile.CASE.txt
+#   profile_job CASE DEV   runs J4 (or each job of bench.jobs) on DEV under `perf record -a -g` (cpu-clock: the only
+#                          event under emulation); leaves perf's report (flat, then call graphs) and
+#                          the context switches in $RESULTS/profile.CASE.JOB.txt
 # Reads RESULTS, ROUND, RUNTIME and RAMP. The CPU time counts every process and kernel thread (fio,
 # the replbd daemons, DRBD's threads), which is the cost a user pays for the I/O.
 
@@ -57,18 +58,30 @@ run_jobs() { # CASE DEV
 }
 
 profile_job() { # CASE DEV
+    for _j in ${ONLY_JOBS:-J4}; do
+        [ "$_j" = IDLE ] || profile_one "$1" "$_j" "$2"
+    done
+}
+
+profile_one() { # CASE JOB DEV
     # perf takes seconds to start under emulation: it records first, fio runs, then perf stops.
-    perf record -a -e cpu-clock -F 997 -o "/data/perf.$1.data" > /data/perf.log 2>&1 &
+    _p=$RESULTS/profile.$1.$2
+    perf record -a -g -e cpu-clock -F 997 -o "/data/perf.$1.data" > /data/perf.log 2>&1 &
     _perf=$!
     sleep 5
-    fio_job J4 "$2" "/data/profile.$1.json" > /dev/null 2>&1
+    _cs0=$(awk '$1 ~ /^(ctxt)$/ { print $2 }' /proc/stat)
+    fio_job "$2" "$3" "$_p.json" > /dev/null 2>&1
+    _cs1=$(awk '$1 ~ /^(ctxt)$/ { print $2 }' /proc/stat)
     kill -INT "$_perf"
     wait "$_perf"
     {
-        echo "# J4 on $1 under perf record -a -e cpu-clock (idle time is swapper's); CPU share by thread,"
-        echo "# then by thread, object and symbol"
-        perf report -i "/data/perf.$1.data" --stdio --sort comm --percent-limit 1 2>/dev/null | grep -v '^#' | grep .
-        perf report -i "/data/perf.$1.data" --stdio --sort comm,dso,sym --percent-limit 0.4 2>/dev/null | grep -v '^#' | grep .
-    } > "$RESULTS/profile.$1.txt"
-    step "$1: profiled J4 ($(wc -l < "$RESULTS/profile.$1.txt") lines)"
+        echo "# $2 on $1 under perf record -a -g -e cpu-clock (idle time is swapper's)"
+        echo "# context switches during fio (ramp included): $((_cs1 - _cs0))"
+        echo "# CPU share by thread, then by thread, object and symbol, then call graphs"
+        perf report -i "/data/perf.$1.data" --stdio --no-children --sort comm --percent-limit 1 -g none 2>/dev/null | grep -v '^#' | grep .
+        perf report -i "/data/perf.$1.data" --stdio --no-children --sort comm,dso,sym --percent-limit 0.4 -g none 2>/dev/null | grep -v '^#' | grep .
+        perf report -i "/data/perf.$1.data" --stdio --no-children --sort comm,sym --percent-limit 1.5 -g caller,0.5,callee --max-stack 12 2>/dev/null | grep -v '^#' | grep . | head -600
+    } > "$_p.txt"
+    rm -f "/data/perf.$1.data"
+    step "$1: profiled $2 ($(wc -l < "$_p.txt") lines)"
 }

@@ -361,3 +361,32 @@ async fn thirty_two_peers_hold_identical_data() {
         n.res.down().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_barrier_of_a_last_write_goes_out_without_another_write() {
+    // A write stays registered on its link until the peer acknowledges its barrier, and the
+    // watchdog fails a link whose oldest write waits longer than the ack timeout. The barrier of
+    // the last write before a pause is sent lazily, by the barrier timer: without it this link
+    // would fail after 300 ms.
+    let nodes = cluster_with(2, 16 * MIB, Protocol::C, &[], |_, cfg| {
+        cfg.timeouts.ack = Duration::from_millis(300);
+    })
+    .await;
+    let p = &nodes[0].res;
+    p.primary(false).await.unwrap();
+    let mut events = p.events();
+    for round in 0..3u64 {
+        write_blocks(p, [round]).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(e, replbd_replication::engine::Event::Connection { .. }),
+            "the connection changed while idle after a write: {e}"
+        );
+    }
+    assert_eq!(p.status().peer(1).unwrap().connection, ConnectionState::Connected);
+    for n in &nodes {
+        n.res.down().await.unwrap();
+    }
+}

@@ -119,6 +119,8 @@ pub(crate) struct Inner {
     pub size: u64,
     pub peers: Vec<Arc<Peer>>,
     pub epochs: Mutex<Epochs>,
+    /// Wakes the task sending barriers no write took along ([`super::epoch`]).
+    pub(crate) barrier_timer: tokio::sync::Notify,
     pub next_seq: AtomicU64,
     /// Fast check for the write path.
     pub primary: AtomicBool,

@@ -85,6 +85,32 @@ impl Inner {
         self.send_peer_acks(ready);
     }
 
+    /// Sends the barrier of an epoch closed by a completion that no write took along
+    /// ([`epoch::LAZY_BARRIER_DELAY`] after the first completion, and then as long as there are
+    /// more), until the resource shuts down. Runs as a task for the resource's life.
+    pub(crate) async fn run_barrier_timer(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                _ = self.barrier_timer.notified() => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+            loop {
+                tokio::time::sleep(epoch::LAZY_BARRIER_DELAY).await;
+                let mut ep = epoch::lock(&self.epochs);
+                match ep.timer_fired() {
+                    Some(c) => self.send_barrier(c, false),
+                    None => break,
+                }
+            }
+        }
+        // Going down: the peers get the last barrier rather than a connection ending mid-epoch.
+        let mut ep = epoch::lock(&self.epochs);
+        if let Some(c) = ep.timer_fired() {
+            self.send_barrier(c, false);
+        }
+    }
+
     /// A write, discard or zeroing from the application.
     pub(crate) async fn write_path(
         self: &Arc<Self>,
@@ -168,7 +194,10 @@ impl Inner {
             // which resync from a Secondary relies on (`resync::order`).
             let seq = self.seq();
             header.seq = seq;
-            let e = ep.join();
+            let (e, unsent) = ep.join();
+            if let Some(c) = unsent {
+                self.send_barrier(c, false);
+            }
             header.aux = e;
             let paths = targets.len() as u32 + u32::from(self.local().is_some());
             let req = Arc::new(WriteRequest::new(offset, len, kind, e, seq, paths, guard));
@@ -227,11 +256,8 @@ impl Inner {
             d.meta.add_dagtag(len / 512);
         }
         let result = req.wait().await;
-        {
-            let mut ep = epoch::lock(&self.epochs);
-            if let Some(c) = ep.completed(req.epoch) {
-                self.send_barrier(c, false);
-            }
+        if epoch::lock(&self.epochs).completed(req.epoch) {
+            self.barrier_timer.notify_one();
         }
         result.map_err(|e| VolumeError::Io(std::io::Error::other(e)))?;
         // A peer failed this write: its link's failure updated the quorum before the request
@@ -252,7 +278,7 @@ impl Inner {
         self.quorum_gate().await?;
         let (target, links) = {
             let mut ep = epoch::lock(&self.epochs);
-            if let Some(c) = ep.close() {
+            for c in ep.close_all() {
                 self.send_barrier(c, true);
             }
             (ep.last_closed(), self.live_data_links())

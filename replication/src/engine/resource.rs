@@ -153,6 +153,7 @@ impl Resource {
             intervals: Arc::default(),
             apply_order: Arc::default(),
             peer_acks: Default::default(),
+            barrier_timer: Notify::new(),
             quorum_tx: watch::channel(false).0,
             last_sync: std::sync::Mutex::new(None),
             frozen: watch::channel(0).0,
@@ -193,6 +194,7 @@ impl Resource {
         for p in &inner.peers {
             tasks.push(tokio::spawn(connection::run(Arc::clone(&inner), Arc::clone(p))));
         }
+        tasks.push(tokio::spawn(Arc::clone(&inner).run_barrier_timer()));
         tracing::info!(resource = %inner.cfg.name, node = inner.cfg.node_id, listen = %inner.cfg.listen, peers = inner.peers.len(), disk = %disk_state, "resource up");
         Ok(Resource {
             inner,
