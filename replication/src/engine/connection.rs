@@ -327,7 +327,7 @@ async fn connected(
         match inner.decide_with(node, protocol, &report, &theirs) {
             Ok(d) => {
                 tracing::info!(resource = %inner.cfg.name, peer = node, decision = ?d.outcome, rule = %d.rule, ours = %super::generation::report_gi(&report), theirs = %super::generation::report_gi(&theirs), "handshake decision");
-                let d = match inner.check_rr_conflict_with(node, &theirs, d, my_changes) {
+                let d = match inner.check_rr_conflict_with(node, &report, &theirs, d) {
                     Ok(d) => d,
                     Err(RrStop::Retry(why)) => return Attempt::Retry(why),
                     Err(RrStop::StandAlone(why)) => {
@@ -339,13 +339,8 @@ async fn connected(
                     SyncDecision::BecomeSource { kind } => Some((SyncRole::Source, kind == SyncKind::Full)),
                     SyncDecision::BecomeTarget { kind } => Some((SyncRole::Target, kind == SyncKind::Full)),
                     SyncDecision::SplitBrain { auto_recoverable } => {
-                        let (verdict, outcome) = inner.resolve_split_brain_with(
-                            node,
-                            &theirs,
-                            auto_recoverable,
-                            discard_my_data,
-                            my_changes,
-                        );
+                        let (verdict, outcome) =
+                            inner.resolve_split_brain_with(node, &report, &theirs, auto_recoverable);
                         tracing::warn!(resource = %inner.cfg.name, peer = node, rule = %d.rule, outcome = %outcome, "split brain detected");
                         inner.emit(Event::SplitBrain {
                             peer: node,

@@ -27,14 +27,18 @@ pub(crate) enum Verdict {
 }
 
 impl Inner {
-    /// Resolves a split brain with `peer`, whose handshake state is `theirs`.
+    /// Resolves a split brain with `peer` on the two state reports the handshake exchanged: `ours`
+    /// as sent, `theirs` as received. The peer resolves on the same two reports, mirrored, so both
+    /// reach the same verdict even if a concurrent handshake with a third node changed this node's
+    /// live state in between (deciding on the live state let the two ends disagree: see
+    /// [`Inner::decide_with`]). Only the guard that keeps a Primary from becoming a sync target also
+    /// reads the live role: that one must hold now.
     pub(crate) fn resolve_split_brain_with(
         &self,
         peer: u8,
+        ours: &StateReport,
         theirs: &StateReport,
         auto_recoverable: bool,
-        discard_my_data: bool,
-        my_changes: u64,
     ) -> (Verdict, SbOutcome) {
         let (Ok(me), Ok(them)) = (NodeId::new(self.cfg.node_id), NodeId::new(peer)) else {
             let outcome = SbOutcome {
@@ -44,22 +48,20 @@ impl Inner {
             };
             return (Verdict::Disconnect("invalid node ids".into()), outcome);
         };
-        let local_gi = self.local_gi();
+        let local_gi = report_gi(ours);
         let peer_gi = report_gi(theirs);
-        let (role, have_quorum) = {
-            let c = lock(&self.control);
-            (c.role, c.quorum.have_quorum)
-        };
+        let role = role_from_u8(ours.role);
+        let primary_now = role == Role::Primary || lock(&self.control).role == Role::Primary;
         let (my_name, peer_name) = (self.cfg.node_name(self.cfg.node_id), self.cfg.node_name(peer));
         let sb = SplitBrain {
             local: SbSide {
                 node: me,
                 name: &my_name,
                 role,
-                changes: my_changes,
+                changes: ours.changes,
                 primary_at_split: local_gi.was_primary_when_split_from(them),
-                have_quorum,
-                discard_my_data,
+                have_quorum: ours.quorate,
+                discard_my_data: ours.discard_my_data,
             },
             peer: SbSide {
                 node: them,
@@ -75,7 +77,7 @@ impl Inner {
         };
         let outcome = resolve_split_brain(&self.cfg.split_brain, &sb);
         let verdict = match outcome.resolution {
-            SbResolution::DiscardLocal if role == Role::Primary => Verdict::Disconnect(format!(
+            SbResolution::DiscardLocal if primary_now => Verdict::Disconnect(format!(
                 "{outcome}; this node is Primary: demote it, then `connect --discard-my-data` here"
             )),
             SbResolution::DiscardLocal => Verdict::Resync {
@@ -124,15 +126,19 @@ impl Inner {
     pub(crate) fn check_rr_conflict_with(
         &self,
         peer: u8,
+        ours: &StateReport,
         theirs: &StateReport,
         decision: replbd_quorum::Decision,
-        my_changes: u64,
     ) -> Result<replbd_quorum::Decision, RrStop> {
         use replbd_quorum::split_brain::{Helper, RrOutcome, RrSide, check_rr_conflict};
         let (Ok(me), Ok(them)) = (NodeId::new(self.cfg.node_id), NodeId::new(peer)) else {
             return Ok(decision);
         };
-        let (role, disk) = self.role_and_disk();
+        // On the reports, as the peer does (see `resolve_split_brain_with`).
+        let (role, disk) = (
+            role_from_u8(ours.role),
+            super::generation::disk_from_u8(ours.disk),
+        );
         let full = matches!(
             decision.outcome,
             replbd_quorum::SyncDecision::BecomeSource {
@@ -144,7 +150,7 @@ impl Inner {
         let out_of_sync = if full {
             u64::MAX
         } else {
-            my_changes.saturating_add(theirs.changes)
+            ours.changes.saturating_add(theirs.changes)
         };
         let local = RrSide { node: me, role, disk };
         let remote = RrSide {
@@ -159,11 +165,26 @@ impl Inner {
                 decision.rule
             )
         };
-        match check_rr_conflict(policy, &decision, local, remote, out_of_sync) {
+        let checked = check_rr_conflict(policy, &decision, local, remote, out_of_sync);
+        // Whatever the reports said: never a sync target while Primary now.
+        let target_now = |d: &replbd_quorum::Decision| {
+            matches!(d.outcome, replbd_quorum::SyncDecision::BecomeTarget { .. })
+                && self.role() == Role::Primary
+        };
+        match checked {
+            RrOutcome::Proceed if target_now(&decision) => Err(RrStop::Retry(why(
+                "this node became Primary during the handshake; retrying the connection",
+            ))),
             RrOutcome::Proceed => Ok(decision),
             RrOutcome::Reverse(outcome) => {
                 tracing::warn!(resource = %self.cfg.name, peer, ?outcome, "rr-conflict auto-discard: the running Primary's data wins");
-                Ok(replbd_quorum::Decision { outcome, ..decision })
+                let reversed = replbd_quorum::Decision { outcome, ..decision };
+                if target_now(&reversed) {
+                    return Err(RrStop::Retry(why(
+                        "this node became Primary during the handshake; retrying the connection",
+                    )));
+                }
+                Ok(reversed)
             }
             RrOutcome::RetryConnect => Err(RrStop::Retry(why("retrying the connection"))),
             RrOutcome::CallHelperAndDisconnect(Helper::PriLost) => {
