@@ -115,7 +115,9 @@ pub fn read(dir: &Path) -> Result<VmReport> {
     let ratios = ratios(&cases);
     let mut profiles = BTreeMap::new();
     for case in ["replbd-1C", "drbd-1C"] {
-        if let Ok(text) = std::fs::read_to_string(dir.join(format!("profile.{case}.txt"))) {
+        // bench/vm/run writes one profile per case and job (`profile.CASE.JOB.txt`); J4 is the
+        // one a plain `--profile` makes.
+        if let Ok(text) = std::fs::read_to_string(dir.join(format!("profile.{case}.J4.txt"))) {
             profiles.insert(case.to_string(), text);
         }
     }
