@@ -71,9 +71,10 @@ fn controller(dir: &Path, id: &str, listen: &str, etcd: &str) -> Proc {
     )
 }
 
-#[test]
-fn etcd_store_and_failover_between_two_controllers() {
-    let Some(etcd) = etcd_binary() else {
+/// The etcd binary, or `None` after saying why the test is skipped (a failure in CI instead).
+fn etcd_or_skip() -> Option<PathBuf> {
+    let etcd = etcd_binary();
+    if etcd.is_none() {
         // scripts/test.sh sets REPLBD_REQUIRE_ETCD=1: in CI a missing etcd is a failure, not a skip.
         assert!(
             std::env::var_os("REPLBD_REQUIRE_ETCD").is_none(),
@@ -82,36 +83,57 @@ fn etcd_store_and_failover_between_two_controllers() {
         println!(
             "SKIPPED: etcd is not installed (Debian's etcd-server; scripts/install-deps.sh installs it)"
         );
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
+    }
+    etcd
+}
+
+/// Starts a one-member etcd on loopback in `dir`, with TLS and client-certificate authentication
+/// when `tls` gives its certificate, key and CA; returns it and its client address `host:port`.
+fn start_etcd(etcd: &Path, dir: &Path, tls: Option<&(PathBuf, PathBuf, PathBuf)>) -> (Proc, String) {
     let (client_port, peer_port) = (free_port(), free_port());
-    let client_url = format!("http://127.0.0.1:{client_port}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let client_url = format!("{scheme}://127.0.0.1:{client_port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
-    let _etcd = Proc::spawn(
-        &etcd,
-        vec![
-            "--name".into(),
-            "t".into(),
-            "--data-dir".into(),
-            dir.path().join("etcd").display().to_string(),
-            "--listen-client-urls".into(),
-            client_url.clone(),
-            "--advertise-client-urls".into(),
-            client_url.clone(),
-            "--listen-peer-urls".into(),
-            peer_url.clone(),
-            "--initial-advertise-peer-urls".into(),
-            peer_url.clone(),
-            "--initial-cluster".into(),
-            format!("t={peer_url}"),
-        ],
-        &dir.path().join("etcd.log"),
-    );
-    let etcd_ep = format!("127.0.0.1:{client_port}");
+    let mut args: Vec<String> = vec![
+        "--name".into(),
+        "t".into(),
+        "--data-dir".into(),
+        dir.join("etcd").display().to_string(),
+        "--listen-client-urls".into(),
+        client_url.clone(),
+        "--advertise-client-urls".into(),
+        client_url,
+        "--listen-peer-urls".into(),
+        peer_url.clone(),
+        "--initial-advertise-peer-urls".into(),
+        peer_url.clone(),
+        "--initial-cluster".into(),
+        format!("t={peer_url}"),
+    ];
+    if let Some((cert, key, ca)) = tls {
+        for (flag, path) in [
+            ("--cert-file", cert),
+            ("--key-file", key),
+            ("--trusted-ca-file", ca),
+        ] {
+            args.push(flag.into());
+            args.push(path.display().to_string());
+        }
+        args.push("--client-cert-auth".into());
+    }
+    let proc = Proc::spawn(etcd, args, &dir.join("etcd.log"));
+    let ep = format!("127.0.0.1:{client_port}");
     wait(Duration::from_secs(20), "etcd listens", || {
-        std::net::TcpStream::connect(&etcd_ep).is_ok()
+        std::net::TcpStream::connect(&ep).is_ok()
     });
+    (proc, ep)
+}
+
+#[test]
+fn etcd_store_and_failover_between_two_controllers() {
+    let Some(etcd) = etcd_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (_etcd, etcd_ep) = start_etcd(&etcd, dir.path(), None);
 
     let (a1, a2) = (
         format!("127.0.0.1:{}", free_port()),
@@ -168,6 +190,105 @@ fn etcd_store_and_failover_between_two_controllers() {
         String::from_utf8_lossy(&cli(&a1, &["node", "list"]).stderr).contains("not the active controller")
     });
     assert_eq!(active_id(&both).as_deref(), Some("c2"));
+}
+
+#[test]
+fn the_etcd_store_over_tls_with_a_client_certificate() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType,
+    };
+    let Some(etcd) = etcd_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_path = dir.path().join("etcd-ca.pem");
+    std::fs::write(&ca_path, ca_params.self_signed(&ca_key).unwrap().pem()).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        p.subject_alt_names
+            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let (c, k) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&c, p.signed_by(&key, &issuer).unwrap().pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    };
+    let (server_cert, server_key) = leaf("etcd");
+    let (client_cert, client_key) = leaf("controller");
+    let (_etcd, ep) = start_etcd(
+        &etcd,
+        dir.path(),
+        Some(&(server_cert, server_key, ca_path.clone())),
+    );
+
+    // Without the TLS options the controller cannot use this etcd, and says so instead of serving.
+    let mut plain = Command::new(controller_bin())
+        .args(["--listen", &format!("127.0.0.1:{}", free_port()), "--etcd"])
+        .arg(format!("https://{ep}"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = plain.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = plain.kill();
+            panic!("a controller without the etcd TLS options kept running against a TLS-only etcd");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut plain.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("needs --etcd-tls-cert, --etcd-tls-key and --etcd-tls-ca"),
+        "the error does not say what is missing: {err}"
+    );
+
+    // With them: active, and the state goes to etcd.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let _c = Proc::spawn(
+        &controller_bin(),
+        [
+            "--listen",
+            &listen,
+            "--etcd",
+            &ep,
+            "--etcd-tls-cert",
+            &client_cert.display().to_string(),
+            "--etcd-tls-key",
+            &client_key.display().to_string(),
+            "--etcd-tls-ca",
+            &ca_path.display().to_string(),
+            "--id",
+            "tls1",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        &dir.path().join("tls1.log"),
+    );
+    wait(Duration::from_secs(20), "the controller is active", || {
+        active_id(&listen).as_deref() == Some("tls1")
+    });
+    let o = cli(&listen, &["node", "create", "n1", "127.0.0.1", "--port", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = cli(&listen, &["controller", "version"]);
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("store: etcd"),
+        "{v:?}"
+    );
 }
 
 /// A CA and certificates it signs, as PEM files in `dir`.

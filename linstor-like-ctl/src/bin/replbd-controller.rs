@@ -11,6 +11,7 @@ use clap::Parser;
 use replbd_ctl::controller::core::{ClientTls, Settings};
 use replbd_ctl::controller::evict::parse_duration;
 use replbd_ctl::controller::run::{Options, StoreChoice, TlsFiles, run};
+use replbd_ctl::store::etcd::EtcdTls;
 
 /// replbd's cluster controller.
 #[derive(Parser)]
@@ -33,6 +34,16 @@ struct Cli {
     /// it, one active at a time.
     #[arg(long, value_name = "ENDPOINTS")]
     etcd: Option<String>,
+    /// TLS towards etcd: the controller's client certificate (PEM); needs --etcd-tls-key and
+    /// --etcd-tls-ca. Endpoints given as host:port are then reached with https.
+    #[arg(long, requires_all = ["etcd", "etcd_tls_key", "etcd_tls_ca"])]
+    etcd_tls_cert: Option<PathBuf>,
+    /// The key of --etcd-tls-cert (PEM).
+    #[arg(long, requires = "etcd_tls_cert")]
+    etcd_tls_key: Option<PathBuf>,
+    /// The CA that signs etcd's server certificate (PEM).
+    #[arg(long, requires = "etcd_tls_cert")]
+    etcd_tls_ca: Option<PathBuf>,
     /// The etcd key prefix.
     #[arg(long, default_value = "/replbd")]
     etcd_prefix: String,
@@ -86,6 +97,10 @@ fn main() -> ExitCode {
             endpoints,
             prefix: cli.etcd_prefix.trim_end_matches('/').to_owned(),
             lease_ttl: cli.lease_ttl,
+            tls: match (cli.etcd_tls_cert, cli.etcd_tls_key, cli.etcd_tls_ca) {
+                (Some(cert), Some(key), Some(ca)) => Some(EtcdTls { cert, key, ca }),
+                _ => None,
+            },
         },
         None => StoreChoice::Sqlite(cli.db),
     };

@@ -37,6 +37,8 @@ pub enum StoreChoice {
         prefix: String,
         /// Leader lease TTL.
         lease_ttl: Duration,
+        /// TLS towards etcd.
+        tls: Option<crate::store::etcd::EtcdTls>,
     },
 }
 
@@ -143,8 +145,9 @@ pub async fn run(opts: Options, stop: impl Future<Output = ()> + Send + 'static)
             endpoints,
             prefix,
             lease_ttl,
+            tls,
         } => {
-            let etcd = Etcd::connect(endpoints).await?;
+            let etcd = Etcd::connect(endpoints, tls.as_ref()).await?;
             let a = active.clone();
             let id = opts.settings.id.clone();
             let campaign = Election::campaign(etcd, prefix, &id, *lease_ttl, move |leader| {

@@ -25,7 +25,7 @@ use replbd_proto::etcd::{
     RangeRequest, RequestOp, TxnRequest,
 };
 use tokio::sync::watch;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tracing::{info, warn};
 
 use super::StoreError;
@@ -44,6 +44,34 @@ fn range_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
+/// TLS towards etcd: the controller's client certificate and key, and the CA that signs etcd's
+/// server certificate (PEM files; etcd's `--cert-file`, `--key-file`, `--trusted-ca-file` and
+/// `--client-cert-auth` on its side).
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    /// Client certificate.
+    pub cert: std::path::PathBuf,
+    /// Its private key.
+    pub key: std::path::PathBuf,
+    /// The CA etcd's certificate must be signed by.
+    pub ca: std::path::PathBuf,
+}
+
+impl EtcdTls {
+    /// The rustls configuration, or which file could not be read.
+    fn config(&self) -> Result<ClientTlsConfig, String> {
+        let read = |what: &str, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("cannot read the etcd TLS {what} {}: {e}", p.display()))
+        };
+        Ok(ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read("CA", &self.ca)?))
+            .identity(Identity::from_pem(
+                read("certificate", &self.cert)?,
+                read("key", &self.key)?,
+            )))
+    }
+}
+
 /// A connection to etcd.
 #[derive(Clone)]
 pub struct Etcd {
@@ -53,21 +81,47 @@ pub struct Etcd {
 }
 
 impl Etcd {
-    /// Connects to the first reachable of `endpoints` (comma separated `host:port` or URLs).
-    pub async fn connect(endpoints: &str) -> Result<Etcd, StoreError> {
+    /// Connects to the first reachable of `endpoints` (comma separated `host:port` or URLs;
+    /// `host:port` means `https://` with `tls`, else `http://`).
+    pub async fn connect(endpoints: &str, tls: Option<&EtcdTls>) -> Result<Etcd, StoreError> {
+        let fail = |message: String| StoreError::Etcd {
+            endpoints: endpoints.to_owned(),
+            message,
+        };
+        let tls = tls.map(EtcdTls::config).transpose().map_err(fail)?;
         let mut last = String::from("no endpoint given");
         for ep in endpoints.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let url = if ep.contains("://") {
-                ep.to_owned()
-            } else {
-                format!("http://{ep}")
+            let url = match (ep.contains("://"), &tls) {
+                (true, _) => ep.to_owned(),
+                (false, Some(_)) => format!("https://{ep}"),
+                (false, None) => format!("http://{ep}"),
             };
+            if url.starts_with("http://") && tls.is_some() {
+                last = format!("{ep}: an http:// endpoint with the etcd TLS options (use https://)");
+                continue;
+            }
+            if url.starts_with("https://") && tls.is_none() {
+                last = format!(
+                    "{ep}: an https:// endpoint needs --etcd-tls-cert, --etcd-tls-key and --etcd-tls-ca"
+                );
+                continue;
+            }
             let endpoint = match Channel::from_shared(url) {
                 Ok(e) => e.connect_timeout(Duration::from_secs(3)),
                 Err(e) => {
                     last = format!("{ep}: {e}");
                     continue;
                 }
+            };
+            let endpoint = match &tls {
+                Some(cfg) => match endpoint.tls_config(cfg.clone()) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        last = format!("{ep}: TLS: {e}");
+                        continue;
+                    }
+                },
+                None => endpoint,
             };
             match endpoint.connect().await {
                 Ok(ch) => {
@@ -77,13 +131,15 @@ impl Etcd {
                         lease: LeaseClient::new(ch),
                     });
                 }
-                Err(e) => last = format!("{ep}: {e}"),
+                Err(e) => {
+                    let cause = std::error::Error::source(&e)
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default();
+                    last = format!("{ep}: {e}{cause}");
+                }
             }
         }
-        Err(StoreError::Etcd {
-            endpoints: endpoints.to_owned(),
-            message: format!("cannot connect ({last})"),
-        })
+        Err(fail(format!("cannot connect ({last})")))
     }
 
     fn err(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
