@@ -69,9 +69,9 @@ profile_one() { # CASE JOB DEV
     perf record -a -g -e cpu-clock -F 997 -o "/data/perf.$1.data" > /data/perf.log 2>&1 &
     _perf=$!
     sleep 5
-    _cs0=$(awk '$1 ~ /^(ctxt)$/ { print $2 }' /proc/stat)
+    _cs0=$(awk '$1 == "ctxt" { print $2 }' /proc/stat)
     fio_job "$2" "$3" "$_p.json" > /dev/null 2>&1
-    _cs1=$(awk '$1 ~ /^(ctxt)$/ { print $2 }' /proc/stat)
+    _cs1=$(awk '$1 == "ctxt" { print $2 }' /proc/stat)
     kill -INT "$_perf"
     wait "$_perf"
     {

@@ -194,36 +194,12 @@ fn etcd_store_and_failover_between_two_controllers() {
 
 #[test]
 fn the_etcd_store_over_tls_with_a_client_certificate() {
-    use rcgen::{
-        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType,
-    };
     let Some(etcd) = etcd_or_skip() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_path = dir.path().join("etcd-ca.pem");
-    std::fs::write(&ca_path, ca_params.self_signed(&ca_key).unwrap().pem()).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf = |name: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        p.subject_alt_names
-            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let (c, k) = (
-            dir.path().join(format!("{name}.pem")),
-            dir.path().join(format!("{name}.key")),
-        );
-        std::fs::write(&c, p.signed_by(&key, &issuer).unwrap().pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k)
-    };
-    let (server_cert, server_key) = leaf("etcd");
-    let (client_cert, client_key) = leaf("controller");
+    let ca = TestCa::new(dir.path(), "etcd-ca");
+    let (server_cert, server_key) = ca.issue("etcd", true);
+    let (client_cert, client_key) = ca.issue("controller", false);
+    let ca_path = ca.pem.clone();
     let (_etcd, ep) = start_etcd(
         &etcd,
         dir.path(),
@@ -291,30 +267,60 @@ fn the_etcd_store_over_tls_with_a_client_certificate() {
     );
 }
 
-/// A CA and certificates it signs, as PEM files in `dir`.
-fn make_certs(dir: &Path) -> (PathBuf, [(PathBuf, PathBuf); 3]) {
-    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let ca_path = dir.join("ca.pem");
-    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
-    let mk = |name: &str| {
+/// A CA whose certificate is a PEM file in `dir`, issuing certificates for server and client use.
+struct TestCa {
+    dir: PathBuf,
+    pem: PathBuf,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new(dir: &Path, name: &str) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let pem = dir.join(format!("{name}.pem"));
+        std::fs::write(&pem, params.self_signed(&key).unwrap().pem()).unwrap();
+        TestCa {
+            dir: dir.to_path_buf(),
+            pem,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate for DNS name `name` (and 127.0.0.1 with `loopback_ip`) and its key.
+    fn issue(&self, name: &str, loopback_ip: bool) -> (PathBuf, PathBuf) {
+        use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, KeyPair, SanType};
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        if loopback_ip {
+            p.subject_alt_names
+                .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        }
         p.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let cert = p.signed_by(&key, &issuer).unwrap();
-        let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
-        std::fs::write(&c, cert.pem()).unwrap();
+        let (c, k) = (
+            self.dir.join(format!("{name}.pem")),
+            self.dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, p.signed_by(&key, &self.issuer).unwrap().pem()).unwrap();
         std::fs::write(&k, key.serialize_pem()).unwrap();
         (c, k)
-    };
-    (ca_path, [mk("replbd-controller"), mk("replbd-node"), mk("admin")])
+    }
+}
+
+/// A CA and certificates it signs, as PEM files in `dir`.
+fn make_certs(dir: &Path) -> (PathBuf, [(PathBuf, PathBuf); 3]) {
+    let ca = TestCa::new(dir, "ca");
+    let certs = [
+        ca.issue("replbd-controller", false),
+        ca.issue("replbd-node", false),
+        ca.issue("admin", false),
+    ];
+    (ca.pem, certs)
 }
 
 #[test]

@@ -97,18 +97,23 @@ impl Inner {
             }
             loop {
                 tokio::time::sleep(epoch::LAZY_BARRIER_DELAY).await;
-                let mut ep = epoch::lock(&self.epochs);
-                match ep.timer_fired() {
-                    Some(c) => self.send_barrier(c, false),
-                    None => break,
+                if !self.send_unsent_barrier() {
+                    break;
                 }
             }
         }
         // Going down: the peers get the last barrier rather than a connection ending mid-epoch.
+        self.send_unsent_barrier();
+    }
+
+    /// Sends the barrier no write took along, if any (false: none, and the timer stops).
+    fn send_unsent_barrier(&self) -> bool {
         let mut ep = epoch::lock(&self.epochs);
-        if let Some(c) = ep.timer_fired() {
+        let unsent = ep.timer_fired();
+        if let Some(c) = unsent {
             self.send_barrier(c, false);
         }
+        unsent.is_some()
     }
 
     /// A write, discard or zeroing from the application.

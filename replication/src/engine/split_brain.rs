@@ -165,39 +165,34 @@ impl Inner {
                 decision.rule
             )
         };
-        let checked = check_rr_conflict(policy, &decision, local, remote, out_of_sync);
-        // Whatever the reports said: never a sync target while Primary now.
-        let target_now = |d: &replbd_quorum::Decision| {
-            matches!(d.outcome, replbd_quorum::SyncDecision::BecomeTarget { .. })
-                && self.role() == Role::Primary
-        };
-        match checked {
-            RrOutcome::Proceed if target_now(&decision) => Err(RrStop::Retry(why(
-                "this node became Primary during the handshake; retrying the connection",
-            ))),
-            RrOutcome::Proceed => Ok(decision),
+        let decided = match check_rr_conflict(policy, &decision, local, remote, out_of_sync) {
+            RrOutcome::Proceed => decision,
             RrOutcome::Reverse(outcome) => {
                 tracing::warn!(resource = %self.cfg.name, peer, ?outcome, "rr-conflict auto-discard: the running Primary's data wins");
-                let reversed = replbd_quorum::Decision { outcome, ..decision };
-                if target_now(&reversed) {
-                    return Err(RrStop::Retry(why(
-                        "this node became Primary during the handshake; retrying the connection",
-                    )));
-                }
-                Ok(reversed)
+                replbd_quorum::Decision { outcome, ..decision }
             }
-            RrOutcome::RetryConnect => Err(RrStop::Retry(why("retrying the connection"))),
+            RrOutcome::RetryConnect => return Err(RrStop::Retry(why("retrying the connection"))),
             RrOutcome::CallHelperAndDisconnect(Helper::PriLost) => {
                 self.notify_handler(self.cfg.pri_lost.as_ref(), Some(peer), "pri-lost");
-                Err(RrStop::StandAlone(why(
+                return Err(RrStop::StandAlone(why(
                     "the pri-lost handler was called; demote the Primary, then `connect` again",
-                )))
+                )));
             }
             RrOutcome::ProceedViolently | RrOutcome::Disconnect | RrOutcome::CallHelperAndDisconnect(_) => {
-                Err(RrStop::StandAlone(why(
+                return Err(RrStop::StandAlone(why(
                     "demote that Primary (its changes since the split are lost by the resync), then `connect` again",
-                )))
+                )));
             }
+        };
+        // Decided on the reports; whatever they said, a node that is Primary now never becomes a
+        // sync target.
+        if matches!(decided.outcome, replbd_quorum::SyncDecision::BecomeTarget { .. })
+            && self.role() == Role::Primary
+        {
+            return Err(RrStop::Retry(why(
+                "this node became Primary during the handshake; retrying the connection",
+            )));
         }
+        Ok(decided)
     }
 }
