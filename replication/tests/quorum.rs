@@ -592,3 +592,65 @@ async fn new_current_uuid_on_a_primary_starts_a_generation_the_peer_follows() {
     same_data(&[&nodes[0], &nodes[1]]);
     down_all(&nodes).await;
 }
+
+/// An old Primary that lost quorum stays the loser until a resync has replaced its data, not
+/// merely until it regains quorum. Found in the VM fault run: the isolated Primary (a generation
+/// of its own, begun on a write that never completed) came back to one node of the majority,
+/// regained quorum through it and started resyncing from it; then the new Primary came back, and
+/// with the flag gone the same generation identifiers that had just made it the target now read as
+/// a split brain (rule 9), and both ends went StandAlone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_primary_resyncing_after_lost_quorum_meets_the_new_primary_without_split_brain() {
+    let nodes = cluster_with(3, 16 * MIB, replbd_quorum::Protocol::C, &[], |i, cfg| {
+        cfg.quorum = majority(OnNoQuorum::IoError);
+        if i == 0 {
+            // Node 0's resync from node 2 must still run when node 1 comes back.
+            cfg.resync.max_rate = 512 << 10;
+            cfg.resync.min_rate = 0;
+            cfg.resync.plan_ahead = Duration::ZERO;
+        }
+    })
+    .await;
+    for n in &nodes {
+        wait_quorum(&n.res, true).await;
+    }
+    let old = nodes[0].res.clone();
+    old.primary(false).await.unwrap();
+    write_blocks(&old, 0..16).await;
+    old.flush().await.unwrap();
+
+    // Isolated: its write fails; a generation of its own starts anyway (here by hand, in the fault
+    // run by the rotation of a write that raced the quorum loss); an HA agent demotes it.
+    partition(&nodes, 0, &[1, 2], true);
+    wait_quorum(&old, false).await;
+    let err = old.write(20 * 4096, block(999), WriteFlags::default()).await;
+    assert!(matches!(err, Err(VolumeError::NoQuorum { .. })), "{err:?}");
+    old.new_current_uuid().await.unwrap();
+    old.secondary().await.unwrap();
+
+    // The majority promotes node 1, which writes 2 MiB.
+    let new = nodes[1].res.clone();
+    wait_quorum(&new, true).await;
+    new.primary(false).await.unwrap();
+    write_blocks(&new, 1000..1512).await;
+    new.flush().await.unwrap();
+
+    // Node 0 comes back to node 2 first: it regains quorum and becomes node 2's sync target.
+    let mut events = old.events();
+    partition(&nodes, 0, &[2], false);
+    old.wait_for(WAIT, |s| {
+        s.quorum && s.peer(2).unwrap().replication == ReplicationState::SyncTarget
+    })
+    .await
+    .unwrap_or_else(|s| panic!("node 0 is not node 2's sync target:\n{s}"));
+    // Then to node 1, the Primary, while that resync runs.
+    partition(&nodes, 0, &[1], false);
+    in_sync(&nodes[0], 1).await;
+    in_sync(&nodes[0], 2).await;
+    while let Ok(e) = events.try_recv() {
+        assert!(!matches!(e, Event::SplitBrain { .. }), "{e}");
+    }
+    new.flush().await.unwrap();
+    same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
+    down_all(&nodes).await;
+}

@@ -291,7 +291,9 @@ impl Inner {
                 .collect();
             let meta = Arc::clone(&d.meta);
             let res = tokio::task::spawn_blocking(move || {
-                meta.update(|gi, _| {
+                meta.update(|gi, flags| {
+                    // Its data is now the Primary's generation, whose writes completed.
+                    flags.set(NodeFlags::PRIMARY_LOST_QUORUM, false);
                     gi.new_current(theirs, |slot| absent.get(slot.index()).copied().unwrap_or(true))
                 })
             })

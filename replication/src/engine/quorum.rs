@@ -117,12 +117,20 @@ impl Inner {
                 self.notify_handler(self.cfg.quorum_lost.as_ref(), None, "quorum-lost");
             }
         }
-        // Crash ordering: the flag is advisory for the next handshake (it makes this node's data
-        // the loser when generations are equal). Writes made without quorum never complete, so a
-        // crash before the flag is durable loses nothing acknowledged; it only makes the handshake
-        // fall back to the ordinary rules.
+        // The `primary-lost-quorum` flag says "this node's data since it lost quorum as Primary
+        // holds writes that never completed": the handshake makes it the loser (equal generations,
+        // or a split brain by rule 9). Set when a Primary loses quorum; cleared when a Primary
+        // regains it (its writes complete again) and otherwise only when its data stops being
+        // that: a resync as target replaced it, it followed a Primary into a new generation, or
+        // it was promoted. Not when a *Secondary* regains quorum: the demoted old Primary that
+        // comes back to one node of the majority regains quorum through it while still holding
+        // its own generation, and the next node it meets — the new Primary — must still see it
+        // as the loser (found by the VM fault run: rule 9, both ends StandAlone).
+        // Crash ordering: the flag is advisory for the next handshake. Writes made without quorum
+        // never complete, so a crash before the flag is durable loses nothing acknowledged; it
+        // only makes the handshake fall back to the ordinary rules.
         if let Some(d) = &self.disk
-            && (primary || have)
+            && primary
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
             let meta = Arc::clone(&d.meta);

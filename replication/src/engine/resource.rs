@@ -283,6 +283,8 @@ impl Resource {
             tokio::task::spawn_blocking(move || {
                 meta.update(|_, flags| {
                     flags.set(NodeFlags::CRASHED_PRIMARY, true);
+                    // Promoted with quorum (or forced): what it writes from now on completes.
+                    flags.set(NodeFlags::PRIMARY_LOST_QUORUM, false);
                     if force {
                         flags.set(NodeFlags::CONSISTENT, true);
                         flags.set(NodeFlags::WAS_UP_TO_DATE, true);

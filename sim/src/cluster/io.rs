@@ -231,6 +231,8 @@ impl Cluster {
                 .map(|p| self.nodes[p].id)
                 .collect();
             if rotate::new_data_generation(&mut self.nodes[to].disk.gi, own, absent, current, false).is_ok() {
+                // Its data is the Primary's generation now, as in the engine.
+                self.nodes[to].disk.gi.flags.primary_lost_quorum = false;
                 if state != DiskState::UpToDate {
                     self.nodes[to].make_up_to_date();
                 }

@@ -964,6 +964,8 @@ impl Resync {
                 flags.set(NodeFlags::CONSISTENT, true);
                 flags.set(NodeFlags::WAS_UP_TO_DATE, true);
                 flags.set(NodeFlags::CRASHED_PRIMARY, false);
+                // The writes it never completed as a Primary without quorum are overwritten.
+                flags.set(NodeFlags::PRIMARY_LOST_QUORUM, false);
             })
         })
         .await
