@@ -346,6 +346,10 @@ pub enum VolumeDefinitionVerb {
         /// The volume number.
         #[arg(long)]
         vlmnr: Option<u32>,
+        /// The device minor: the volume is /dev/ublkbMINOR where it is Primary (default: the
+        /// next free one of the controller property MinorNrAutoRange, 1000-49999).
+        #[arg(long)]
+        minor: Option<u32>,
     },
     /// List volume definitions.
     #[command(alias = "l", alias = "ls")]

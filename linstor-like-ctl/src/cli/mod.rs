@@ -341,8 +341,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 resource,
                 size,
                 vlmnr,
+                minor,
             } => {
                 let size_bytes = parse_size(&size)?;
+                if minor == Some(0) {
+                    return Err(Failure::new(
+                        "--minor 0 is not a device minor: give 1 or more, or leave it out for the next free one",
+                    ));
+                }
                 reply(
                     json,
                     c.volume_definition_create(pb::VolumeDefinitionCreateRequest {
@@ -350,6 +356,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         size_bytes,
                         number: vlmnr.unwrap_or(0),
                         has_number: vlmnr.is_some(),
+                        minor: minor.unwrap_or(0),
                     })
                     .await?
                     .into_inner(),

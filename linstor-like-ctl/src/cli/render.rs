@@ -202,7 +202,7 @@ pub fn volume_definitions(json: bool, l: &pb::VolumeDefinitionListReply) {
         print_json(Value::Array(
             l.volumes
                 .iter()
-                .map(|v| json!({"resource": v.resource, "volume_number": v.number, "size_bytes": v.size_bytes, "state": v.state}))
+                .map(|v| json!({"resource": v.resource, "volume_number": v.number, "minor": if v.minor == 0 { Value::Null } else { json!(v.minor) }, "size_bytes": v.size_bytes, "state": v.state}))
                 .collect(),
         ));
         return;
@@ -214,13 +214,18 @@ pub fn volume_definitions(json: bool, l: &pb::VolumeDefinitionListReply) {
             vec![
                 v.resource.clone(),
                 v.number.to_string(),
+                if v.minor == 0 {
+                    "-".to_owned()
+                } else {
+                    v.minor.to_string()
+                },
                 human(v.size_bytes),
                 v.state.clone(),
             ]
         })
         .collect();
     out(&render(
-        &["ResourceName", "VolumeNr", "Size", "State"],
+        &["ResourceName", "VolumeNr", "VolumeMinor", "Size", "State"],
         &rows,
         &["Size"],
     ));

@@ -57,6 +57,7 @@ pub fn resources(c: &Cluster, node: &str) -> BTreeMap<String, DesiredResource> {
             .map(|v| DesiredVolume {
                 number: v.number,
                 size_bytes: v.size,
+                minor: v.minor,
                 pool: r
                     .volumes
                     .get(&v.number)

@@ -37,6 +37,13 @@ impl Outcome {
 
 /// The controller property that sets the replication port range (`7000-7999`).
 pub const PORT_RANGE_KEY: &str = "TcpPortAutoRange";
+/// The controller property that sets the range device minors are taken from (`1000-49999`, as
+/// LINSTOR's): volume `N` is `/dev/ublkbN` where it is Primary.
+pub const MINOR_RANGE_KEY: &str = "MinorNrAutoRange";
+/// The default minor range.
+pub const DEFAULT_MINOR_RANGE: (u32, u32) = (1000, 49999);
+/// The highest ublk device number the kernel accepts (its minor space, 2^20 devices).
+pub const MAX_MINOR: u32 = (1 << 20) - 1;
 /// The default port range.
 pub const DEFAULT_PORT_RANGE: (u16, u16) = (7000, 7999);
 /// Peer bitmap slots of new metadata (LINSTOR's default max-peers).
@@ -317,22 +324,70 @@ pub fn group_delete(c: &Cluster, name: &str) -> Result<Outcome, ApiError> {
     Ok(o)
 }
 
-fn port_range(c: &Cluster) -> Result<(u16, u16), ApiError> {
-    let Some(text) = c.props.get(PORT_RANGE_KEY) else {
-        return Ok(DEFAULT_PORT_RANGE);
+/// The range a controller property `key` sets (`LO-HI`, both in `1..=max`), or `default`.
+fn range_prop(c: &Cluster, key: &str, default: (u32, u32), max: u32) -> Result<(u32, u32), ApiError> {
+    let Some(text) = c.props.get(key) else {
+        return Ok(default);
     };
     let bad = || {
         ApiError::Invalid(format!(
-            "controller property {PORT_RANGE_KEY} = {text:?} is not a range like 7000-7999"
+            "controller property {key} = {text:?} is not a range like {}-{} (numbers 1-{max})",
+            default.0, default.1
         ))
     };
     let (a, b) = text.split_once('-').ok_or_else(bad)?;
-    let a: u16 = a.trim().parse().map_err(|_| bad())?;
-    let b: u16 = b.trim().parse().map_err(|_| bad())?;
-    if a == 0 || a > b {
+    let a: u32 = a.trim().parse().map_err(|_| bad())?;
+    let b: u32 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || a > b || b > max {
         return Err(bad());
     }
     Ok((a, b))
+}
+
+fn port_range(c: &Cluster) -> Result<(u16, u16), ApiError> {
+    let (lo, hi) = (u32::from(DEFAULT_PORT_RANGE.0), u32::from(DEFAULT_PORT_RANGE.1));
+    let (a, b) = range_prop(c, PORT_RANGE_KEY, (lo, hi), u32::from(u16::MAX))?;
+    // Both fit: range_prop checked them against u16::MAX.
+    Ok((a as u16, b as u16))
+}
+
+fn minor_range(c: &Cluster) -> Result<(u32, u32), ApiError> {
+    range_prop(c, MINOR_RANGE_KEY, DEFAULT_MINOR_RANGE, MAX_MINOR)
+}
+
+/// The minor for a new volume: `wanted`, if free, or the lowest free one of the range.
+fn pick_minor(c: &Cluster, wanted: u32) -> Result<u32, ApiError> {
+    let owner = |m: u32| {
+        c.definitions
+            .values()
+            .flat_map(|d| d.volumes.values().map(move |v| (d, v)))
+            .find(|(_, v)| v.minor == m)
+            .map(|(d, v)| format!("{}/{}", d.name, v.number))
+    };
+    if wanted != 0 {
+        if wanted > MAX_MINOR {
+            return Err(ApiError::Invalid(format!(
+                "minor {wanted} is out of range: ublk devices are numbered 1-{MAX_MINOR}"
+            )));
+        }
+        if let Some(user) = owner(wanted) {
+            return Err(ApiError::Conflict(format!(
+                "minor {wanted} is already used by volume {user}"
+            )));
+        }
+        return Ok(wanted);
+    }
+    let used: BTreeSet<u32> = c
+        .definitions
+        .values()
+        .flat_map(|d| d.volumes.values().map(|v| v.minor))
+        .collect();
+    let (lo, hi) = minor_range(c)?;
+    (lo..=hi).find(|m| !used.contains(m)).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "every minor of {lo}-{hi} is in use: widen the controller property {MINOR_RANGE_KEY}"
+        ))
+    })
 }
 
 /// A random even generation UUID above the reserved markers.
@@ -413,7 +468,13 @@ pub fn definition_delete(c: &Cluster, name: &str) -> Result<Outcome, ApiError> {
 }
 
 /// `volume-definition create`.
-pub fn volume_create(c: &Cluster, rd: &str, number: Option<u32>, size: u64) -> Result<Outcome, ApiError> {
+pub fn volume_create(
+    c: &Cluster,
+    rd: &str,
+    number: Option<u32>,
+    size: u64,
+    minor: u32,
+) -> Result<Outcome, ApiError> {
     let mut d = definition(c, rd)?.clone();
     check_volume(size).map_err(ApiError::Invalid)?;
     let number = number.unwrap_or_else(|| (0..).find(|n| !d.volumes.contains_key(n)).unwrap_or(0));
@@ -434,17 +495,19 @@ pub fn volume_create(c: &Cluster, rd: &str, number: Option<u32>, size: u64) -> R
             "{rd} is already deployed: adding a volume to deployed resources is not supported yet"
         )));
     }
+    let minor = pick_minor(c, minor)?;
     d.volumes.insert(
         number,
         VolumeDefinition {
             number,
             size,
+            minor,
             props: Props::new(),
         },
     );
     let mut o = Outcome::default();
     o.say(format!(
-        "SUCCESS: volume {number} of {rd} created ({})",
+        "SUCCESS: volume {number} of {rd} created ({}, minor {minor})",
         human(size)
     ));
     o.push(Change::PutDefinition(d));
@@ -831,10 +894,11 @@ pub fn props_set(
         "controller" => {
             let mut p = c.props.clone();
             apply(&mut p);
-            if let Some(v) = set.get(PORT_RANGE_KEY) {
+            if set.contains_key(PORT_RANGE_KEY) || set.contains_key(MINOR_RANGE_KEY) {
                 let mut probe = c.clone();
-                probe.props.insert(PORT_RANGE_KEY.into(), v.clone());
+                probe.props = p.clone();
                 port_range(&probe)?;
+                minor_range(&probe)?;
             }
             o.push(Change::ControllerProps(p));
         }

@@ -468,7 +468,7 @@ impl Api for Service {
             let o = ops::definition_create(&work, &resource, &group, 0, Default::default())?;
             step(o, &mut work);
             for (i, size) in sizes.iter().enumerate() {
-                let o = ops::volume_create(&work, &resource, Some(i as u32), *size)?;
+                let o = ops::volume_create(&work, &resource, Some(i as u32), *size, 0)?;
                 step(o, &mut work);
             }
             if !only {
@@ -544,7 +544,7 @@ impl Api for Service {
         let r = req.into_inner();
         let number = r.has_number.then_some(r.number);
         self.change(format!("volume-definition create {}", r.resource), move |c| {
-            ops::volume_create(c, &r.resource, number, r.size_bytes)
+            ops::volume_create(c, &r.resource, number, r.size_bytes, r.minor)
         })
         .await
     }
@@ -564,6 +564,7 @@ impl Api for Service {
                     number: v.number,
                     size_bytes: v.size,
                     state: "ok".into(),
+                    minor: v.minor,
                 })
             })
             .collect();

@@ -7,10 +7,12 @@
 //! checks the resynced node holds every byte. Every step runs the real `replbd` command and
 //! shows it. It cleans up after itself (unless `--keep`) and ends with `demo: ok`.
 //!
-//! The data path: a controller-managed resource is served over NBD (a unix socket per resource)
-//! and written with `qemu-io`; the demo says so, and why, when the kernel has ublk.
+//! The data path: where the kernel has ublk, the Primary serves the volume as `/dev/ublkbN` (N is
+//! the volume's minor), written and read back with `O_DIRECT`; elsewhere over NBD (a unix socket
+//! per resource), written with `qemu-io` (see [`data`]).
 
 pub mod cluster;
+mod data;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,9 +33,12 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         ));
     }
     let bins = binaries()?;
-    let qemu_io = which("qemu-io").ok_or_else(|| {
-        Failure::new("qemu-io is not installed: the demo writes through the NBD front end with it (install qemu-utils, e.g. scripts/install-deps.sh)")
-    })?;
+    let ublk = Path::new("/dev/ublk-control").exists();
+    if !ublk && which("qemu-io").is_none() {
+        return Err(Failure::new(
+            "qemu-io is not installed: without ublk in the kernel (/dev/ublk-control is missing) the demo writes through the NBD front end with it (install qemu-utils, e.g. scripts/install-deps.sh)",
+        ));
+    }
     let (dir, temp) = match &args.dir {
         Some(d) => {
             std::fs::create_dir_all(d)
@@ -44,18 +49,18 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     };
     say(&format!("demo: working in {}", dir.display()));
     let mut cluster = Cluster::start(&bins, &dir).await?;
-    let result = steps(&mut cluster, &qemu_io, &args.size).await;
+    let result = steps(&mut cluster, ublk, &args.size).await;
     match (&result, args.keep) {
         (Ok(()), true) => {
             cluster.detach();
             say(&format!(
-                "\ndemo: the cluster keeps running (--keep). Use it with:\n  export REPLBD_CONTROLLERS={}\n  {} resource list\n  {} node list\n  {} resource primary {} demo\n  qemu-io -f raw -c 'read -v 0 512' '{}'\nStop it with:\n  kill {}\n  rm -rf {}",
+                "\ndemo: the cluster keeps running (--keep). Use it with:\n  export REPLBD_CONTROLLERS={}\n  {} resource list\n  {} node list\n  {} resource primary {} demo\n  {}\nStop it with:\n  kill {}\n  rm -rf {}",
                 cluster.controller_addr,
                 bins.replbd.display(),
                 bins.replbd.display(),
                 bins.replbd.display(),
                 cluster.device_hint.0,
-                cluster.device_hint.1,
+                read_hint(&cluster.device_hint.1),
                 cluster
                     .pids()
                     .iter()
@@ -151,28 +156,19 @@ async fn replbd(cluster: &Cluster, args: &[&str]) -> Result<(), Failure> {
     crate::cli::run(cli).await
 }
 
-/// Runs qemu-io with `command` on the device.
-fn qemu_io(qemu: &Path, device: &str, command: &str) -> Result<(), Failure> {
-    say(&format!("\n$ qemu-io -f raw -c '{command}' '{device}'"));
-    let o = std::process::Command::new(qemu)
-        .args(["-f", "raw", "-c", command, device])
-        .output()
-        .map_err(|e| Failure::new(format!("running qemu-io: {e}")))?;
-    let text = String::from_utf8_lossy(&o.stdout);
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        say(line);
+/// A command that reads the start of the device.
+fn read_hint(device: &str) -> String {
+    if device.starts_with("/dev/") {
+        format!("dd if={device} bs=512 count=1 iflag=direct | od -A d -t x1 | head")
+    } else {
+        format!("qemu-io -f raw -c 'read -v 0 512' '{device}'")
     }
-    if !o.status.success() || text.contains("Pattern verification failed") {
-        return Err(Failure::new(format!(
-            "qemu-io {command:?} failed: {}{}",
-            String::from_utf8_lossy(&o.stderr).trim(),
-            text.trim()
-        )));
-    }
-    Ok(())
 }
 
-async fn steps(c: &mut Cluster, qemu: &Path, size_text: &str) -> Result<(), Failure> {
+/// The demo writes two patterns of this many bytes.
+const MIB4: u64 = 4 << 20;
+
+async fn steps(c: &mut Cluster, ublk: bool, size_text: &str) -> Result<(), Failure> {
     for (name, addr) in c.node_addrs() {
         replbd(c, &["node", "create", &name, &addr]).await?;
     }
@@ -200,9 +196,9 @@ async fn steps(c: &mut Cluster, qemu: &Path, size_text: &str) -> Result<(), Fail
     replbd(c, &["resource", "wait-sync", "demo", "--timeout", "60"]).await?;
     replbd(c, &["resource", "list"]).await?;
 
-    if Path::new("/dev/ublk-control").exists() {
+    if ublk {
         say(
-            "\ndemo: this kernel has ublk, but controller-managed volumes are served over NBD in this build: writing through NBD with qemu-io",
+            "\ndemo: this kernel has ublk: the Primary serves the volume as /dev/ublkbN (N: its minor), written with O_DIRECT",
         );
     } else {
         say(
@@ -213,8 +209,8 @@ async fn steps(c: &mut Cluster, qemu: &Path, size_text: &str) -> Result<(), Fail
     let dev1 = c.device_of("demo", "n1").await?;
     c.device_hint = ("n1".to_owned(), dev1.clone());
     replbd(c, &["volume", "list"]).await?;
-    qemu_io(qemu, &dev1, "write -P 0xab 0 4M")?;
-    qemu_io(qemu, &dev1, "read -P 0xab 0 4M")?;
+    data::write_pattern(&dev1, 0xab, 0, MIB4)?;
+    data::check_pattern(&dev1, 0xab, 0, MIB4)?;
 
     say("\ndemo: stopping node n3 (SIGTERM)");
     c.stop_node("n3").await?;
@@ -222,7 +218,7 @@ async fn steps(c: &mut Cluster, qemu: &Path, size_text: &str) -> Result<(), Fail
         .await?;
     c.wait_conns("demo", "n1", "n3", Duration::from_secs(30)).await?;
     replbd(c, &["resource", "list"]).await?;
-    qemu_io(qemu, &dev1, "write -P 0xcd 4M 4M")?;
+    data::write_pattern(&dev1, 0xcd, MIB4, MIB4)?;
     say("\ndemo: restarting node n3: it resyncs the 4 MiB it missed");
     c.start_node("n3")?;
     replbd(c, &["resource", "wait-sync", "demo", "--timeout", "120"]).await?;
@@ -233,8 +229,8 @@ async fn steps(c: &mut Cluster, qemu: &Path, size_text: &str) -> Result<(), Fail
     replbd(c, &["resource", "primary", "n3", "demo"]).await?;
     let dev3 = c.device_of("demo", "n3").await?;
     c.device_hint = ("n3".to_owned(), dev3.clone());
-    qemu_io(qemu, &dev3, "read -P 0xab 0 4M")?;
-    qemu_io(qemu, &dev3, "read -P 0xcd 4M 4M")?;
+    data::check_pattern(&dev3, 0xab, 0, MIB4)?;
+    data::check_pattern(&dev3, 0xcd, MIB4, MIB4)?;
     replbd(c, &["resource", "secondary", "n3", "demo"]).await?;
     replbd(c, &["volume", "list"]).await?;
     Ok(())

@@ -244,6 +244,11 @@ pub struct VolumeDefinition {
     pub number: u32,
     /// Usable size in bytes.
     pub size: u64,
+    /// The device minor, unique in the cluster: the volume is `/dev/ublkbN` on the node where it
+    /// is Primary (where the kernel has ublk). 0 for definitions stored before minors existed
+    /// (served over NBD).
+    #[serde(default)]
+    pub minor: u32,
     /// Properties.
     #[serde(default)]
     pub props: Props,

@@ -54,6 +54,9 @@ pub struct Agent {
     applying: tokio::sync::Mutex<()>,
 }
 
+/// Where a kernel with ublk has its control device.
+pub const UBLK_CONTROL: &str = "/dev/ublk-control";
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -219,7 +222,8 @@ impl Agent {
             .map_err(|e| e.to_string())??;
             Some(path)
         };
-        let spec = spec::build(&d, disk.clone(), &self.state_dir)?;
+        let ublk = std::path::Path::new(UBLK_CONTROL).exists();
+        let spec = spec::build(&d, disk.clone(), &self.state_dir, ublk)?;
         lock(&self.hosted).insert(
             name.clone(),
             Hosted {

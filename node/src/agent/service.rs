@@ -38,8 +38,13 @@ impl AgentService {
     }
 }
 
-/// An NBD listen address (`unix:/path`) as a qemu URL for export `name`.
-fn device(name: &str, address: &str) -> String {
+/// What an application opens to use resource `name`, from its front end's report: the block
+/// device (`/dev/ublkbN`) as it is, an NBD listen address (`unix:/path`, `host:port`) as a qemu
+/// URL for the export `name`.
+fn device(name: &str, kind: &str, address: &str) -> String {
+    if kind == "ublk" {
+        return address.to_owned();
+    }
     match address.strip_prefix("unix:") {
         Some(path) => format!("nbd+unix:///{name}?socket={path}"),
         None => format!("nbd://{address}/{name}"),
@@ -67,7 +72,7 @@ pub fn snapshot(agent: &Agent) -> NodeState {
                 if r.front_end.state == "serving"
                     && let Some(a) = &r.front_end.address
                 {
-                    st.device = device(&name, a);
+                    st.device = device(&name, &r.front_end.kind, a);
                 }
                 st.peers = r
                     .peers
@@ -115,7 +120,7 @@ impl NodeAgent for AgentService {
             agent_version: replbd_proto::VERSION.to_owned(),
             node_name: name,
             hostname: crate::config::hostname().unwrap_or_default(),
-            ublk_available: std::path::Path::new("/dev/ublk-control").exists(),
+            ublk_available: std::path::Path::new(super::UBLK_CONTROL).exists(),
         }))
     }
 
@@ -246,4 +251,19 @@ pub async fn serve(
             warn!(error = %e, "the agent server failed");
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device;
+
+    #[test]
+    fn devices_as_applications_open_them() {
+        assert_eq!(device("r0", "ublk", "/dev/ublkb1000"), "/dev/ublkb1000");
+        assert_eq!(
+            device("r0", "nbd", "unix:/run/replbd/nbd/r0.sock"),
+            "nbd+unix:///r0?socket=/run/replbd/nbd/r0.sock"
+        );
+        assert_eq!(device("r0", "nbd", "127.0.0.1:10809"), "nbd://127.0.0.1:10809/r0");
+    }
 }

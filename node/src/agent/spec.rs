@@ -11,7 +11,7 @@ use replbd_quorum::options::ConnectionOptions;
 use replbd_replication::engine::Timeouts;
 
 use crate::config::{
-    FrontEndSpec, HandlersSpec, MetaDisk, NodeSpec, PeerSpec, ResourceSpec, ResyncSpec, VolumeSpec,
+    FrontEndSpec, HandlersSpec, MetaDisk, NodeSpec, PeerSpec, ResourceSpec, ResyncSpec, UblkSpec, VolumeSpec,
 };
 use crate::nbd::ListenAddr;
 
@@ -29,8 +29,25 @@ pub fn nbd_socket(state_dir: &Path, resource: &str) -> PathBuf {
     state_dir.join("nbd").join(format!("{resource}.sock"))
 }
 
-/// The spec of `d` on this node; `disk` is the local volume (`None`: diskless).
-pub fn build(d: &DesiredResource, disk: Option<PathBuf>, state_dir: &Path) -> Result<ResourceSpec, String> {
+/// The front end of `d` on this node: `/dev/ublkbN` with the volume's minor where the kernel has
+/// ublk (`ublk`), else an NBD export on a unix socket under `state_dir` (also for a volume from a
+/// controller that assigned no minor). Like DRBD's `/dev/drbdN`, the device number is the same on
+/// every node and exists only while the node is Primary.
+pub fn front_end(d: &DesiredResource, ublk: bool, state_dir: &Path) -> FrontEndSpec {
+    match d.volumes.first().map(|v| v.minor) {
+        Some(minor) if ublk && minor != 0 => FrontEndSpec::Ublk(UblkSpec::new(minor)),
+        _ => FrontEndSpec::Nbd(ListenAddr::Unix(nbd_socket(state_dir, &d.name))),
+    }
+}
+
+/// The spec of `d` on this node; `disk` is the local volume (`None`: diskless); `ublk`: the kernel
+/// has ublk (see [`front_end`]).
+pub fn build(
+    d: &DesiredResource,
+    disk: Option<PathBuf>,
+    state_dir: &Path,
+    ublk: bool,
+) -> Result<ResourceSpec, String> {
     let port = u16::try_from(d.port).map_err(|_| format!("port {} is out of range", d.port))?;
     let node_id = |id: u32| {
         u8::try_from(id)
@@ -93,7 +110,7 @@ pub fn build(d: &DesiredResource, disk: Option<PathBuf>, state_dir: &Path) -> Re
         resync: ResyncSpec::default(),
         quorum: Default::default(),
         handlers: HandlersSpec::default(),
-        front_end: FrontEndSpec::Nbd(ListenAddr::Unix(nbd_socket(state_dir, &d.name))),
+        front_end: front_end(d, ublk, state_dir),
     };
     super::options::apply(&mut spec, &d.drbd_options).map_err(|e| format!("{}: {e}", d.name))?;
     Ok(spec)
@@ -150,23 +167,46 @@ mod tests {
                 number: 0,
                 size_bytes: 1 << 20,
                 pool: "p".into(),
+                minor: 1000,
             }],
             diskless: false,
             initial_uuid: 0,
             max_peers: 7,
             drbd_options: Default::default(),
         };
-        let s = build(&d, Some("/x".into()), Path::new("/run/st")).unwrap();
+        let s = build(&d, Some("/x".into()), Path::new("/run/st"), false).unwrap();
         assert_eq!(s.this.name, "n2");
         assert_eq!(s.this.address, "127.0.0.2:7000".parse().unwrap());
         assert_eq!(s.peers.len(), 1);
         assert_eq!(s.peers[0].node.name, "n1");
         assert_eq!(s.volume.size, Some(1 << 20));
         assert!(same_engine(&s, &s.clone()));
+        assert_eq!(
+            s.front_end,
+            FrontEndSpec::Nbd(ListenAddr::Unix("/run/st/nbd/r0.sock".into())),
+            "no ublk in the kernel: NBD"
+        );
+        let u = build(&d, Some("/x".into()), Path::new("/run/st"), true).unwrap();
+        assert_eq!(
+            u.front_end,
+            FrontEndSpec::Ublk(UblkSpec::new(1000)),
+            "ublk: the volume's minor"
+        );
+        let mut unnumbered = d.clone();
+        unnumbered.volumes[0].minor = 0;
+        assert!(
+            matches!(
+                build(&unnumbered, Some("/x".into()), Path::new("/run/st"), true)
+                    .unwrap()
+                    .front_end,
+                FrontEndSpec::Nbd(_)
+            ),
+            "a volume without a minor is served over NBD even where ublk exists"
+        );
         let mut other = d.clone();
         other.node_id = 5;
         assert!(
-            build(&other, None, Path::new("/"))
+            build(&other, None, Path::new("/"), false)
                 .unwrap_err()
                 .contains("not among the members")
         );
@@ -183,7 +223,7 @@ mod tests {
         ] {
             with.drbd_options.insert(k.into(), v.into());
         }
-        let t = build(&with, Some("/x".into()), Path::new("/run/st")).unwrap();
+        let t = build(&with, Some("/x".into()), Path::new("/run/st"), false).unwrap();
         assert_eq!(t.quorum.quorum, replbd_quorum::QuorumPolicy::Majority);
         assert_eq!(
             t.quorum.on_no_quorum,
@@ -203,7 +243,7 @@ mod tests {
         let failing = |k: &str, v: &str| {
             let mut x = d.clone();
             x.drbd_options.insert(k.into(), v.into());
-            build(&x, None, Path::new("/")).unwrap_err()
+            build(&x, None, Path::new("/"), false).unwrap_err()
         };
         assert!(
             failing("Resource/quorom", "majority").contains("DrbdOptions/Resource/quorom is not an option")

@@ -118,7 +118,7 @@ fn ports_node_ids_and_first_replicas() {
     assert_eq!(c.definitions["r0"].port, 7000);
     assert_eq!(c.definitions["r1"].port, 7001);
     assert_ne!(c.definitions["r0"].secret, c.definitions["r1"].secret);
-    apply!(c, volume_create(&c, "r0", None, 64 << 20));
+    apply!(c, volume_create(&c, "r0", None, 64 << 20, 0));
     let m = apply!(
         c,
         resource_create(
@@ -169,6 +169,44 @@ fn ports_node_ids_and_first_replicas() {
 }
 
 #[test]
+fn device_minors_are_unique_and_come_from_the_range() {
+    let (mut c, _) = cluster();
+    for rd in ["r0", "r1", "r2", "r3"] {
+        apply!(c, definition_create(&c, rd, "", 0, Props::new()));
+    }
+    let m = apply!(c, volume_create(&c, "r0", None, 64 << 20, 0));
+    assert!(m[0].contains("minor 1000"), "{m:?}");
+    apply!(c, volume_create(&c, "r1", None, 64 << 20, 1001));
+    let e = volume_create(&c, "r2", None, 64 << 20, 1001)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "minor 1001 is already used by volume r1/0");
+    let e = volume_create(&c, "r2", None, 64 << 20, 1 << 20)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("out of range"), "{e}");
+    // The next free one skips those taken.
+    apply!(c, volume_create(&c, "r2", None, 64 << 20, 0));
+    assert_eq!(c.definitions["r2"].volumes[&0].minor, 1002);
+    // A full range says which property to widen; a bad range is refused when set.
+    c.props.insert(MINOR_RANGE_KEY.into(), "1000-1002".into());
+    let e = volume_create(&c, "r3", None, 64 << 20, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("every minor of 1000-1002 is in use") && e.contains(MINOR_RANGE_KEY),
+        "{e}"
+    );
+    let bad = [(MINOR_RANGE_KEY.to_owned(), "5000-10".to_owned())]
+        .into_iter()
+        .collect();
+    let e = props_set(&c, "controller", "", "", &bad, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not a range like 1000-49999"), "{e}");
+}
+
+#[test]
 fn impossible_placement_and_wrong_sizes() {
     let (mut c, infos) = cluster();
     apply!(c, definition_create(&c, "r0", "", 0, Props::new()));
@@ -184,9 +222,9 @@ fn impossible_placement_and_wrong_sizes() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("has no volume definition"), "{e}");
-    let e = volume_create(&c, "r0", None, 0).unwrap_err().to_string();
+    let e = volume_create(&c, "r0", None, 0, 0).unwrap_err().to_string();
     assert!(e.contains("size of 0"), "{e}");
-    apply!(c, volume_create(&c, "r0", None, 64 << 20));
+    apply!(c, volume_create(&c, "r0", None, 64 << 20, 0));
     let e = resource_create(
         &c,
         &infos,
