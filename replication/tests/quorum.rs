@@ -593,18 +593,12 @@ async fn new_current_uuid_on_a_primary_starts_a_generation_the_peer_follows() {
     down_all(&nodes).await;
 }
 
-/// An old Primary that lost quorum stays the loser until a resync has replaced its data, not
-/// merely until it regains quorum. Found in the VM fault run: the isolated Primary (a generation
-/// of its own, begun on a write that never completed) came back to one node of the majority,
-/// regained quorum through it and started resyncing from it; then the new Primary came back, and
-/// with the flag gone the same generation identifiers that had just made it the target now read as
-/// a split brain (rule 9), and both ends went StandAlone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_old_primary_resyncing_after_lost_quorum_meets_the_new_primary_without_split_brain() {
+/// Three nodes with `quorum majority`; node 0's resyncs as target are slow (512 KiB/s), so one is
+/// still running when the test changes the cluster around it.
+async fn three_with_a_slow_node_0() -> Vec<Node> {
     let nodes = cluster_with(3, 16 * MIB, replbd_quorum::Protocol::C, &[], |i, cfg| {
         cfg.quorum = majority(OnNoQuorum::IoError);
         if i == 0 {
-            // Node 0's resync from node 2 must still run when node 1 comes back.
             cfg.resync.max_rate = 512 << 10;
             cfg.resync.min_rate = 0;
             cfg.resync.plan_ahead = Duration::ZERO;
@@ -614,35 +608,53 @@ async fn an_old_primary_resyncing_after_lost_quorum_meets_the_new_primary_withou
     for n in &nodes {
         wait_quorum(&n.res, true).await;
     }
+    nodes
+}
+
+/// Node 0, Primary, is isolated: its write fails; a generation of its own starts anyway (here by
+/// hand, in the fault run by the rotation of a write that raced the quorum loss); an HA agent
+/// demotes it. The majority promotes node 1, which writes 2 MiB. Node 0 stays cut off.
+async fn old_primary_isolated_and_a_new_primary_writing(nodes: &[Node]) {
     let old = nodes[0].res.clone();
     old.primary(false).await.unwrap();
     write_blocks(&old, 0..16).await;
     old.flush().await.unwrap();
-
-    // Isolated: its write fails; a generation of its own starts anyway (here by hand, in the fault
-    // run by the rotation of a write that raced the quorum loss); an HA agent demotes it.
-    partition(&nodes, 0, &[1, 2], true);
+    partition(nodes, 0, &[1, 2], true);
     wait_quorum(&old, false).await;
     let err = old.write(20 * 4096, block(999), WriteFlags::default()).await;
     assert!(matches!(err, Err(VolumeError::NoQuorum { .. })), "{err:?}");
     old.new_current_uuid().await.unwrap();
     old.secondary().await.unwrap();
-
-    // The majority promotes node 1, which writes 2 MiB.
     let new = nodes[1].res.clone();
     wait_quorum(&new, true).await;
     new.primary(false).await.unwrap();
     write_blocks(&new, 1000..1512).await;
     new.flush().await.unwrap();
+}
 
+async fn wait_sync_target(node: &Node, source: u8) {
+    node.res
+        .wait_for(WAIT, |s| {
+            s.quorum && s.peer(source).unwrap().replication == ReplicationState::SyncTarget
+        })
+        .await
+        .unwrap_or_else(|s| panic!("node {} is not node {source}'s sync target:\n{s}", node.id));
+}
+
+/// An old Primary that lost quorum stays the loser until a resync has replaced its data, not
+/// merely until it regains quorum. Found in the VM fault run: the isolated Primary (a generation
+/// of its own, begun on a write that never completed) came back to one node of the majority,
+/// regained quorum through it and started resyncing from it; then the new Primary came back, and
+/// with the flag gone the same generation identifiers that had just made it the target now read as
+/// a split brain (rule 9), and both ends went StandAlone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_primary_resyncing_after_lost_quorum_meets_the_new_primary_without_split_brain() {
+    let nodes = three_with_a_slow_node_0().await;
+    old_primary_isolated_and_a_new_primary_writing(&nodes).await;
     // Node 0 comes back to node 2 first: it regains quorum and becomes node 2's sync target.
-    let mut events = old.events();
+    let mut events = nodes[0].res.events();
     partition(&nodes, 0, &[2], false);
-    old.wait_for(WAIT, |s| {
-        s.quorum && s.peer(2).unwrap().replication == ReplicationState::SyncTarget
-    })
-    .await
-    .unwrap_or_else(|s| panic!("node 0 is not node 2's sync target:\n{s}"));
+    wait_sync_target(&nodes[0], 2).await;
     // Then to node 1, the Primary, while that resync runs.
     partition(&nodes, 0, &[1], false);
     in_sync(&nodes[0], 1).await;
@@ -650,7 +662,51 @@ async fn an_old_primary_resyncing_after_lost_quorum_meets_the_new_primary_withou
     while let Ok(e) = events.try_recv() {
         assert!(!matches!(e, Event::SplitBrain { .. }), "{e}");
     }
-    new.flush().await.unwrap();
+    nodes[1].res.flush().await.unwrap();
+    same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
+    down_all(&nodes).await;
+}
+
+/// A sync target whose source dies mid-resync, finished by a third node and then promoted, takes
+/// the dead source back by its bitmap. Its slot for the source still named an older generation
+/// (here: the one it had itself when it was isolated as Primary, which the source's slot for it
+/// names too), so the source's return was a full sync of the whole volume by rule 8 — or, before
+/// the fix above, a split brain by rule 9 (the known gap of docs/reliability.md). The source was
+/// at the generation the resync ended at, and everything this node changed since the source left
+/// is marked for it, so the slot now names that generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_target_promoted_after_its_source_died_takes_it_back_by_bitmap() {
+    let nodes = three_with_a_slow_node_0().await;
+    old_primary_isolated_and_a_new_primary_writing(&nodes).await;
+    // Node 0 comes back to node 1, the Primary, only, and becomes its sync target.
+    partition(&nodes, 0, &[1], false);
+    wait_sync_target(&nodes[0], 1).await;
+    // Node 1 dies mid-resync (cut off from both; demoted there).
+    partition(&nodes, 1, &[0, 2], true);
+    wait_quorum(&nodes[1].res, false).await;
+    let _ = nodes[1].res.secondary().await;
+    // Node 0 comes back to node 2, finishes its resync there, is promoted and writes.
+    partition(&nodes, 0, &[2], false);
+    in_sync(&nodes[0], 2).await;
+    let p = nodes[0].res.clone();
+    p.primary(false).await.expect("node 0 promotes with node 2");
+    write_blocks(&p, 2000..2008).await;
+    p.flush().await.unwrap();
+    // Node 1 returns: a bitmap resync from node 0 — about the 2 MiB resynced since it left and
+    // the 32 KiB written since — not a full one of 16 MiB, and no split brain.
+    let mut events = p.events();
+    partition(&nodes, 1, &[0, 2], false);
+    let (moved, source) = support::finished(&mut events, 1).await;
+    assert!(source, "node 0 must be node 1's sync source");
+    assert!(
+        moved < 8 * MIB,
+        "node 1's return moved {moved} bytes: a full sync"
+    );
+    in_sync(&nodes[1], 0).await;
+    while let Ok(e) = events.try_recv() {
+        assert!(!matches!(e, Event::SplitBrain { .. }), "{e}");
+    }
+    p.flush().await.unwrap();
     same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
     down_all(&nodes).await;
 }

@@ -278,13 +278,15 @@ impl Resource {
             inner.outdate_absent_peers();
         }
         let force = force && promotion.local_becomes_up_to_date;
+        // Promoted with quorum, what it writes from now on completes; promoted without (forced),
+        // nothing does until quorum returns, and the flag says so as a quorum loss would.
+        let quorate = *inner.quorum_tx.borrow();
         if let Some(d) = &inner.disk {
             let meta = Arc::clone(&d.meta);
             tokio::task::spawn_blocking(move || {
                 meta.update(|_, flags| {
                     flags.set(NodeFlags::CRASHED_PRIMARY, true);
-                    // Promoted with quorum (or forced): what it writes from now on completes.
-                    flags.set(NodeFlags::PRIMARY_LOST_QUORUM, false);
+                    flags.set(NodeFlags::PRIMARY_LOST_QUORUM, !quorate);
                     if force {
                         flags.set(NodeFlags::CONSISTENT, true);
                         flags.set(NodeFlags::WAS_UP_TO_DATE, true);

@@ -915,6 +915,23 @@ impl Resync {
             .collect()
     }
 
+    /// Target: the slots of nodes other than the source, not connected now, whose last report
+    /// named generation `uuid` (what this node holds once the resync ends).
+    fn absent_slots_at_generation(&self, uuid: u64) -> Vec<replbd_bitmap::PeerSlot> {
+        self.inner
+            .peers
+            .iter()
+            .filter(|p| {
+                let n = p.cfg.node_id;
+                n != self.link.peer
+                    && p.live().is_none()
+                    && uuid != 0
+                    && self.inner.peer_disk_and_uuid(n).1 == uuid
+            })
+            .filter_map(|p| p.slot)
+            .collect()
+    }
+
     /// Target: the resync is over; adopt the source's generation and become UpToDate.
     pub(crate) async fn target_finished(&self, source_uuid: u64) -> Result<(), String> {
         let Some(d) = &self.inner.disk else { return Ok(()) };
@@ -923,6 +940,7 @@ impl Resync {
         let (abandoned, size) = (self.abandoned.load(Ordering::SeqCst), d.size());
         let source_lineage = self.link.lineage();
         let take_over = self.slots_to_track_as_the_source_does();
+        let caught_up_to_absent = self.absent_slots_at_generation(source_uuid & !1);
         tokio::task::spawn_blocking(move || -> Result<(), replbd_bitmap::MetaError> {
             if abandoned {
                 meta.clear_in_sync(slot, 0, size)?;
@@ -959,6 +977,18 @@ impl Resync {
                 for &s in &take_over {
                     if old_is_real && gi.peers[s.index()].bitmap_uuid == 0 {
                         gi.peers[s.index()].bitmap_uuid = old & !1;
+                    }
+                }
+                // Absent nodes last seen at the generation this node now holds: this node's data
+                // is that generation's, and every block it changed since such a node left (resync
+                // data included) is marked for it, so its slot tracks `new` rather than an older
+                // generation it still named (a node that was this one's sync source and died
+                // mid-resync: the slot named the generation before the resync, and its return
+                // after this node's promotion was a full sync by rule 8, or a split brain).
+                for &s in &caught_up_to_absent {
+                    let slot = &mut gi.peers[s.index()].bitmap_uuid;
+                    if *slot != 0 && *slot & !1 != new {
+                        *slot = new;
                     }
                 }
                 flags.set(NodeFlags::CONSISTENT, true);
