@@ -3,7 +3,7 @@
 //! and read here with `O_DIRECT`, so the read-back comes from the device and not from the page
 //! cache; one served over NBD (`nbd+unix://…`) is written with `qemu-io`, which speaks NBD.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -25,11 +25,7 @@ pub fn write_pattern(device: &str, pattern: u8, offset: u64, len: u64) -> Result
         mib(len),
         mib(offset)
     ));
-    let f = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(device)
-        .map_err(|e| Failure::new(format!("cannot open {device} for writing: {e}")))?;
+    let f = open_direct(device, true)?;
     let mut storage = vec![0u8; CHUNK + ALIGN];
     let buf = aligned(&mut storage);
     buf.fill(pattern);
@@ -53,11 +49,7 @@ pub fn check_pattern(device: &str, pattern: u8, offset: u64, len: u64) -> Result
         mib(len),
         mib(offset)
     ));
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(device)
-        .map_err(|e| Failure::new(format!("cannot open {device} for reading: {e}")))?;
+    let f = open_direct(device, false)?;
     let mut storage = vec![0u8; CHUNK + ALIGN];
     let buf = aligned(&mut storage);
     each_chunk(offset, len, |at, n| {
@@ -77,6 +69,19 @@ pub fn check_pattern(device: &str, pattern: u8, offset: u64, len: u64) -> Result
         mib(len)
     ));
     Ok(())
+}
+
+/// Opens `device` with `O_DIRECT`, for writing or for reading.
+fn open_direct(device: &str, write: bool) -> Result<File, Failure> {
+    OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .custom_flags(libc::O_DIRECT)
+        .open(device)
+        .map_err(|e| {
+            let how = if write { "writing" } else { "reading" };
+            Failure::new(format!("cannot open {device} for {how}: {e}"))
+        })
 }
 
 fn is_block_device(device: &str) -> bool {

@@ -900,33 +900,25 @@ impl Resync {
     /// Target: the slots of third nodes that the source tracks changes for and that this node could
     /// not reach during the whole resync (so the resync's writes are all marked for them).
     fn slots_to_track_as_the_source_does(&self) -> Vec<replbd_bitmap::PeerSlot> {
-        self.inner
-            .peers
-            .iter()
-            .filter(|p| {
-                let n = p.cfg.node_id;
-                n != self.link.peer
-                    && n < 64
-                    && self.absent_at_start & (1 << n) != 0
-                    && p.live().is_none()
-                    && self.link.peer_tracks(n)
-            })
-            .filter_map(|p| p.slot)
-            .collect()
+        self.absent_third_node_slots(|n| {
+            n < 64 && self.absent_at_start & (1 << n) != 0 && self.link.peer_tracks(n)
+        })
     }
 
     /// Target: the slots of nodes other than the source, not connected now, whose last report
     /// named generation `uuid` (what this node holds once the resync ends).
     fn absent_slots_at_generation(&self, uuid: u64) -> Vec<replbd_bitmap::PeerSlot> {
+        self.absent_third_node_slots(|n| uuid != 0 && self.inner.peer_disk_and_uuid(n).1 == uuid)
+    }
+
+    /// The slots of nodes other than the source that are not connected now and satisfy `which`.
+    fn absent_third_node_slots(&self, which: impl Fn(u8) -> bool) -> Vec<replbd_bitmap::PeerSlot> {
         self.inner
             .peers
             .iter()
             .filter(|p| {
                 let n = p.cfg.node_id;
-                n != self.link.peer
-                    && p.live().is_none()
-                    && uuid != 0
-                    && self.inner.peer_disk_and_uuid(n).1 == uuid
+                n != self.link.peer && p.live().is_none() && which(n)
             })
             .filter_map(|p| p.slot)
             .collect()
