@@ -33,8 +33,9 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         ));
     }
     let bins = binaries()?;
-    let ublk = Path::new("/dev/ublk-control").exists();
-    if !ublk && which("qemu-io").is_none() {
+    // The node agents decide the front end (ublk where they may use it); without ublk in the
+    // kernel it is NBD for certain, and qemu-io is needed before anything starts.
+    if !Path::new("/dev/ublk-control").exists() && which("qemu-io").is_none() {
         return Err(Failure::new(
             "qemu-io is not installed: without ublk in the kernel (/dev/ublk-control is missing) the demo writes through the NBD front end with it (install qemu-utils, e.g. scripts/install-deps.sh)",
         ));
@@ -49,7 +50,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     };
     say(&format!("demo: working in {}", dir.display()));
     let mut cluster = Cluster::start(&bins, &dir).await?;
-    let result = steps(&mut cluster, ublk, &args.size).await;
+    let result = steps(&mut cluster, &args.size).await;
     match (&result, args.keep) {
         (Ok(()), true) => {
             cluster.detach();
@@ -168,7 +169,7 @@ fn read_hint(device: &str) -> String {
 /// The demo writes two patterns of this many bytes.
 const MIB4: u64 = 4 << 20;
 
-async fn steps(c: &mut Cluster, ublk: bool, size_text: &str) -> Result<(), Failure> {
+async fn steps(c: &mut Cluster, size_text: &str) -> Result<(), Failure> {
     for (name, addr) in c.node_addrs() {
         replbd(c, &["node", "create", &name, &addr]).await?;
     }
@@ -196,18 +197,22 @@ async fn steps(c: &mut Cluster, ublk: bool, size_text: &str) -> Result<(), Failu
     replbd(c, &["resource", "wait-sync", "demo", "--timeout", "60"]).await?;
     replbd(c, &["resource", "list"]).await?;
 
-    if ublk {
+    replbd(c, &["resource", "primary", "n1", "demo"]).await?;
+    let dev1 = c.device_of("demo", "n1").await?;
+    c.device_hint = ("n1".to_owned(), dev1.clone());
+    if dev1.starts_with("/dev/") {
+        say(&format!(
+            "\ndemo: the nodes may use ublk: the Primary serves the volume as {dev1} (the volume's minor), written with O_DIRECT"
+        ));
+    } else if Path::new("/dev/ublk-control").exists() {
         say(
-            "\ndemo: this kernel has ublk: the Primary serves the volume as /dev/ublkbN (N: its minor), written with O_DIRECT",
+            "\ndemo: the kernel has ublk, but the nodes may not add devices (that needs root, CAP_SYS_ADMIN): writing through the NBD front end with qemu-io",
         );
     } else {
         say(
             "\ndemo: this kernel has no ublk (/dev/ublk-control is missing): writing through the NBD front end with qemu-io",
         );
     }
-    replbd(c, &["resource", "primary", "n1", "demo"]).await?;
-    let dev1 = c.device_of("demo", "n1").await?;
-    c.device_hint = ("n1".to_owned(), dev1.clone());
     replbd(c, &["volume", "list"]).await?;
     data::write_pattern(&dev1, 0xab, 0, MIB4)?;
     data::check_pattern(&dev1, 0xab, 0, MIB4)?;

@@ -57,6 +57,32 @@ pub struct Agent {
 /// Where a kernel with ublk has its control device.
 pub const UBLK_CONTROL: &str = "/dev/ublk-control";
 
+/// Whether this process can add ublk devices: the kernel has ublk, the control device opens for
+/// reading and writing, and the process has `CAP_SYS_ADMIN`, which adding a device needs. Where it
+/// cannot, controller-managed volumes are served over NBD rather than failing at promotion (a demo
+/// run by an unprivileged user on a kernel with ublk).
+pub fn ublk_usable() -> bool {
+    let opens = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(UBLK_CONTROL)
+        .is_ok();
+    opens
+        && std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| effective_caps(&s))
+            .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+/// `CAP_SYS_ADMIN`'s bit in a capability set.
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// The effective capability set from the text of `/proc/self/status` (its `CapEff:` line, hex).
+fn effective_caps(status: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -222,7 +248,7 @@ impl Agent {
             .map_err(|e| e.to_string())??;
             Some(path)
         };
-        let ublk = std::path::Path::new(UBLK_CONTROL).exists();
+        let ublk = ublk_usable();
         let spec = spec::build(&d, disk.clone(), &self.state_dir, ublk)?;
         lock(&self.hosted).insert(
             name.clone(),
@@ -270,5 +296,19 @@ fn result(name: &str, r: Result<String, String>) -> ResourceResult {
                 message: String::new(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_effective_capabilities_are_read_from_the_status() {
+        let root = "Name:\tx\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n";
+        assert!(effective_caps(root).is_some_and(|c| c & (1 << CAP_SYS_ADMIN) != 0));
+        let user = "CapInh:\t0000000000000000\nCapEff:\t0000000000000000\n";
+        assert_eq!(effective_caps(user), Some(0));
+        assert_eq!(effective_caps("Name:\tx\n"), None);
     }
 }

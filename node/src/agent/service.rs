@@ -120,7 +120,7 @@ impl NodeAgent for AgentService {
             agent_version: replbd_proto::VERSION.to_owned(),
             node_name: name,
             hostname: crate::config::hostname().unwrap_or_default(),
-            ublk_available: std::path::Path::new(super::UBLK_CONTROL).exists(),
+            ublk_available: super::ublk_usable(),
         }))
     }
 
