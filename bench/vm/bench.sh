@@ -22,6 +22,9 @@ RUNTIME=$(arg runtime)
 RAMP=$(arg ramp)
 ROUNDS=$(arg rounds)
 PROFILE=$(arg profile)
+# bench.workers=N: the node daemons' tokio worker threads (TOKIO_WORKER_THREADS; default one per CPU).
+WORKERS=$(arg workers)
+[ -n "$WORKERS" ] && export TOKIO_WORKER_THREADS=$WORKERS
 # bench.cases=A,B and bench.jobs=J1,J4 (bench/vm/run --cases, --jobs) narrow a run.
 list_arg() { sed -n "s/.*bench\.$1=\([A-Za-z0-9,-]*\).*/\1/p" /proc/cmdline | tr , ' '; }
 ONLY_CASES=$(list_arg cases)

@@ -160,6 +160,58 @@ fn peer_slots_are_assigned_once_and_persist() {
 }
 
 #[test]
+fn a_released_slot_is_free_clean_and_its_generation_kept_in_the_history() {
+    let params = Params {
+        data_size: 64 << 20,
+        max_peers: 2,
+        bm_block_size: 4096,
+        al_extents: 67,
+    };
+    let dev = Arc::new(MemDevice::new(Geometry::meta_size_for(&params)));
+    create(
+        dev.as_ref(),
+        &CreateOptions {
+            placement: Placement::External,
+            params,
+            node_id: NodeId::new(3).unwrap(),
+        },
+    )
+    .unwrap();
+    let (meta, _) = Metadata::open(Box::new(Arc::clone(&dev)), OpenOptions::default()).unwrap();
+    let (n7, n9, n11) = (
+        NodeId::new(7).unwrap(),
+        NodeId::new(9).unwrap(),
+        NodeId::new(11).unwrap(),
+    );
+    let a = meta.slot_for(n7).unwrap();
+    meta.slot_for(n9).unwrap();
+    let generation = 0xABCD_0000_0000_0010;
+    meta.update(|gi, _| gi.peers[a.index()].bitmap_uuid = generation)
+        .unwrap();
+    meta.mark_out_of_sync(a, 1 << 20, 8 << 20).unwrap();
+    meta.flush().unwrap();
+    assert_eq!(meta.release_slot(n7).unwrap(), Some(a));
+    assert_eq!(meta.release_slot(n7).unwrap(), None, "released twice");
+    assert_eq!(meta.out_of_sync_bits(a).unwrap(), 0);
+    drop(meta); // crash: the release was durable when it returned
+    let (meta, _) = Metadata::open(Box::new(dev), OpenOptions::default()).unwrap();
+    let gi = meta.generation_ids();
+    assert_eq!(gi.slot_of(n7), None);
+    assert!(
+        gi.history.contains(&generation),
+        "the slot's generation went to the history"
+    );
+    assert_eq!(
+        meta.out_of_sync_bits(a).unwrap(),
+        0,
+        "the bits were cleared on disk"
+    );
+    // Another node takes the freed slot, with no generation of its own.
+    assert_eq!(meta.slot_for(n11).unwrap(), a);
+    assert_eq!(meta.generation_ids().peers[a.index()].bitmap_uuid, 0);
+}
+
+#[test]
 fn concurrent_writers_share_transactions_and_lose_no_mark() {
     let params = Params {
         data_size: 2 << 30,

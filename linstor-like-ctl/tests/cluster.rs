@@ -1,12 +1,14 @@
 //! A controller and three node daemons as real processes on loopback, driven through the `replbd`
 //! CLI binary: the whole lifecycle with data written through NBD and a node outage with resync;
 //! a controller restart keeping its SQLite state; bad input with clear errors; metrics and health;
-//! node evacuation and auto-evict of a lost node, with the replacements resynced.
+//! node evacuation and auto-evict of a lost node, with the replacements resynced; replicas added
+//! and removed while a Primary serves one NBD connection throughout.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::{Cluster, free_port, http_get, qemu_io};
@@ -232,7 +234,7 @@ fn bad_input_gives_clear_errors() {
     let shown = c.ok(&["error-reports", "show", &id]);
     assert!(shown.contains(&id) && shown.contains("Message:"), "{shown}");
     // No controller at all: exit status 3 and the reason.
-    let o = std::process::Command::new(support::replbd())
+    let o = Command::new(support::replbd())
         .args([
             "--controllers",
             &format!("127.0.0.1:{}", free_port()),
@@ -304,4 +306,63 @@ fn evacuation_and_auto_evict_move_replicas_and_keep_the_data() {
     }
     let reports = c.ok(&["error-reports", "list"]);
     assert!(!reports.contains("was not evicted"), "{reports}");
+}
+
+#[test]
+fn a_primary_keeps_serving_while_replicas_are_added_and_removed() {
+    let c = Cluster::start(3, &[], &[]);
+    c.register_nodes("filethin");
+    c.ok(&["rd", "c", "r0"]);
+    c.ok(&["vd", "c", "r0", "16MiB"]);
+    c.ok(&["r", "c", "n1", "n2", "r0"]);
+    c.ok(&["resource", "wait-sync", "r0", "--timeout", "60"]);
+    c.ok(&["resource", "primary", "n1", "r0"]);
+    let dev = c.device("r0", "n1");
+    // One NBD connection for the whole change: written before, read and written after. Were the
+    // resource restarted on n1 (as it was before peers changed in place), its server would go
+    // and this connection with it.
+    let client = Command::new("qemu-io")
+        .args(["-f", "raw", "-c", "write -P 0x21 0 1M", "-c", "sleep 6000"])
+        .args([
+            "-c",
+            "read -P 0x21 0 1M",
+            "-c",
+            "write -P 0x22 1M 1M",
+            "-c",
+            "read -P 0x22 1M 1M",
+        ])
+        .arg(&dev)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-io (qemu-utils; scripts/install-deps.sh installs it)");
+    std::thread::sleep(Duration::from_millis(1500));
+    c.ok(&["r", "c", "n3", "r0"]);
+    c.wait(Duration::from_secs(30), "n3 holds r0", || {
+        holders(&c, "r0") == ["n1", "n2", "n3"]
+    });
+    c.ok(&["r", "d", "n2", "r0"]);
+    c.wait(Duration::from_secs(30), "n2 no longer holds r0", || {
+        holders(&c, "r0") == ["n1", "n3"]
+    });
+    let o = client.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let log = std::fs::read_to_string(c.path().join("n1.log")).unwrap_or_default();
+    let changes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("adjusted") || l.contains("restarting"))
+        .collect();
+    assert!(
+        o.status.success() && !out.contains("failed") && out.matches("read 1048576/1048576").count() == 2,
+        "the NBD client did not get through the change: {out}{}\nn1's log: {changes:#?}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(c.replica("r0", "n1")["role"], "Primary");
+    c.ok(&["resource", "wait-sync", "r0", "--timeout", "60"]);
+    assert_eq!(c.replica("r0", "n3")["state"], "UpToDate");
+    // n3 got everything: both patterns read back there.
+    c.ok(&["resource", "secondary", "n1", "r0"]);
+    c.ok(&["resource", "primary", "n3", "r0"]);
+    qemu_io(&c.device("r0", "n3"), "read -P 0x21 0 1M");
+    qemu_io(&c.device("r0", "n3"), "read -P 0x22 1M 1M");
 }

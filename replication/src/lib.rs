@@ -5,7 +5,7 @@ pub mod engine;
 pub mod store;
 pub mod volume;
 
-pub use engine::{LocalDisk, PeerConfig, Resource, ResourceConfig, Status};
+pub use engine::{LocalDisk, PeerChanges, PeerConfig, Resource, ResourceConfig, Status};
 pub use volume::{BlockVolume, MemVolume, VolumeError, VolumeResult, WriteFlags};
 pub mod auth;
 pub mod handshake;

@@ -217,6 +217,35 @@ impl Metadata {
         })?
     }
 
+    /// Frees the slot of `node`, a peer removed from the resource, so another node may take it;
+    /// returns the slot it had (`None`: it had none).
+    ///
+    /// Crash ordering: the superblock is updated first (the slot unassigned, its bitmap UUID gone
+    /// to the history unless another identifier holds it), then the slot's bits are cleared and
+    /// written. A crash between the two leaves a free slot with stale bits: a node that takes the
+    /// slot later starts with a bitmap UUID of 0, so no resync is ever decided from those bits —
+    /// they only add blocks to the first resync with it. The reverse order could leave the removed
+    /// node's slot assigned, with its bitmap UUID, and no bits: should the node come back, a
+    /// bitmap resync would skip every block written while it was away.
+    pub fn release_slot(&self, node: NodeId) -> Result<Option<PeerSlot>> {
+        let released = self.update(|gi, _| {
+            let slot = gi.slot_of(node)?;
+            gi.clear_bitmap_uuid(slot);
+            gi.peers[slot.index()] = Default::default();
+            Some(slot)
+        })?;
+        if let Some(slot) = released {
+            let bits = 0..self.geo.bm_bits();
+            let mut st = lock(&self.state);
+            if st.bitmaps[slot.index()].clear_range(bits.clone()) > 0 {
+                Self::note_dirty(&mut st, slot, &bits);
+            }
+            drop(st);
+            self.flush()?;
+        }
+        Ok(released)
+    }
+
     /// Adds `sectors` to the dagtag. Persisted with the next superblock update.
     pub fn add_dagtag(&self, sectors: u64) {
         let mut st = lock(&self.state);

@@ -230,6 +230,14 @@ impl NodeEvent {
                 vec![change(connection(*peer, Some(*state), None, reason.clone()))]
             }
             Event::Replication { peer, state } => vec![change(peer_device(*peer, Some(*state), None))],
+            Event::PeerAdded { peer } => vec![NodeEvent {
+                action: Action::Create,
+                object: connection(*peer, None, None, None),
+            }],
+            Event::PeerRemoved { peer } => vec![NodeEvent {
+                action: Action::Destroy,
+                object: connection(*peer, None, None, None),
+            }],
             Event::PeerState { peer, disk, role } => vec![
                 change(connection(*peer, None, Some(*role), None)),
                 change(peer_device(*peer, None, Some(*disk))),

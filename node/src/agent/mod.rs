@@ -3,8 +3,10 @@
 //! The controller connects out to the agent, says which node it is, and pushes the storage pools
 //! and resources this node should host — everything when it connects, then only what changed.
 //! The agent makes it so: it creates volumes in the pools and metadata on them, hosts each
-//! resource in the daemon like a configured one (its own task, engine, NBD front end), restarts a
-//! resource whose peers changed, and takes down and deletes what the controller no longer wants.
+//! resource in the daemon like a configured one (its own task, engine, front end), adds and removes
+//! the peers of a running resource in place when replicas come and go elsewhere (a Primary keeps
+//! serving; other changes restart the resource), and takes down and deletes what the controller no
+//! longer wants.
 //! It streams the state of every resource it hosts back ([`service`]).
 //!
 //! The agent keeps no state of its own: after a restart the controller pushes everything again,
@@ -260,12 +262,26 @@ impl Agent {
         );
         let mut was_primary = false;
         if let Some(host) = self.daemon.host(&name) {
-            if spec::same_engine(host.spec(), &spec) {
+            let running = host.spec();
+            if spec::same_engine(&running, &spec) {
                 host.call(Op::Up).await.map_err(|e| e.to_string())?;
                 return Ok(format!("{name} is up"));
             }
+            // Replicas added or removed elsewhere: the peers change in place, and a Primary's
+            // device stays with its application.
+            let what = match running.adjustable_to(&spec) {
+                Ok(()) => {
+                    let done = host
+                        .call(Op::Adjust(Box::new(spec)))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    host.call(Op::Up).await.map_err(|e| e.to_string())?;
+                    return Ok(done);
+                }
+                Err(what) => what,
+            };
             was_primary = host.report().role == Some(Role::Primary);
-            info!(resource = %name, was_primary, "peers changed: restarting the resource");
+            info!(resource = %name, was_primary, changed = what, "configuration changed: restarting the resource");
             if let Some(Err(e)) = self.daemon.remove_host(&name).await {
                 warn!(resource = %name, error = %e, "down for a restart failed");
             }

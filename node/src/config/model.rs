@@ -242,6 +242,34 @@ pub struct ResourceSpec {
 }
 
 impl ResourceSpec {
+    /// `Ok` when `next` differs from this configuration in its peers (which peers, their
+    /// addresses, protocols, disks and per-peer options) and quorum options only: what a running
+    /// resource applies in place. Otherwise the first other setting that differs, for the
+    /// message. TLS is compared by whether it is on (its keys cannot be compared once loaded).
+    pub fn adjustable_to(&self, next: &ResourceSpec) -> Result<(), &'static str> {
+        let same = [
+            ("the resource name", self.name == next.name),
+            ("this node's name, id or address", self.this == next.this),
+            ("the volume", self.volume == next.volume),
+            ("the shared secret", self.secret == next.secret),
+            ("data-integrity", self.data_integrity == next.data_integrity),
+            ("the split-brain policies", self.split_brain == next.split_brain),
+            ("the timeouts", self.timeouts == next.timeouts),
+            ("max-epoch-size", self.max_epoch_size == next.max_epoch_size),
+            ("max-buffers", self.max_buffers == next.max_buffers),
+            ("congestion-fill", self.congestion_fill == next.congestion_fill),
+            ("TLS", self.tls.is_some() == next.tls.is_some()),
+            ("read-balancing", self.read_balancing == next.read_balancing),
+            ("the resync options", self.resync == next.resync),
+            ("the handlers", self.handlers == next.handlers),
+            ("the front end", self.front_end == next.front_end),
+        ];
+        match same.iter().find(|(_, same)| !same) {
+            Some((what, _)) => Err(what),
+            None => Ok(()),
+        }
+    }
+
     /// The peer named `name`.
     pub fn peer_named(&self, name: &str) -> Option<&PeerSpec> {
         self.peers.iter().find(|p| p.node.name == name)

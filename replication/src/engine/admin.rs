@@ -59,7 +59,7 @@ impl Resource {
         let peers: Vec<u8> = match peer {
             Some(p) => vec![p],
             None => inner
-                .peers
+                .peers()
                 .iter()
                 .filter(|p| p.live().is_some_and(|l| l.slot.is_some()))
                 .map(|p| p.cfg.node_id)

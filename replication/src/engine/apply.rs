@@ -321,7 +321,7 @@ async fn apply_locally(inner: &Arc<Inner>, link: &Arc<Link>, w: PendingWrite) ->
     // Resync data changes this node's copy: peers not connected now may lack the new content.
     // (For the Primary's writes, peer acks say who lacks them: `marks`.)
     if w_is_resync {
-        for p in &inner.peers {
+        for p in inner.peers().iter() {
             if p.cfg.node_id != link.peer
                 && let Some(slot) = p.slot
                 && p.live().is_none()

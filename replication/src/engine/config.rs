@@ -48,7 +48,7 @@ impl std::str::FromStr for ReadBalancing {
 }
 
 /// Timers of a connection.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// Longest a connection attempt (TCP connect and handshake) may take.
     pub connect: Duration,

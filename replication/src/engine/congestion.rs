@@ -51,7 +51,7 @@ impl Inner {
             if link.protocol != Protocol::A || link.is_ahead() {
                 continue;
             }
-            let policy = self.cfg.congestion_policy(link.peer);
+            let policy = self.peer(link.peer).map(|p| p.on_congestion).unwrap_or_default();
             if policy == OnCongestion::Block || self.replication(link.peer) != ReplicationState::Established {
                 continue;
             }
@@ -127,7 +127,7 @@ impl Inner {
     /// True while this node is Behind some peer: it lacks writes no resync from another peer can
     /// be trusted to bring (see [`super::resync`]).
     pub(crate) fn is_behind(&self) -> bool {
-        self.peers
+        self.peers()
             .iter()
             .any(|p| self.replication(p.cfg.node_id) == ReplicationState::Behind)
     }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use replbd_quorum::{ConnectionState, ReplicationState, Role, SyncDecision, SyncKind};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::core::{Accepted, Inner, Peer};
 use super::epoch;
@@ -47,18 +47,27 @@ enum Attempt {
     StandAlone(String),
 }
 
-/// Runs one peer's connection loop until the resource goes down.
+/// Resolves once the resource goes down or the peer is removed from it.
+async fn stopping(shutdown: &mut watch::Receiver<bool>, removed: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = shutdown.wait_for(|s| *s) => {}
+        _ = removed.wait_for(|r| *r) => {}
+    }
+}
+
+/// Runs one peer's connection loop until the resource goes down or the peer is removed.
 pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>) {
     let node = peer.cfg.node_id;
     let dial = inner.cfg.node_id < node;
     let mut incoming = super::core::lock(&peer.incoming_rx).take();
     let mut shutdown = inner.shutdown.subscribe();
+    let mut removed = peer.removed.subscribe();
     let mut wanted = peer.wanted.subscribe();
     let t = inner.cfg.timeouts;
     let mut backoff = t.reconnect_min;
     let mut ever_connected = false;
     loop {
-        if inner.is_shutting_down() {
+        if inner.is_shutting_down() || *removed.borrow() {
             break;
         }
         let is_wanted = *wanted.borrow();
@@ -66,7 +75,7 @@ pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>) {
             inner.set_connection(node, ConnectionState::StandAlone, None);
             tokio::select! {
                 _ = wanted.wait_for(|w| *w) => {}
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = stopping(&mut shutdown, &mut removed) => break,
             }
             continue;
         }
@@ -77,7 +86,7 @@ pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>) {
         } else if dial {
             let dialed = tokio::select! {
                 s = dial_peer(&inner, &peer) => s,
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = stopping(&mut shutdown, &mut removed) => break,
                 _ = wanted.wait_for(|w| !*w) => continue,
             };
             dialed.map_err(Attempt::Retry)
@@ -85,7 +94,7 @@ pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>) {
             let Some(rx) = incoming.as_mut() else { break };
             let accepted = tokio::select! {
                 a = rx.recv() => a,
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = stopping(&mut shutdown, &mut removed) => break,
                 _ = wanted.wait_for(|w| !*w) => continue,
             };
             match accepted {
@@ -123,15 +132,20 @@ pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>) {
         if dial {
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = stopping(&mut shutdown, &mut removed) => break,
             }
             backoff = (backoff * 2).min(t.reconnect_max);
         }
     }
     if let Some(l) = peer.live() {
-        l.fail("the resource is going down");
+        l.fail(if *removed.borrow() {
+            "the peer was removed from the resource"
+        } else {
+            "the resource is going down"
+        });
     }
     peer.set_link(None);
+    peer.ended.send_replace(true);
 }
 
 /// Connects to `addr` from this node's own replication address (unless it listens on every
@@ -183,7 +197,7 @@ async fn dial_peer(inner: &Arc<Inner>, peer: &Arc<Peer>) -> Result<(Reader, Writ
         .map_err(|_| format!("connecting to {addr} timed out after {t:?}"))?
         .map_err(|e| format!("connecting to {addr} failed: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let name = inner.cfg.node_name(peer.cfg.node_id);
+    let name = inner.node_name(peer.cfg.node_id);
     let (r, w) = tokio::time::timeout(t, tls::connect(inner.cfg.tls.as_ref(), stream, &name, addr.ip()))
         .await
         .map_err(|_| format!("TLS handshake with {addr} timed out after {t:?}"))?

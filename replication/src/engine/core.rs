@@ -50,6 +50,14 @@ pub(crate) struct Peer {
     pub discard_my_data: AtomicBool,
     /// A simulated network partition (fault injection): no connection to this peer forms.
     pub partitioned: AtomicBool,
+    /// Its name (log lines, handlers), `fencing` and `on-congestion` policies.
+    pub name: String,
+    pub fencing: replbd_quorum::FencingPolicy,
+    pub on_congestion: replbd_quorum::options::OnCongestion,
+    /// Set when the peer is removed from the resource: its connection task ends.
+    pub removed: watch::Sender<bool>,
+    /// Set by its connection task as it ends.
+    pub ended: watch::Sender<bool>,
 }
 
 impl Peer {
@@ -117,7 +125,12 @@ pub(crate) struct Inner {
     pub identity: Identity,
     pub disk: Option<LocalDisk>,
     pub size: u64,
-    pub peers: Vec<Arc<Peer>>,
+    /// The configured peers. Replaced as a whole when the administrator adds or removes one
+    /// ([`super::membership`]); readers take a snapshot with [`Inner::peers`].
+    pub peer_list: RwLock<Arc<Vec<Arc<Peer>>>>,
+    /// `quorum`, `quorum-minimum-redundancy`, `on-no-quorum`: from the configuration, changed
+    /// with the peers (a cluster manager sets quorum by the number of replicas).
+    pub quorum_cfg: RwLock<replbd_quorum::QuorumConfig>,
     pub epochs: Mutex<Epochs>,
     /// Wakes the task sending barriers no write took along ([`super::epoch`]).
     pub(crate) barrier_timer: tokio::sync::Notify,
@@ -187,8 +200,27 @@ impl Inner {
         }
     }
 
-    pub fn peer(&self, node: u8) -> Option<&Arc<Peer>> {
-        self.peers.iter().find(|p| p.cfg.node_id == node)
+    /// The quorum options in force.
+    pub fn quorum_config(&self) -> replbd_quorum::QuorumConfig {
+        *self.quorum_cfg.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A snapshot of the configured peers.
+    pub fn peers(&self) -> Arc<Vec<Arc<Peer>>> {
+        Arc::clone(&self.peer_list.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub fn peer(&self, node: u8) -> Option<Arc<Peer>> {
+        self.peers().iter().find(|p| p.cfg.node_id == node).cloned()
+    }
+
+    /// A node's name for log lines, handlers and `discard-node-NAME`: this node's or a configured
+    /// peer's from the configuration, `node<ID>` when it has none.
+    pub fn node_name(&self, id: u8) -> String {
+        match self.peer(id) {
+            Some(p) if id != self.cfg.node_id => p.name.clone(),
+            _ => self.cfg.node_name(id),
+        }
     }
 
     /// A fresh request id.
@@ -242,7 +274,7 @@ impl Inner {
 
     fn snapshot(&self, c: &Control) -> Status {
         let peers = self
-            .peers
+            .peers()
             .iter()
             .map(|p| {
                 let v = c.peers.get(&p.cfg.node_id);
@@ -347,13 +379,13 @@ impl Inner {
 
     /// Live links to every peer.
     pub fn live_links(&self) -> Vec<Arc<Link>> {
-        self.peers.iter().filter_map(|p| p.live()).collect()
+        self.peers().iter().filter_map(|p| p.live()).collect()
     }
 
     /// Live links to the peers that store data: writes and barriers go only to them (a diskless
     /// peer, such as a tiebreaker, has nowhere to put them).
     pub fn live_data_links(&self) -> Vec<Arc<Link>> {
-        self.peers
+        self.peers()
             .iter()
             .filter(|p| !p.cfg.diskless)
             .filter_map(|p| p.live())
@@ -414,7 +446,7 @@ impl Inner {
     /// Peers that currently report an UpToDate disk over a live link.
     pub fn up_to_date_peers(&self) -> Vec<Arc<Link>> {
         let c = lock(&self.control);
-        self.peers
+        self.peers()
             .iter()
             .filter(|p| {
                 c.peers
@@ -431,31 +463,42 @@ impl Inner {
 /// Builds the peer table: one entry per configured peer, with a bitmap slot when both sides have
 /// disks.
 pub(crate) fn make_peers(cfg: &ResourceConfig, disk: Option<&LocalDisk>) -> Result<Vec<Arc<Peer>>, String> {
-    let mut peers = Vec::with_capacity(cfg.peers.len());
-    for p in &cfg.peers {
-        let slot = match disk {
-            Some(d) if !p.diskless => {
-                let node = replbd_bitmap::NodeId::new(p.node_id)
-                    .ok_or_else(|| format!("peer node id {} is invalid", p.node_id))?;
-                Some(
-                    d.meta
-                        .slot_for(node)
-                        .map_err(|e| format!("no bitmap slot for peer {}: {e}", p.node_id))?,
-                )
-            }
-            _ => None,
-        };
-        let (incoming_tx, incoming_rx) = mpsc::channel(4);
-        peers.push(Arc::new(Peer {
-            cfg: p.clone(),
-            slot,
-            link: RwLock::new(None),
-            incoming_tx,
-            incoming_rx: Mutex::new(Some(incoming_rx)),
-            wanted: watch::channel(true).0,
-            discard_my_data: AtomicBool::new(false),
-            partitioned: AtomicBool::new(false),
-        }));
-    }
-    Ok(peers)
+    cfg.peers.iter().map(|p| make_peer(cfg, p, disk)).collect()
+}
+
+/// One peer's entry, taking (or finding) its bitmap slot when both sides have disks. Assigning a
+/// slot is durable before this returns (see `Metadata::slot_for`).
+pub(crate) fn make_peer(
+    cfg: &ResourceConfig,
+    p: &PeerConfig,
+    disk: Option<&LocalDisk>,
+) -> Result<Arc<Peer>, String> {
+    let slot = match disk {
+        Some(d) if !p.diskless => {
+            let node = replbd_bitmap::NodeId::new(p.node_id)
+                .ok_or_else(|| format!("peer node id {} is invalid", p.node_id))?;
+            Some(
+                d.meta
+                    .slot_for(node)
+                    .map_err(|e| format!("no bitmap slot for peer {}: {e}", p.node_id))?,
+            )
+        }
+        _ => None,
+    };
+    let (incoming_tx, incoming_rx) = mpsc::channel(4);
+    Ok(Arc::new(Peer {
+        cfg: p.clone(),
+        slot,
+        link: RwLock::new(None),
+        incoming_tx,
+        incoming_rx: Mutex::new(Some(incoming_rx)),
+        wanted: watch::channel(true).0,
+        discard_my_data: AtomicBool::new(false),
+        partitioned: AtomicBool::new(false),
+        name: cfg.node_name(p.node_id),
+        fencing: cfg.fencing.get(&p.node_id).copied().unwrap_or_default(),
+        on_congestion: cfg.congestion_policy(p.node_id),
+        removed: watch::channel(false).0,
+        ended: watch::channel(false).0,
+    }))
 }

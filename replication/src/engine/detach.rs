@@ -51,7 +51,7 @@ impl Inner {
     /// every peer there.
     pub(crate) fn mark_missed_locally(&self, range: Range<u64>) {
         let Some(d) = &self.disk else { return };
-        for p in &self.peers {
+        for p in self.peers().iter() {
             if let Some(slot) = p.slot
                 && let Err(e) = d
                     .meta

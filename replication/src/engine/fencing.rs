@@ -36,12 +36,16 @@ use super::state::Event;
 
 impl Inner {
     fn fencing_for(&self, peer: u8) -> FencingPolicy {
-        self.cfg.fencing.get(&peer).copied().unwrap_or_default()
+        self.peer(peer).map(|p| p.fencing).unwrap_or_default()
     }
 
     /// The link to `node` just failed (called before its requests complete): fence it if the
     /// policy says so, freezing I/O first with `resource-and-stonith`.
     pub(crate) fn peer_lost_maybe_fence(self: &Arc<Self>, node: u8) {
+        // A peer removed from the resource is left on purpose: nothing to fence.
+        if self.peer(node).is_none_or(|p| *p.removed.borrow()) {
+            return;
+        }
         let policy = self.fencing_for(node);
         let (role, disk, peer_known_outdated) = {
             let c = lock(&self.control);
@@ -95,7 +99,7 @@ impl Inner {
     pub(crate) async fn fence_before_promotion(self: &Arc<Self>) -> Result<(), String> {
         let to_fence: Vec<u8> = {
             let c = lock(&self.control);
-            self.peers
+            self.peers()
                 .iter()
                 .filter(|p| !p.cfg.diskless)
                 .map(|p| p.cfg.node_id)
@@ -118,7 +122,7 @@ impl Inner {
                 return Err(format!(
                     "{} is not connected and fence-peer did not fence it ({outcome}): it may be Primary \
                      elsewhere. Make sure it cannot write, then retry, or promote with --force",
-                    self.cfg.node_name(node)
+                    self.node_name(node)
                 ));
             }
         }
@@ -174,7 +178,7 @@ impl Inner {
     pub(crate) fn maybe_unfence(self: &Arc<Self>) {
         let all_up_to_date = {
             let c = lock(&self.control);
-            self.peers.iter().filter(|p| !p.cfg.diskless).all(|p| {
+            self.peers().iter().filter(|p| !p.cfg.diskless).all(|p| {
                 c.peers.get(&p.cfg.node_id).is_some_and(|v| {
                     v.connection == ConnectionState::Connected && v.disk == DiskState::UpToDate
                 })

@@ -107,7 +107,7 @@ impl Inner {
             reconnect,
             dirty_for: Vec::new(),
             replicating: self
-                .peers
+                .peers()
                 .iter()
                 .filter(|p| !p.cfg.diskless && p.live().is_some_and(|l| !l.is_ahead()))
                 .fold(0, |m, p| m | super::peer_ack::bit(p.cfg.node_id)),
@@ -143,7 +143,7 @@ impl Inner {
                 | (u32::from(flags.contains(NodeFlags::PRIMARY_LOST_QUORUM)) * F_LOST_QUORUM);
             r.dagtag = gi.dagtag;
             r.dirty_for = self
-                .peers
+                .peers()
                 .iter()
                 .filter(|p| {
                     p.slot

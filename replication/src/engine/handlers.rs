@@ -22,7 +22,7 @@ impl Inner {
                 .peer(node)
                 .map(|p| p.cfg.address.to_string())
                 .unwrap_or_default();
-            cmd.env("REPLBD_PEER", self.cfg.node_name(node))
+            cmd.env("REPLBD_PEER", self.node_name(node))
                 .env("REPLBD_PEER_NODE_ID", node.to_string())
                 .env("REPLBD_PEER_ADDRESS", &address)
                 .env("DRBD_PEER_NODE_ID", node.to_string());

@@ -220,7 +220,7 @@ impl Inner {
             // Marked inside the epoch lock: a peer whose link goes live next snapshots its bitmap
             // only after this, so the bit cannot be missed by the exchange at connect.
             if let Some(d) = &self.disk {
-                for p in &self.peers {
+                for p in self.peers().iter() {
                     if let Some(slot) = p.slot
                         && !reached.contains(&p.cfg.node_id)
                     {

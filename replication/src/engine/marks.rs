@@ -51,7 +51,7 @@ impl Inner {
         if ranges.is_empty() {
             return;
         }
-        for p in &self.peers {
+        for p in self.peers().iter() {
             let n = p.cfg.node_id;
             let Some(slot) = p.slot else { continue };
             if n == primary || holders & bit(n) != 0 {
@@ -141,7 +141,7 @@ impl Inner {
     /// application uses.
     pub(crate) fn resync_marked_after_promotion(self: &Arc<Self>) {
         let Some(d) = &self.disk else { return };
-        for p in &self.peers {
+        for p in self.peers().iter() {
             let (Some(slot), Some(l)) = (p.slot, p.live()) else {
                 continue;
             };

@@ -52,7 +52,7 @@ impl Inner {
             None => LocalVote::DisklessClient,
         };
         let peers: Vec<PeerVote> = self
-            .peers
+            .peers()
             .iter()
             .map(|p| {
                 let v = c.peers.get(&p.cfg.node_id);
@@ -73,7 +73,7 @@ impl Inner {
             })
             .collect();
         evaluate_quorum(
-            &self.cfg.quorum,
+            &self.quorum_config(),
             &QuorumInput {
                 local,
                 peers: &peers,
@@ -110,7 +110,7 @@ impl Inner {
             tracing::warn!(
                 resource = %self.cfg.name,
                 primary,
-                on_no_quorum = %self.cfg.quorum.on_no_quorum,
+                on_no_quorum = %self.quorum_config().on_no_quorum,
                 "quorum lost"
             );
             if primary {
@@ -159,7 +159,7 @@ impl Inner {
         if *self.quorum_tx.borrow() {
             return Ok(());
         }
-        match self.cfg.quorum.on_no_quorum {
+        match self.quorum_config().on_no_quorum {
             replbd_quorum::quorum::OnNoQuorum::IoError => Err(VolumeError::NoQuorum {
                 resource: self.cfg.name.clone(),
             }),
@@ -210,7 +210,7 @@ impl Inner {
         let just_created = self.disk.is_some() && self.local_gi().is_just_created();
         let c = lock(&self.control);
         let primary_peers: Vec<replbd_quorum::promote::PrimaryPeer> = self
-            .peers
+            .peers()
             .iter()
             .filter_map(|p| {
                 let v = c.peers.get(&p.cfg.node_id)?;
@@ -247,7 +247,7 @@ impl Inner {
     /// they count as Outdated from now on.
     pub(crate) fn outdate_absent_peers(&self) {
         self.change(|c| {
-            for p in &self.peers {
+            for p in self.peers().iter() {
                 let v = c.peers.entry(p.cfg.node_id).or_insert_with(PeerView::unknown);
                 if v.connection != ConnectionState::Connected {
                     v.absence = Absence::Outdated;

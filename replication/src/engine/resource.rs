@@ -1,7 +1,7 @@
 //! A running resource: the handle front ends and the node daemon use.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -77,7 +77,9 @@ const SETTLE_WAIT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Resource {
     pub(super) inner: Arc<Inner>,
-    tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+    pub(super) tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+    /// Held while peers are added or removed ([`super::membership`]): one change at a time.
+    pub(super) adjusting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Resource {
@@ -135,7 +137,8 @@ impl Resource {
             epochs: Epochs::new(cfg.max_epoch_size),
             identity,
             size,
-            peers,
+            peer_list: RwLock::new(Arc::new(peers)),
+            quorum_cfg: RwLock::new(cfg.quorum),
             disk,
             next_seq: AtomicU64::new(super::lost_primary::first_seq()),
             primary: AtomicBool::new(false),
@@ -191,14 +194,15 @@ impl Resource {
                 }
             }
         }));
-        for p in &inner.peers {
+        for p in inner.peers().iter() {
             tasks.push(tokio::spawn(connection::run(Arc::clone(&inner), Arc::clone(p))));
         }
         tasks.push(tokio::spawn(Arc::clone(&inner).run_barrier_timer()));
-        tracing::info!(resource = %inner.cfg.name, node = inner.cfg.node_id, listen = %inner.cfg.listen, peers = inner.peers.len(), disk = %disk_state, "resource up");
+        tracing::info!(resource = %inner.cfg.name, node = inner.cfg.node_id, listen = %inner.cfg.listen, peers = inner.peers().len(), disk = %disk_state, "resource up");
         Ok(Resource {
             inner,
             tasks: Arc::new(std::sync::Mutex::new(tasks)),
+            adjusting: Arc::default(),
         })
     }
 
@@ -413,9 +417,9 @@ impl Resource {
                 let p = self.inner.peer(n).ok_or_else(|| {
                     format!("resource {} has no peer with node id {n}", self.inner.cfg.name)
                 })?;
-                f(p);
+                f(&p);
             }
-            None => self.inner.peers.iter().for_each(|p| f(p)),
+            None => self.inner.peers().iter().for_each(|p| f(p)),
         }
         Ok(())
     }
@@ -432,7 +436,7 @@ impl Resource {
     /// metadata left as it is on disk (unclean). For fault injection and tests.
     pub async fn halt(&self) {
         self.inner.shutdown.send_replace(true);
-        for p in &self.inner.peers {
+        for p in self.inner.peers().iter() {
             if let Some(l) = p.live() {
                 l.fail("the node halted");
             }
@@ -458,7 +462,7 @@ impl Resource {
         // Tell the peers first: they then know this node left on purpose.
         let goodbyes: Vec<_> = self
             .inner
-            .peers
+            .peers()
             .iter()
             .filter_map(|p| p.live())
             .map(|l| tokio::spawn(super::quorum::leave(l, "the resource is going down")))
@@ -467,7 +471,7 @@ impl Resource {
             let _ = g.await;
         }
         self.inner.shutdown.send_replace(true);
-        for p in &self.inner.peers {
+        for p in self.inner.peers().iter() {
             if let Some(l) = p.live() {
                 l.fail("the resource is going down");
             }

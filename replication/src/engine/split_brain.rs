@@ -52,7 +52,7 @@ impl Inner {
         let peer_gi = report_gi(theirs);
         let role = role_from_u8(ours.role);
         let primary_now = role == Role::Primary || lock(&self.control).role == Role::Primary;
-        let (my_name, peer_name) = (self.cfg.node_name(self.cfg.node_id), self.cfg.node_name(peer));
+        let (my_name, peer_name) = (self.node_name(self.cfg.node_id), self.node_name(peer));
         let sb = SplitBrain {
             local: SbSide {
                 node: me,
@@ -73,7 +73,7 @@ impl Inner {
                 discard_my_data: theirs.discard_my_data,
             },
             auto_recoverable,
-            quorum_enabled: self.cfg.quorum.quorum != replbd_quorum::QuorumPolicy::Off,
+            quorum_enabled: self.quorum_config().quorum != replbd_quorum::QuorumPolicy::Off,
         };
         let outcome = resolve_split_brain(&self.cfg.split_brain, &sb);
         let verdict = match outcome.resolution {

@@ -144,6 +144,16 @@ pub enum Event {
         /// What happens, and why (the resolution, or "disconnect" and how to recover).
         outcome: String,
     },
+    /// A peer was added to the running resource (`adjust`); it starts connecting.
+    PeerAdded {
+        /// The peer.
+        peer: u8,
+    },
+    /// A peer was removed from the running resource (`adjust`): disconnected and forgotten.
+    PeerRemoved {
+        /// The peer.
+        peer: u8,
+    },
     /// A peer's disk or role as it reported them.
     PeerState {
         /// The peer.
@@ -210,6 +220,8 @@ impl fmt::Display for Event {
             Event::SplitBrain { peer, outcome } => {
                 write!(f, "split-brain peer-node-id:{peer} outcome:{outcome:?}")
             }
+            Event::PeerAdded { peer } => write!(f, "create connection peer-node-id:{peer}"),
+            Event::PeerRemoved { peer } => write!(f, "destroy connection peer-node-id:{peer}"),
             Event::PeerState { peer, disk, role } => write!(
                 f,
                 "change peer-device peer-node-id:{peer} peer-disk:{disk} role:{role}"

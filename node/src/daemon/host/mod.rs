@@ -88,7 +88,7 @@ pub enum HostError {
 }
 
 /// An operation on a resource; peers are node ids (the dispatcher resolved the names).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Op {
     /// Attach, start the engine, connect.
     Up,
@@ -143,6 +143,10 @@ pub enum Op {
         /// Every write fails.
         all_writes_fail: bool,
     },
+    /// Run with this configuration from now on, which differs from the current one in its peers
+    /// and quorum options only: peers are added, removed or reconnected without restarting the
+    /// resource (the front end, a Primary's device, stays). Refused for other changes.
+    Adjust(Box<ResourceSpec>),
     /// Internal, sent by the resource's own recovery watcher: the ublk device left by a daemon
     /// that died may now be re-attached (or must be given up).
     ResumeDevice,
@@ -168,7 +172,7 @@ struct Envelope {
 /// The handle of a resource's task.
 #[derive(Clone)]
 pub struct HostHandle {
-    spec: Arc<ResourceSpec>,
+    spec: watch::Receiver<Arc<ResourceSpec>>,
     tx: mpsc::Sender<Envelope>,
     view: watch::Receiver<HostView>,
 }
@@ -178,6 +182,7 @@ impl HostHandle {
     /// events on `events`.
     pub fn spawn(spec: ResourceSpec, meter: IoMeter, events: broadcast::Sender<NodeEvent>) -> HostHandle {
         let spec = Arc::new(spec);
+        let (spec_tx, spec_rx) = watch::channel(Arc::clone(&spec));
         let (tx, rx) = mpsc::channel(16);
         let (view_tx, view) = watch::channel(HostView {
             engine: None,
@@ -185,7 +190,8 @@ impl HostHandle {
             recovering: false,
         });
         let host = Host {
-            spec: Arc::clone(&spec),
+            spec,
+            spec_tx,
             meter,
             events,
             view: view_tx,
@@ -193,12 +199,16 @@ impl HostHandle {
             self_tx: tx.downgrade(),
         };
         tokio::spawn(host.run(rx));
-        HostHandle { spec, tx, view }
+        HostHandle {
+            spec: spec_rx,
+            tx,
+            view,
+        }
     }
 
-    /// The resource's configuration.
-    pub fn spec(&self) -> &ResourceSpec {
-        &self.spec
+    /// The resource's configuration (as changed by the last [`Op::Adjust`]).
+    pub fn spec(&self) -> Arc<ResourceSpec> {
+        Arc::clone(&self.spec.borrow())
     }
 
     /// Applies `op` and returns what was done.
@@ -214,17 +224,18 @@ impl HostHandle {
     /// The resource's status now.
     pub fn report(&self) -> ResourceReport {
         let mut view = self.view.borrow().clone();
+        let spec = self.spec();
         match &view.engine {
             Some(engine) => {
                 let status = engine.status();
                 if view.recovering
-                    && let Verdict::Wait(why) | Verdict::Abandon(why) = verdict(&self.spec, &status)
+                    && let Verdict::Wait(why) | Verdict::Abandon(why) = verdict(&spec, &status)
                 {
                     view.front_end.reason = Some(why);
                 }
-                ResourceReport::build(&self.spec, &status, engine.size(), view.front_end)
+                ResourceReport::build(&spec, &status, engine.size(), view.front_end)
             }
-            None => ResourceReport::down(&self.spec, view.front_end),
+            None => ResourceReport::down(&spec, view.front_end),
         }
     }
 }
@@ -244,6 +255,8 @@ struct UpState {
 /// The task's state: the single owner of everything about the resource.
 struct Host {
     spec: Arc<ResourceSpec>,
+    /// Publishes `spec` to the handles and the event forwarder when it changes.
+    spec_tx: watch::Sender<Arc<ResourceSpec>>,
     meter: IoMeter,
     events: broadcast::Sender<NodeEvent>,
     view: watch::Sender<HostView>,
@@ -406,6 +419,7 @@ impl Host {
                 ))
             }
             Op::ResumeDevice => self.resume_device().await,
+            Op::Adjust(next) => self.adjust(*next).await,
             Op::RotateUuid => {
                 self.engine()?
                     .new_current_uuid()
@@ -449,7 +463,7 @@ impl Host {
             }
         };
         let forwarder = tokio::spawn(forward_events(
-            Arc::clone(&self.spec),
+            self.spec_tx.subscribe(),
             engine.events(),
             self.events.clone(),
         ));
@@ -575,21 +589,49 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Runs with `next`, which differs from the current configuration in its peers and quorum
+    /// options only: the engine (when up) adds, removes and reconnects peers in place; the front
+    /// end is not touched.
+    async fn adjust(&mut self, next: ResourceSpec) -> Result<String, HostError> {
+        let name = self.name().to_owned();
+        self.spec.adjustable_to(&next).map_err(|what| {
+            HostError::Engine(format!("{what} changed: the resource must be restarted for that"))
+        })?;
+        let summary = match &self.up {
+            Some(up) => up
+                .engine
+                .adjust(&next.engine_config())
+                .await
+                .map_err(HostError::Engine)?
+                .to_string(),
+            None => "configuration updated (the resource is down)".to_owned(),
+        };
+        let next = Arc::new(next);
+        self.spec = Arc::clone(&next);
+        self.spec_tx.send_replace(next);
+        self.publish();
+        info!(resource = %name, changes = %summary, "adjusted");
+        Ok(format!("{name}: {summary}"))
+    }
+}
+
 /// Republishes a resource's engine events on the node's event channel, with node names.
 async fn forward_events(
-    spec: Arc<ResourceSpec>,
+    spec: watch::Receiver<Arc<ResourceSpec>>,
     mut from: broadcast::Receiver<replbd_replication::engine::Event>,
     to: broadcast::Sender<NodeEvent>,
 ) {
     loop {
         match from.recv().await {
             Ok(e) => {
+                let spec = Arc::clone(&spec.borrow());
                 for event in NodeEvent::from_engine(&spec, &e) {
                     let _ = to.send(event);
                 }
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                warn!(resource = %spec.name, missed = n, "event forwarding fell behind; some state changes were not forwarded");
+                warn!(resource = %spec.borrow().name, missed = n, "event forwarding fell behind; some state changes were not forwarded");
             }
             Err(broadcast::error::RecvError::Closed) => break,
         }

@@ -211,7 +211,7 @@ impl Resync {
     pub(crate) fn new(inner: Arc<Inner>, link: Arc<Link>, role: SyncRole) -> Arc<Resync> {
         let rate = RateControl::new(inner.cfg.resync);
         let absent_at_start = inner
-            .peers
+            .peers()
             .iter()
             .filter(|p| p.live().is_none() && p.cfg.node_id < 64)
             .fold(0u64, |m, p| m | 1 << p.cfg.node_id);
@@ -914,7 +914,7 @@ impl Resync {
     /// The slots of nodes other than the source that are not connected now and satisfy `which`.
     fn absent_third_node_slots(&self, which: impl Fn(u8) -> bool) -> Vec<replbd_bitmap::PeerSlot> {
         self.inner
-            .peers
+            .peers()
             .iter()
             .filter(|p| {
                 let n = p.cfg.node_id;
