@@ -729,3 +729,85 @@ fn create_metadata_and_the_ublk_front_end_on_a_single_node() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert!(metadata_clean(&disk));
 }
+
+/// `config` without gamma's `[[resource.r0.node]]` table (it ends at the next blank line).
+fn without_gamma(config: &str) -> String {
+    let start = config.find("[[resource.r0.node]]\nname = \"gamma\"").unwrap();
+    let end = start + config[start..].find("\n\n").unwrap() + 1;
+    format!("{}{}", &config[..start], &config[end..])
+}
+
+#[test]
+fn adjust_removes_and_adds_a_peer_while_the_primary_serves() {
+    let c = Cluster::with_primary_alpha();
+    let with_gamma: Vec<String> = (0..2)
+        .map(|i| std::fs::read_to_string(&c.nodes[i].config).unwrap())
+        .collect();
+    let nbd = installed("qemu-io");
+    if nbd {
+        qemu_io(&c.nodes[0].nbd, &["write -P 0x41 0 1M", "flush"]);
+    } else {
+        println!("SKIPPED (data part): qemu-io is not installed (apt-get install qemu-utils)");
+    }
+
+    // gamma leaves: alpha and beta adjust to a configuration without it.
+    for i in 0..2 {
+        std::fs::write(&c.nodes[i].config, without_gamma(&with_gamma[i])).unwrap();
+        let out = c.ok(i, &["adjust", "r0"]);
+        assert_eq!(out, "r0: removed node 2\n");
+        let s = c.status(i);
+        let names: Vec<&str> = s.peers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["alpha", "beta"]
+                .into_iter()
+                .filter(|n| *n != NAMES[i])
+                .collect::<Vec<_>>()
+        );
+    }
+    c.ok(2, &["down", "r0"]);
+    let s = c.status(0);
+    assert_eq!(
+        (s.role, s.front_end.state.as_str()),
+        (Some(Role::Primary), "serving"),
+        "{s:#?}"
+    );
+    if nbd {
+        qemu_io(
+            &c.nodes[0].nbd,
+            &["read -P 0x41 0 1M", "write -P 0x42 4M 1M", "flush"],
+        );
+    }
+
+    // A change that needs a restart is refused and changes nothing.
+    let slower = without_gamma(&with_gamma[0]).replace("timeout = \"2s\"", "timeout = \"3s\"");
+    std::fs::write(&c.nodes[0].config, slower).unwrap();
+    let (_, e) = c.fails(0, &["adjust", "r0"]);
+    assert!(e.contains("adjust r0: the timeouts changed"), "{e}");
+
+    // gamma comes back: added again, it resyncs (its old bitmap slot on the others was freed).
+    for i in [0, 1] {
+        std::fs::write(&c.nodes[i].config, &with_gamma[i]).unwrap();
+        let out = c.ok(i, &["adjust", "r0"]);
+        assert_eq!(out, "r0: added node 2\n");
+    }
+    c.ok(2, &["up", "r0"]);
+    let s = c.wait_status(2, "gamma UpToDate and established with both", |s| {
+        s.disk == Some(DiskState::UpToDate) && daemon_support::all_established(s)
+    });
+    assert_eq!(s.peer("alpha").map(|p| p.role), Some(Role::Primary), "{s:#?}");
+    c.wait_status(0, "alpha sees gamma UpToDate", |s| {
+        s.peer("gamma")
+            .is_some_and(|p| p.peer_disk == DiskState::UpToDate && p.out_of_sync_bytes == 0)
+    });
+    if nbd {
+        qemu_io(&c.nodes[0].nbd, &["read -P 0x42 4M 1M", "flush"]);
+        let size = s.size_bytes;
+        let reference = data_area(&c.nodes[0].disk, size);
+        assert!(
+            data_area(&c.nodes[2].disk, size) == reference,
+            "gamma differs from alpha"
+        );
+    }
+    c.ok(0, &["secondary", "r0"]);
+}

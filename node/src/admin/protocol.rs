@@ -92,6 +92,12 @@ pub enum Request {
         /// The resource.
         resource: String,
     },
+    /// Read the configuration file again and apply the resource's new peers and quorum options
+    /// in place (`drbdadm adjust`).
+    Adjust {
+        /// The resource.
+        resource: String,
+    },
     /// Resync a peer's data from this node.
     InvalidateRemote {
         /// The resource.
@@ -143,6 +149,7 @@ impl Request {
             Request::Disconnect { .. } => "disconnect",
             Request::Verify { .. } => "verify",
             Request::Invalidate { .. } => "invalidate",
+            Request::Adjust { .. } => "adjust",
             Request::ResumeIo { .. } => "resume-io",
             Request::Outdate { .. } => "outdate",
             Request::InvalidateRemote { .. } => "invalidate-remote",

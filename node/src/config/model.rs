@@ -250,7 +250,18 @@ impl ResourceSpec {
         let same = [
             ("the resource name", self.name == next.name),
             ("this node's name, id or address", self.this == next.this),
-            ("the volume", self.volume == next.volume),
+            // `max-peers` follows the number of peers unless set, and matters only when metadata
+            // is created: not to a running resource.
+            (
+                "the volume",
+                VolumeSpec {
+                    max_peers: 0,
+                    ..self.volume.clone()
+                } == VolumeSpec {
+                    max_peers: 0,
+                    ..next.volume.clone()
+                },
+            ),
             ("the shared secret", self.secret == next.secret),
             ("data-integrity", self.data_integrity == next.data_integrity),
             ("the split-brain policies", self.split_brain == next.split_brain),

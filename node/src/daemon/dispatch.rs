@@ -27,6 +27,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Reply {
         | Request::Disconnect { resource: r, .. }
         | Request::Verify { resource: r }
         | Request::Invalidate { resource: r }
+        | Request::Adjust { resource: r }
         | Request::ResumeIo { resource: r }
         | Request::Outdate { resource: r }
         | Request::InvalidateRemote { resource: r, .. }
@@ -37,7 +38,11 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Reply {
         Ok(h) => h,
         Err(e) => return e,
     };
-    let op = match operation(&host, request) {
+    let op = match request {
+        Request::Adjust { .. } => adjustment(daemon, &resource).map(Some),
+        request => operation(&host, request),
+    };
+    let op = match op {
         Ok(Some(op)) => op,
         Ok(None) => {
             return Reply::Status {
@@ -56,10 +61,32 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Reply {
     }
 }
 
+/// `adjust`: the resource as the configuration file says now.
+fn adjustment(daemon: &Daemon, resource: &str) -> Result<Op, String> {
+    let path = &daemon.config().path;
+    let config = crate::config::load(path).map_err(|e| format!("the configuration is invalid:\n{e}"))?;
+    if config.this_node != daemon.config().this_node {
+        return Err(format!(
+            "{} now says this node is {}, not {}: restart the daemon for that",
+            path.display(),
+            config.this_node,
+            daemon.config().this_node
+        ));
+    }
+    let spec = config.resource(resource).cloned().ok_or_else(|| {
+        format!(
+            "{} no longer has resource {resource}: take it down with `replbd-node down {resource}` first",
+            path.display()
+        )
+    })?;
+    Ok(Op::Adjust(Box::new(spec)))
+}
+
 /// The operation a request asks of `host`'s resource (`None` for a status request).
 fn operation(host: &HostHandle, request: Request) -> Result<Option<Op>, String> {
     let op = match request {
         Request::Status { .. } | Request::Events => return Ok(None),
+        Request::Adjust { .. } => return Err("adjust is answered from the configuration file".into()),
         Request::Up { .. } => Op::Up,
         Request::Down { .. } => Op::Down,
         Request::Primary { force, .. } => Op::Primary { force },

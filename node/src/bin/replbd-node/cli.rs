@@ -127,6 +127,13 @@ pub enum Command {
         /// The resource.
         resource: String,
     },
+    /// Apply the configuration file's peers and quorum options to the running resource without
+    /// restarting it: peers added there start connecting, removed ones are disconnected and
+    /// forgotten, changed ones reconnect (like `drbdadm adjust`). Other changes need down/up.
+    Adjust {
+        /// The resource.
+        resource: String,
+    },
     /// Resync a peer's data from this node.
     InvalidateRemote {
         /// The resource.

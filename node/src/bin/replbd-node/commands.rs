@@ -100,6 +100,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Disconnect { resource, peer } => Request::Disconnect { resource, peer },
         Command::Verify { resource } => Request::Verify { resource },
         Command::Invalidate { resource } => Request::Invalidate { resource },
+        Command::Adjust { resource } => Request::Adjust { resource },
         Command::ResumeIo { resource } => Request::ResumeIo { resource },
         Command::Outdate { resource } => Request::Outdate { resource },
         Command::InvalidateRemote { resource, peer } => Request::InvalidateRemote { resource, peer },

@@ -596,7 +596,9 @@ impl Host {
     async fn adjust(&mut self, next: ResourceSpec) -> Result<String, HostError> {
         let name = self.name().to_owned();
         self.spec.adjustable_to(&next).map_err(|what| {
-            HostError::Engine(format!("{what} changed: the resource must be restarted for that"))
+            HostError::Engine(format!(
+                "{what} changed, which needs the resource restarted (`down`, then `up`); nothing was changed"
+            ))
         })?;
         let summary = match &self.up {
             Some(up) => up
