@@ -217,6 +217,41 @@ impl Metadata {
         })?
     }
 
+    /// The slot tracking `node`, a peer added to a running resource, flagged
+    /// [`PeerFlags::FULL_SYNC`] in the same durable update that assigns it (or on the slot it
+    /// already has): nothing tracked what it missed before it was added — a fresh slot has no
+    /// bits, and one left from an earlier membership stopped being kept when the node left — so
+    /// its next resync from this node is a full one, whatever the generation identifiers say.
+    pub fn slot_for_new_peer(&self, node: NodeId) -> Result<PeerSlot> {
+        if node == self.node_id() {
+            return Err(MetaError::SlotForSelf(node));
+        }
+        let max_peers = self.geo.max_peers();
+        self.update(|gi, _| {
+            let slot = match gi.slot_of(node) {
+                Some(slot) => slot,
+                None => {
+                    let free = gi.peers.iter().position(|p| p.node.is_none());
+                    let free = free.ok_or(MetaError::SlotsExhausted { node, max_peers })?;
+                    gi.peers[free].node = Some(node);
+                    PeerSlot(free as u8)
+                }
+            };
+            gi.peers[slot.index()].flags.set(PeerFlags::FULL_SYNC, true);
+            Ok(slot)
+        })?
+    }
+
+    /// Whether `slot` carries [`PeerFlags::FULL_SYNC`].
+    pub fn full_sync_pending(&self, slot: PeerSlot) -> bool {
+        lock(&self.state)
+            .sb
+            .gi
+            .peers
+            .get(slot.index())
+            .is_some_and(|p| p.flags.contains(PeerFlags::FULL_SYNC))
+    }
+
     /// Frees the slot of `node`, a peer removed from the resource, so another node may take it;
     /// returns the slot it had (`None`: it had none).
     ///

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::core::{Accepted, Inner, Peer};
 use super::epoch;
-use super::generation::{disk_from_u8, protocol_to_u8, role_from_u8};
+use super::generation::{disk_from_u8, disk_to_u8, protocol_to_u8, role_from_u8, role_to_u8};
 use super::link::Link;
 use super::resync::SyncRole;
 use super::split_brain::{RrStop, Verdict};
@@ -279,6 +279,11 @@ async fn connected(
     let mut report = inner.state_report_for(protocol, reconnect);
     report.discard_my_data = discard_my_data;
     report.changes = my_changes;
+    if let (Some(d), Some(slot)) = (&inner.disk, peer.slot)
+        && d.meta.full_sync_pending(slot)
+    {
+        report.flags |= super::generation::F_FULL_SYNC_FOR_YOU;
+    }
     if let Err(e) = w.send(messages::encode(Kind::StateReport, &report)).await {
         return Attempt::Retry(format!("sending state failed: {e}"));
     }
@@ -391,6 +396,10 @@ async fn connected(
         }
     } else {
         None
+    };
+    let sync = match new_member_full_sync(inner, node, &report, &theirs) {
+        Some(full) if both_disks => Some(full),
+        _ => sync,
     };
     if let Some((role, _)) = sync
         && let Some(why) = inconsistent_source(inner, node, role, &theirs)
@@ -601,6 +610,38 @@ fn inconsistent_source(inner: &Inner, node: u8, role: SyncRole, theirs: &StateRe
         SyncRole::Target if disk_from_u8(theirs.disk) == Inconsistent => Some(format!(
             "node {node} would be the sync source, but its disk is Inconsistent: waiting until it has a complete copy"
         )),
+        _ => None,
+    }
+}
+
+/// A peer added to the running resource on one side (its slot there flagged `full-sync`, see
+/// [`super::membership`]) gets a full sync from that side, whatever the identifiers decided,
+/// provided that side is UpToDate and the added peer is not Primary. Decided from the two reports
+/// alone, so both ends agree. Both sides flagged: the identifiers decide (with a warning).
+fn new_member_full_sync(
+    inner: &Inner,
+    node: u8,
+    ours: &StateReport,
+    theirs: &StateReport,
+) -> Option<(SyncRole, bool)> {
+    use super::generation::F_FULL_SYNC_FOR_YOU;
+    let up_to_date = disk_to_u8(replbd_quorum::DiskState::UpToDate);
+    let primary = role_to_u8(Role::Primary);
+    let we_flagged = ours.flags & F_FULL_SYNC_FOR_YOU != 0;
+    let they_flagged = theirs.flags & F_FULL_SYNC_FOR_YOU != 0;
+    match (we_flagged, they_flagged) {
+        (true, true) => {
+            tracing::warn!(resource = %inner.cfg.name, peer = node, "each node was added to the other at run time: the generation identifiers decide the resync");
+            None
+        }
+        (true, false) if ours.disk == up_to_date && theirs.role != primary => {
+            tracing::info!(resource = %inner.cfg.name, peer = node, "the peer was added to this running resource: a full sync from this node");
+            Some((SyncRole::Source, true))
+        }
+        (false, true) if theirs.disk == up_to_date && ours.role != primary => {
+            tracing::info!(resource = %inner.cfg.name, peer = node, "this node was added to the peer's running resource: a full sync from it");
+            Some((SyncRole::Target, true))
+        }
         _ => None,
     }
 }

@@ -463,25 +463,28 @@ impl Inner {
 /// Builds the peer table: one entry per configured peer, with a bitmap slot when both sides have
 /// disks.
 pub(crate) fn make_peers(cfg: &ResourceConfig, disk: Option<&LocalDisk>) -> Result<Vec<Arc<Peer>>, String> {
-    cfg.peers.iter().map(|p| make_peer(cfg, p, disk)).collect()
+    cfg.peers.iter().map(|p| make_peer(cfg, p, disk, false)).collect()
 }
 
 /// One peer's entry, taking (or finding) its bitmap slot when both sides have disks. Assigning a
-/// slot is durable before this returns (see `Metadata::slot_for`).
+/// slot is durable before this returns (see `Metadata::slot_for`). A `new_member`, added to the
+/// running resource, gets its slot flagged for a full sync (`Metadata::slot_for_new_peer`).
 pub(crate) fn make_peer(
     cfg: &ResourceConfig,
     p: &PeerConfig,
     disk: Option<&LocalDisk>,
+    new_member: bool,
 ) -> Result<Arc<Peer>, String> {
     let slot = match disk {
         Some(d) if !p.diskless => {
             let node = replbd_bitmap::NodeId::new(p.node_id)
                 .ok_or_else(|| format!("peer node id {} is invalid", p.node_id))?;
-            Some(
-                d.meta
-                    .slot_for(node)
-                    .map_err(|e| format!("no bitmap slot for peer {}: {e}", p.node_id))?,
-            )
+            let slot = if new_member {
+                d.meta.slot_for_new_peer(node)
+            } else {
+                d.meta.slot_for(node)
+            };
+            Some(slot.map_err(|e| format!("no bitmap slot for peer {}: {e}", p.node_id))?)
         }
         _ => None,
     };

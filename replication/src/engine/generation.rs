@@ -62,6 +62,10 @@ const F_CONSISTENT: u32 = 1;
 const F_WAS_UP_TO_DATE: u32 = 2;
 const F_CRASHED_PRIMARY: u32 = 4;
 const F_LOST_QUORUM: u32 = 8;
+/// In the report sent to one peer at connect: this node's slot for that peer is flagged
+/// `full-sync` (it was added to the running resource; see [`super::membership`]). Not a
+/// generation flag: [`report_gi`] ignores it.
+pub(crate) const F_FULL_SYNC_FOR_YOU: u32 = 256;
 
 /// The generation identifiers a report describes, in the decision crate's form.
 pub(crate) fn report_gi(r: &StateReport) -> GenerationIds {

@@ -7,9 +7,14 @@
 //! a node was lost). Here the peers that stay are not touched: their links, resyncs and writes in
 //! flight go on while a new peer starts connecting or a removed one is disconnected.
 //!
-//! - **Added** peer: it gets a bitmap slot (durably, before it is used), an entry in the peer
-//!   table and a connection task. From then on the Primary's writes are marked for it while it is
-//!   away, and the handshake decides its resync as for any peer (a new disk: a full sync).
+//! - **Added** peer: it gets a bitmap slot (durably, before it is used) flagged `full-sync`, an
+//!   entry in the peer table and a connection task. Nothing here tracked what it missed before:
+//!   a node that was a member earlier may come back with the current generation identifier yet
+//!   without the writes made after the last node tracking it let it go (the VM scenario
+//!   `node-adjust` found exactly that: the node caught up to the new generation through a
+//!   Secondary, which then removed it, and the Primary wrote on). So the first resync with an
+//!   added peer is a full one from this node, whatever the identifiers say — unless this node is
+//!   not UpToDate or the peer is Primary; the flag goes once a resync with it finishes.
 //! - **Removed** peer: told it is being left (`Leaving`, so its own quorum count knows), its link
 //!   closed, its connection task ended; then it leaves the peer table and the quorum count, and
 //!   its bitmap slot is freed (see `Metadata::release_slot` for the crash ordering).
@@ -128,7 +133,7 @@ impl Resource {
             .iter()
             .filter(|q| changes.added.contains(&q.node_id) || changes.changed.contains(&q.node_id))
         {
-            self.enlist(cfg, q)?;
+            self.enlist(cfg, q, changes.added.contains(&q.node_id))?;
         }
         if inner.quorum_config() != cfg.quorum {
             *inner
@@ -145,10 +150,11 @@ impl Resource {
         Ok(changes)
     }
 
-    /// Adds peer `q` and starts connecting to it.
-    fn enlist(&self, cfg: &ResourceConfig, q: &PeerConfig) -> Result<(), String> {
+    /// Adds peer `q` and starts connecting to it; a `new_member` (not a changed one) is flagged
+    /// for a full sync from this node.
+    fn enlist(&self, cfg: &ResourceConfig, q: &PeerConfig, new_member: bool) -> Result<(), String> {
         let inner = &self.inner;
-        let peer = make_peer(cfg, q, inner.disk.as_ref())?;
+        let peer = make_peer(cfg, q, inner.disk.as_ref(), new_member)?;
         let node = q.node_id;
         {
             let mut list = inner

@@ -1032,6 +1032,16 @@ impl Resync {
     }
 
     fn report_finished(&self, source: bool) {
+        // Both nodes hold the same data now, and this node tracks the peer from here on: a peer
+        // added at run time needs no full sync any more (see `super::membership`).
+        if let (Some(d), Some(slot)) = (&self.inner.disk, self.link.slot)
+            && d.meta.full_sync_pending(slot)
+            && let Err(e) = d
+                .meta
+                .set_peer_flags(slot, replbd_bitmap::PeerFlags::FULL_SYNC, false)
+        {
+            tracing::warn!(resource = %self.inner.cfg.name, peer = self.link.peer, error = %e, "cannot clear the full-sync flag; the next resync with this peer is a full one again");
+        }
         let e = Event::ResyncFinished {
             peer: self.link.peer,
             source,
