@@ -267,3 +267,35 @@ async fn a_peer_readded_with_the_current_generation_still_gets_every_write() {
     same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
     down_all(&nodes).await;
 }
+
+/// A diskless peer (a tiebreaker) that comes back with a disk is a new replica: its disk gets a
+/// full sync even when its metadata claims the generation the cluster writes in (here an empty
+/// disk declared UpToDate at the Primary's current generation, the worst case: the identifiers
+/// alone would decide "no resync").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiebreaker_turned_replica_gets_a_full_sync() {
+    let mut nodes = cluster(3, SIZE, Protocol::C, &[2]).await;
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    nodes[0].res.primary(false).await.unwrap();
+    write_blocks(&nodes[0].res, 0..64).await;
+
+    nodes[2].res.down().await.unwrap();
+    let cfg2 = config(2, &addrs, Protocol::C, &[]);
+    let current = nodes[0].res.local_disk().unwrap().meta.generation_ids().current & !1;
+    let (d2, store2, _) = disk_with_meta(SIZE, 2, 2, false);
+    d2.declare_up_to_date(current).unwrap();
+    nodes[2].res = Resource::start(cfg2.clone(), Some(d2)).await.unwrap();
+    nodes[2].store = Some(store2);
+    for i in [0, 1] {
+        let changes = nodes[i]
+            .res
+            .adjust(&config(i, &addrs, Protocol::C, &[]))
+            .await
+            .unwrap();
+        assert_eq!(changes.changed, vec![2]);
+    }
+    in_sync(&nodes[0], 2).await;
+    in_sync(&nodes[2], 0).await;
+    same_data(&[&nodes[0], &nodes[1], &nodes[2]]);
+    down_all(&nodes).await;
+}

@@ -20,7 +20,8 @@
 //!   its bitmap slot is freed (see `Metadata::release_slot` for the crash ordering).
 //! - **Changed** peer (address, protocol, a disk added or removed, its name or policies): its
 //!   connection is closed and opened again with the new settings; its slot and bitmap stay, so a
-//!   Primary's writes meanwhile cost only a bitmap resync.
+//!   Primary's writes meanwhile cost only a bitmap resync. A peer that gains a disk (a diskless
+//!   tiebreaker turned into a replica) is treated as an added one: its new disk gets a full sync.
 //!
 //! The quorum options change with the members (LINSTOR turns quorum on once a resource has three
 //! replicas). Quorum is evaluated again after each change: a new voter that has not connected yet
@@ -113,10 +114,18 @@ impl Resource {
         let _one_at_a_time = self.adjusting.lock().await;
         let current = inner.peers();
         let mut changes = PeerChanges::default();
+        // Changed peers that had no disk here and have one now: like new members, nothing
+        // tracked what their new disk lacks.
+        let mut gained_disk = Vec::new();
         for p in current.iter() {
             match cfg.peers.iter().find(|q| q.node_id == p.cfg.node_id) {
                 None => changes.removed.push(p.cfg.node_id),
-                Some(q) if !same_peer(p, q, cfg) => changes.changed.push(p.cfg.node_id),
+                Some(q) if !same_peer(p, q, cfg) => {
+                    changes.changed.push(p.cfg.node_id);
+                    if p.cfg.diskless && !q.diskless {
+                        gained_disk.push(q.node_id);
+                    }
+                }
                 Some(_) => {}
             }
         }
@@ -133,7 +142,8 @@ impl Resource {
             .iter()
             .filter(|q| changes.added.contains(&q.node_id) || changes.changed.contains(&q.node_id))
         {
-            self.enlist(cfg, q, changes.added.contains(&q.node_id))?;
+            let new_member = changes.added.contains(&q.node_id) || gained_disk.contains(&q.node_id);
+            self.enlist(cfg, q, new_member)?;
         }
         if inner.quorum_config() != cfg.quorum {
             *inner

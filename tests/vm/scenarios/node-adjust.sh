@@ -21,8 +21,8 @@ adjust_to() {
 }
 
 FIO="fio --filename=$DEV --ioengine=io_uring --direct=1 --iodepth=4 --verify=crc32c --verify_fatal=1 --do_verify=1"
-step "fio: 4k random writes over 48 MiB with verify, in the background"
-$FIO --name=adjust --rw=randwrite --bs=4k --size=48M > /data/fio.out 2>&1 &
+step "fio: 4k random writes over 24 MiB with verify, in the background"
+$FIO --name=adjust --rw=randwrite --bs=4k --size=24M > /data/fio.out 2>&1 &
 fio_pid=$!
 sleep 2
 kill -0 "$fio_pid" 2>/dev/null || { cat /data/fio.out; fail "fio ended before the peers changed"; }
