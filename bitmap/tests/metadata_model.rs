@@ -123,8 +123,8 @@ fn bad_ranges_and_slots_are_refused_with_reasons() {
     assert!(meta.begin_write(0, 64 << 22).is_ok());
 }
 
-#[test]
-fn peer_slots_are_assigned_once_and_persist() {
+/// Metadata of node 3 with two peer slots, on a device kept for reopening (a crash).
+fn node_3_with_two_slots() -> (Arc<MemDevice>, Arc<Metadata>) {
     let params = Params {
         data_size: 64 << 20,
         max_peers: 2,
@@ -142,6 +142,12 @@ fn peer_slots_are_assigned_once_and_persist() {
     )
     .unwrap();
     let (meta, _) = Metadata::open(Box::new(Arc::clone(&dev)), OpenOptions::default()).unwrap();
+    (dev, meta)
+}
+
+#[test]
+fn peer_slots_are_assigned_once_and_persist() {
+    let (dev, meta) = node_3_with_two_slots();
     let a = meta.slot_for(NodeId::new(7).unwrap()).unwrap();
     let b = meta.slot_for(NodeId::new(9).unwrap()).unwrap();
     assert_ne!(a, b);
@@ -161,23 +167,7 @@ fn peer_slots_are_assigned_once_and_persist() {
 
 #[test]
 fn a_released_slot_is_free_clean_and_its_generation_kept_in_the_history() {
-    let params = Params {
-        data_size: 64 << 20,
-        max_peers: 2,
-        bm_block_size: 4096,
-        al_extents: 67,
-    };
-    let dev = Arc::new(MemDevice::new(Geometry::meta_size_for(&params)));
-    create(
-        dev.as_ref(),
-        &CreateOptions {
-            placement: Placement::External,
-            params,
-            node_id: NodeId::new(3).unwrap(),
-        },
-    )
-    .unwrap();
-    let (meta, _) = Metadata::open(Box::new(Arc::clone(&dev)), OpenOptions::default()).unwrap();
+    let (dev, meta) = node_3_with_two_slots();
     let (n7, n9, n11) = (
         NodeId::new(7).unwrap(),
         NodeId::new(9).unwrap(),
@@ -194,7 +184,7 @@ fn a_released_slot_is_free_clean_and_its_generation_kept_in_the_history() {
     assert_eq!(meta.release_slot(n7).unwrap(), None, "released twice");
     assert_eq!(meta.out_of_sync_bits(a).unwrap(), 0);
     drop(meta); // crash: the release was durable when it returned
-    let (meta, _) = Metadata::open(Box::new(dev), OpenOptions::default()).unwrap();
+    let (meta, _) = Metadata::open(Box::new(Arc::clone(&dev)), OpenOptions::default()).unwrap();
     let gi = meta.generation_ids();
     assert_eq!(gi.slot_of(n7), None);
     assert!(
@@ -206,9 +196,15 @@ fn a_released_slot_is_free_clean_and_its_generation_kept_in_the_history() {
         0,
         "the bits were cleared on disk"
     );
-    // Another node takes the freed slot, with no generation of its own.
-    assert_eq!(meta.slot_for(n11).unwrap(), a);
+    // Another node, added to the running resource, takes the freed slot: no generation of its
+    // own, a full sync pending, durably.
+    assert_eq!(meta.slot_for_new_peer(n11).unwrap(), a);
     assert_eq!(meta.generation_ids().peers[a.index()].bitmap_uuid, 0);
+    assert!(meta.full_sync_pending(a));
+    assert!(!meta.full_sync_pending(meta.slot_for(n9).unwrap()));
+    drop(meta);
+    let (meta, _) = Metadata::open(Box::new(dev), OpenOptions::default()).unwrap();
+    assert!(meta.full_sync_pending(a));
 }
 
 #[test]
